@@ -10,6 +10,8 @@ All operators run on torch sparse CSR, on the device of their input. Shapes: ``N
   (Gasteiger et al., 2019).
 * ``ppr``: exact personalized PageRank columns
   :math:`\Pi E_S = \alpha (I - (1 - \alpha)\hat A)^{-1} E_S`.
+* ``receptive_subgraph``: the nodes a K-layer model's outputs at some target nodes depend
+  on, with the full graph's degrees, so training can skip the rest of the graph.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor
+from torch_geometric.utils import k_hop_subgraph
 
 Norm = Literal["sym", "row", "mean"]
 _ADJ_CACHE: dict[tuple, Tensor] = {}
@@ -71,6 +74,9 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
         loops = torch.arange(num_nodes, device=device)
         row, col = torch.cat([row, loops]), torch.cat([col, loops])
     deg = torch.zeros(num_nodes, device=device, dtype=dtype).index_add_(0, row, torch.ones_like(row, dtype=dtype))
+    full_degree = getattr(edge_index, "full_degree", None)
+    if full_degree is not None:  # a receptive_subgraph: normalize with the whole graph's degrees
+        deg = full_degree.to(device, dtype) + (norm != "mean")
     if norm == "sym":
         inv_sqrt = deg.rsqrt()
         value = inv_sqrt[row] * inv_sqrt[col]
@@ -121,6 +127,23 @@ def appnp_propagate(adj: Tensor, h: Tensor, alpha: float = 0.1, k: int = 10) -> 
     for _ in range(k):
         out = (1.0 - alpha) * spmm(adj, out) + alpha * h
     return out
+
+
+def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor, hops: int) -> tuple[Tensor, Tensor]:
+    """The ``hops``-hop neighbourhood of ``targets``: its nodes ``subset`` ``[M]`` and the edges
+    among them, relabelled to ``0..M-1`` (``[2, E']``).
+
+    The returned ``edge_index`` carries the full graph's degrees (``.full_degree``), which
+    ``normalized_adjacency`` uses, so a ``hops``-layer message-passing model (GCN, GraphSAGE,
+    GAT) run on the subgraph gives exactly the full graph's outputs at the targets: every node
+    within ``hops - 1`` of a target keeps all its neighbours. Training reads only those outputs.
+    """
+    subset, sub_edge_index, _, _ = k_hop_subgraph(targets, hops, edge_index, relabel_nodes=True,
+                                                  num_nodes=num_nodes)
+    row, col = edge_index
+    degree = torch.bincount(row[row != col], minlength=num_nodes)
+    sub_edge_index.full_degree = degree[subset]
+    return subset, sub_edge_index
 
 
 def _scipy_adjacency(adj: Tensor) -> sp.csr_matrix:

@@ -125,11 +125,15 @@ class ShiftRobust(nn.Module):
         domain = torch.cat([torch.ones(hidden_train.size(0)), torch.zeros(hidden_iid.size(0))]).to(both.device)
         return F.binary_cross_entropy_with_logits(self.discriminator(both).view(-1), domain)
 
-    def loss(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor) -> Tensor:
-        """Weighted cross-entropy over ``train_idx`` plus ``lam`` times the shift penalty."""
+    def loss(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor,
+             iid_idx: Tensor | None = None) -> Tensor:
+        """Weighted cross-entropy over ``train_idx`` plus ``lam`` times the shift penalty
+        between ``train_idx`` and ``iid_idx`` (default: the IID sample drawn by ``setup``;
+        pass it relabelled when ``x`` is a subgraph)."""
         logits, hidden = self.model.forward_with_hidden(x, edge_index)
         weights = self.weights_.to(logits.device)
         loss = (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()
         if self.regularizer is not None and self.lam > 0:
-            loss = loss + self.lam * self.penalty(hidden[train_idx], hidden[self.iid_idx_.to(hidden.device)])
+            iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
+            loss = loss + self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
         return loss

@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 
 from ._validation import check_graph, check_index, check_same_device
 from .models.base import NodeClassifier
-from .propagation import quiet_sparse
+from .propagation import quiet_sparse, receptive_subgraph
 from .robust import ShiftRobust
 
 
@@ -29,6 +29,34 @@ def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
             out = x.to_sparse_csr()
     x.srgnn_model_input = (x._version, out)
     return out
+
+
+#: Train on the receptive field of the nodes the loss reads only when it is at most this share
+#: of the graph; above it, slicing costs more than it saves.
+MAX_RECEPTIVE_SHARE = 0.8
+
+
+def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], device: torch.device,
+                  ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+    """What one training step needs: the model input, edge_index and labels of the receptive
+    field of ``targets`` (the nodes the loss and early stopping read), and ``targets`` relabelled.
+
+    A model with ``receptive_field = K`` hops gives the same outputs at the targets on their
+    K-hop subgraph (``srgnn.propagation.receptive_subgraph``) as on the whole graph, so every
+    epoch skips the rest: on PubMed 60 localized nodes reach 3,200 of 19,717 nodes in 2 hops.
+    """
+    hops, n = model.receptive_field, data.num_nodes
+    if hops is not None:
+        subset, edge_index = receptive_subgraph(data.edge_index.cpu(), n, torch.cat([t.cpu() for t in targets]), hops)
+        if subset.numel() <= MAX_RECEPTIVE_SHARE * n:
+            local = torch.full((n,), -1, dtype=torch.long)
+            local[subset] = torch.arange(subset.numel())
+            moved = edge_index.to(device)
+            moved.full_degree = edge_index.full_degree
+            x = model_input(data.x[subset.to(data.x.device)]).to(device)
+            return x, moved, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
+    return (model_input(data.x).to(device), data.edge_index.to(device), data.y.view(-1).to(device),
+            [t.to(device) for t in targets])
 
 
 class Trainer:
@@ -88,16 +116,20 @@ class Trainer:
         train_idx = self._check_fit_inputs(data, train_idx)
         torch.manual_seed(self.seed)
         robust = self.model
-        x = model_input(data.x).to(self.device)
-        edge_index = data.edge_index.to(self.device)
         hidden_size = None
         if robust.regularizer == "dann":
             with torch.no_grad():
-                hidden_size = robust.model.to(self.device).forward_with_hidden(x, edge_index)[1].size(1)
+                hidden_size = robust.model.to(self.device).forward_with_hidden(
+                    model_input(data.x).to(self.device), data.edge_index.to(self.device))[1].size(1)
         robust.setup(data, train_idx, self.seed, iid_idx, hidden_size)
         robust.to(self.device).reset_parameters()
-        y = data.y.view(-1).to(self.device)
-        train_idx = train_idx.to(self.device)
+        early_stopping = val_idx is not None and self.patience is not None
+        targets = [train_idx] + ([robust.iid_idx_] if robust.iid_idx_ is not None else [])
+        if early_stopping:
+            targets.append(check_index(val_idx, data.num_nodes, "val_idx"))
+        x, edge_index, y, targets = loss_subgraph(robust.model, data, targets, self.device)
+        train_idx = targets[0]
+        iid_local = targets[1] if robust.iid_idx_ is not None else None
         optimizer = torch.optim.Adam(robust.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         swa_state = self.swa.start_training(robust.model, optimizer, self.epochs) if self.swa else None
         best, best_state, waited = -1.0, None, 0
@@ -105,14 +137,14 @@ class Trainer:
         for epoch in range(self.epochs):
             robust.train()
             optimizer.zero_grad()
-            loss = robust.loss(x, edge_index, y, train_idx)
+            loss = robust.loss(x, edge_index, y, train_idx, iid_local)
             loss.backward()
             optimizer.step()
             self.history_.append(loss.item())
             if swa_state is not None:
                 swa_state.step(epoch)
-            if val_idx is not None and self.patience is not None:
-                accuracy = self._accuracy(robust.model, x, edge_index, y, val_idx)
+            if early_stopping:
+                accuracy = self._accuracy(robust.model, x, edge_index, y, targets[-1])
                 if accuracy > best:
                     best, best_state, waited = accuracy, copy.deepcopy(robust.model.state_dict()), 0
                 else:

@@ -24,6 +24,29 @@ def test_every_model_learns_cora_and_exposes_hidden(cora, cora_published, model_
     assert scores["micro_f1"] > 0.5 and 0 < scores["macro_f1"] <= 1
 
 
+@pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
+def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, model_cls):
+    from srgnn.trainer import loss_subgraph, model_input
+
+    model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
+    targets = torch.tensor([0, 17, 500, 9000, 19716])
+    x, edge_index, y, (local,) = loss_subgraph(model, pubmed, [targets], torch.device("cpu"))
+    assert x.size(0) < pubmed.num_nodes / 2 and torch.equal(y[local], pubmed.y[targets])
+    with torch.no_grad():
+        full = model.forward_with_hidden(model_input(pubmed.x), pubmed.edge_index)
+        sub = model.forward_with_hidden(x, edge_index)
+    for whole, part in zip(full, sub):
+        torch.testing.assert_close(part[local], whole[targets], rtol=1e-5, atol=1e-6)
+
+
+def test_models_needing_the_whole_graph_train_on_it(cora):
+    from srgnn.trainer import loss_subgraph
+
+    for model in (GCN(cora.num_features, 7, batch_norm=True), SGC(cora.num_features, 7), APPNP(cora.num_features, 7)):
+        x, *_ = loss_subgraph(model, cora, [torch.tensor([0, 1])], torch.device("cpu"))
+        assert x.size(0) == cora.num_nodes
+
+
 def test_dgi_embeddings_then_linear_classifier(cora, cora_published):
     model = DGI(cora.num_features, cora.num_classes, hidden_channels=128, pretrain_epochs=30)
     scores = Trainer(model, epochs=100).fit(cora, cora_published[0]).evaluate(cora, _test_nodes(cora, cora_published[0]))

@@ -27,6 +27,7 @@ class APPNP(MLP):
                  dropout: float = 0.5, alpha: float = 0.1, k: int = 10):
         super().__init__(in_channels, out_channels, hidden_channels, dropout)
         self.alpha, self.k = alpha, k
+        self.receptive_field = k
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         logits, hidden = super().forward_with_hidden(x)

@@ -15,6 +15,10 @@ class NodeClassifier(nn.Module):
     in_channels: int
     #: Optimizer settings the Trainer uses unless told otherwise (the paper's small-graph ones).
     optimizer_defaults = {"lr": 0.01, "weight_decay": 5e-4}
+    #: Hops K such that a node's output depends only on its K-hop neighbourhood (given the full
+    #: graph's degrees), so the Trainer may train on the receptive field of the nodes the loss
+    #: reads; ``None`` when outputs depend on the whole graph (BatchNorm, precomputed features).
+    receptive_field: int | None = None
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

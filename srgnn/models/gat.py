@@ -18,6 +18,8 @@ class GAT(NodeClassifier):
         x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, H]``.
     """
 
+    receptive_field = 2
+
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, heads: int = 8):
         super().__init__()

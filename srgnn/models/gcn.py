@@ -42,6 +42,11 @@ class GCN(NodeClassifier):
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(b)) for b in sizes[1:])
         self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in sizes[1:-1]) if batch_norm else None
 
+    @property
+    def receptive_field(self) -> int | None:
+        # BatchNorm's batch statistics are taken over every node of the graph.
+        return None if self.norms is not None else len(self.lins)
+
     def reset_parameters(self) -> None:
         super().reset_parameters()
         for bias in self.biases:

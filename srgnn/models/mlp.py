@@ -14,6 +14,8 @@ class MLP(NodeClassifier):
         x ``[N, F]`` -> logits ``[N, C]``, hidden ``[N, H]``.
     """
 
+    receptive_field = 0
+
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, num_layers: int = 2):
         super().__init__()
