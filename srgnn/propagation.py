@@ -30,6 +30,7 @@ from torch_geometric.utils import k_hop_subgraph
 Norm = Literal["sym", "row", "mean"]
 _ADJ_CACHE: dict[tuple, Tensor] = {}
 _LU_CACHE: dict[tuple, spla.SuperLU] = {}
+_GRAPH_CACHES: dict[tuple, dict] = {}
 
 
 @contextlib.contextmanager
@@ -46,9 +47,19 @@ def _graph_key(edge_index: Tensor, num_nodes: int) -> tuple:
 
 
 def _forget(key: tuple) -> None:
-    for cache in (_ADJ_CACHE, _LU_CACHE):
+    for cache in (_ADJ_CACHE, _LU_CACHE, _GRAPH_CACHES):
         for k in [k for k in cache if k[: len(key)] == key]:
             del cache[k]
+
+
+def graph_cache(edge_index: Tensor, num_nodes: int) -> dict:
+    """A dict for results derived from one graph (e.g. KMM weights of a training set), emptied
+    when ``edge_index`` is freed and missed after an in-place edit of it."""
+    key = _graph_key(edge_index, num_nodes)
+    if key not in _GRAPH_CACHES:
+        _GRAPH_CACHES[key] = {}
+        weakref.finalize(edge_index, _forget, key[:1])
+    return _GRAPH_CACHES[key]
 
 
 def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",

@@ -18,7 +18,7 @@ from torch_geometric.data import Data
 
 from ._validation import check_choice, check_index
 from .models.base import NodeClassifier
-from .propagation import graph_ppr
+from .propagation import graph_cache, graph_ppr
 from .sampling import iid_sample
 from .shift import cmd, kmm_weights, mmd
 
@@ -104,10 +104,16 @@ class ShiftRobust(nn.Module):
         self.iid_idx_ = iid_idx
         self.weights_ = torch.ones(train_idx.numel())
         if self.instance_weights == "kmm":
-            rows = graph_ppr(data, torch.cat([train_idx, iid_idx]), self.kmm_teleport).T
-            self.weights_, self.kmm_mmd_ = kmm_weights(rows[: train_idx.numel()], rows[train_idx.numel():],
-                                                       data.y[train_idx].cpu(), lower=self.kmm_lower)
-            self.weights_ = self.weights_.float()
+            # Label-free up to the training labels, so every model trained on one set with one
+            # IID sample (SR-APPNP, SR-SGC, SR-DGI in a study) shares one PPR solve and QP.
+            cache = graph_cache(data.edge_index, data.num_nodes)
+            key = ("kmm", tuple(train_idx.tolist()), tuple(iid_idx.tolist()), tuple(data.y[train_idx].tolist()),
+                   self.kmm_teleport, self.kmm_lower)
+            if key not in cache:
+                rows = graph_ppr(data, torch.cat([train_idx, iid_idx]), self.kmm_teleport).T
+                cache[key] = kmm_weights(rows[: train_idx.numel()], rows[train_idx.numel():],
+                                         data.y[train_idx].cpu(), lower=self.kmm_lower)
+            self.weights_, self.kmm_mmd_ = cache[key][0].float(), cache[key][1]
         if self.regularizer == "dann" and self.discriminator is None:
             if hidden_channels is None:
                 raise ValueError("DANN needs hidden_channels to size its discriminator.")

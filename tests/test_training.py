@@ -152,3 +152,17 @@ def test_model_input_is_converted_once_and_refreshed_after_edits(cora):
     x[0, 0] += 1.0
     again = model_input(x)
     assert again is not first and torch.equal(again.to_dense(), x)
+
+
+def test_kmm_weights_are_solved_once_per_set_and_shared_by_models(cora, cora_published, monkeypatch):
+    import srgnn.robust
+
+    calls = []
+    solve = srgnn.robust.graph_ppr
+    monkeypatch.setattr(srgnn.robust, "graph_ppr", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    train = cora_published[4]
+    first = ShiftRobust(APPNP(cora.num_features, 7)).setup(cora, train, seed=11)
+    second = ShiftRobust(SGC(cora.num_features, 7)).setup(cora, train, seed=11)
+    other_iid = ShiftRobust(SGC(cora.num_features, 7)).setup(cora, train, seed=12)
+    assert len(calls) == 2 and torch.equal(first.weights_, second.weights_)
+    assert not torch.equal(first.weights_, other_iid.weights_)
