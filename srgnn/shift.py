@@ -1,6 +1,8 @@
 r"""Distribution-shift measures between two node sets' representations.
 
 ``a`` is ``[n, d]`` (e.g. the training nodes), ``b`` is ``[m, d]`` (e.g. an IID sample).
+``cmd`` and ``mmd`` also take batches ``[..., n, d]`` and ``[..., m, d]`` (one value per
+batch entry, e.g. per replica of a replica-batched run).
 
 * ``cmd``: central moment discrepancy (Zellinger et al., ICLR 2017),
   :math:`\lVert E a - E b\rVert_2 + \sum_{k=2}^{K} \lVert c_k(a) - c_k(b)\rVert_2`,
@@ -22,22 +24,24 @@ from torch import Tensor
 from ._validation import check_same_device
 
 
-def _check_pair(a: Tensor, b: Tensor) -> None:
-    if a.dim() != 2 or b.dim() != 2 or a.size(1) != b.size(1):
-        raise ValueError(f"Expected [n, d] and [m, d] inputs; got {tuple(a.shape)} and {tuple(b.shape)}.")
-    if a.size(0) == 0 or b.size(0) == 0:
+def _check_pair(a: Tensor, b: Tensor, batched: bool = True) -> None:
+    if (a.dim() < 2 or a.dim() != b.dim() or a.shape[:-2] != b.shape[:-2] or a.size(-1) != b.size(-1)
+            or (not batched and a.dim() != 2)):
+        expected = "[..., n, d] and [..., m, d]" if batched else "[n, d] and [m, d]"
+        raise ValueError(f"Expected {expected} inputs; got {tuple(a.shape)} and {tuple(b.shape)}.")
+    if a.size(-2) == 0 or b.size(-2) == 0:
         raise ValueError("Both node sets must be non-empty.")
     check_same_device(a=a, b=b)
 
 
 def _l2(v: Tensor) -> Tensor:
     # sqrt with a zero-safe gradient: identical inputs give distance 0 and a zero gradient, not NaN.
-    sq = (v * v).sum()
+    sq = (v * v).sum(-1)
     return torch.where(sq > 0, sq.clamp_min(1e-30).sqrt(), sq)
 
 
 def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | None = None) -> Tensor:
-    """Central moment discrepancy of order ``moments``; a differentiable scalar."""
+    """Central moment discrepancy of order ``moments``; differentiable, shape ``a.shape[:-2]``."""
     _check_pair(a, b)
     if moments < 1:
         raise ValueError(f"moments must be >= 1; got {moments}.")
@@ -47,24 +51,26 @@ def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | No
         if hi <= lo:
             raise ValueError(f"bounds must satisfy lo < hi; got {bounds}.")
         scale = 1.0 / (hi - lo)
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    total = scale * _l2(mean_a - mean_b)
+    mean_a, mean_b = a.mean(-2, keepdim=True), b.mean(-2, keepdim=True)
+    total = scale * _l2((mean_a - mean_b).squeeze(-2))
     centred_a, centred_b = a - mean_a, b - mean_b
     for k in range(2, moments + 1):
-        total = total + scale ** k * _l2((centred_a ** k).mean(0) - (centred_b ** k).mean(0))
+        total = total + scale ** k * _l2((centred_a ** k).mean(-2) - (centred_b ** k).mean(-2))
     return total
 
 
 def rbf_kernel(a: Tensor, b: Tensor, gammas: Sequence[float]) -> Tensor:
-    r""":math:`\sum_\gamma \exp(-\gamma \lVert a_i - b_j\rVert^2)`, ``[n, m]``."""
+    r""":math:`\sum_\gamma \exp(-\gamma \lVert a_i - b_j\rVert^2)`, ``[..., n, m]``."""
     sq = torch.cdist(a, b).pow(2)
     return sum(torch.exp(-g * sq) for g in gammas)
 
 
 def mmd(a: Tensor, b: Tensor, gammas: Sequence[float] = (1.0, 0.1, 1e-3)) -> Tensor:
-    """Biased (V-statistic) squared MMD with a multi-bandwidth RBF kernel; differentiable, >= 0."""
+    """Biased (V-statistic) squared MMD with a multi-bandwidth RBF kernel; differentiable, >= 0,
+    shape ``a.shape[:-2]``."""
     _check_pair(a, b)
-    value = rbf_kernel(a, a, gammas).mean() + rbf_kernel(b, b, gammas).mean() - 2 * rbf_kernel(a, b, gammas).mean()
+    value = (rbf_kernel(a, a, gammas).mean((-2, -1)) + rbf_kernel(b, b, gammas).mean((-2, -1))
+             - 2 * rbf_kernel(a, b, gammas).mean((-2, -1)))
     return value.clamp_min(0.0)
 
 
@@ -87,7 +93,7 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
         ``(beta [n] on source's device, mmd)`` where ``mmd`` is the squared MMD between the
         beta-weighted source and the target.
     """
-    _check_pair(source, target)
+    _check_pair(source, target, batched=False)
     labels = torch.as_tensor(labels, device=source.device).view(-1)
     if labels.numel() != source.size(0):
         raise ValueError(f"labels has {labels.numel()} entries for {source.size(0)} source nodes.")

@@ -53,8 +53,12 @@ def test_cmd_bounds_normalization():
 
 
 def test_cmd_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match="\\[n, d\\]"):
+    with pytest.raises(ValueError, match="n, d\\]"):
         cmd(torch.rand(4, 3), torch.rand(4, 2))
+    with pytest.raises(ValueError, match="n, d\\]"):
+        cmd(torch.rand(2, 4, 3), torch.rand(3, 4, 3))
+    with pytest.raises(ValueError, match="\\[n, d\\]"):
+        kmm_weights(torch.rand(2, 4, 3), torch.rand(2, 4, 3), torch.zeros(4))
 
 
 def test_kmm_constraints_and_lower_mmd():
@@ -82,3 +86,12 @@ def test_kmm_constraints_and_lower_mmd():
 def test_kmm_infeasible_bounds_raise(lower, upper):
     with pytest.raises(ValueError, match="infeasible"):
         kmm_weights(torch.rand(10, 2), torch.rand(10, 2), torch.zeros(10), lower=lower, upper=upper)
+
+
+def test_cmd_and_mmd_of_a_batch_equal_each_entry_alone():
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 30, 8), torch.randn(4, 50, 8) * 1.5
+    for measure in (cmd, mmd):
+        batched = measure(a, b)
+        assert batched.shape == (4,)
+        torch.testing.assert_close(batched, torch.stack([measure(a[i], b[i]) for i in range(4)]))
