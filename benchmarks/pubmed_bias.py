@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import METHODS, PUBLISHED, RunLog, base_of, run_one, train_plain_pyg_gcn
+from benchmarks.study import (METHODS, PUBLISHED, RunLog, base_of, batchable, run_many, run_one,
+                              train_plain_pyg_gcn)
 from srgnn.data import load_dataset
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample, load_published_splits
 from srgnn.shift import cmd
@@ -58,8 +59,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("results/pubmed_bias"))
     parser.add_argument("--dataset", choices=("pubmed", "cora", "citeseer"), default="pubmed")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished runs")
+    parser.add_argument("--batch", type=int, default=None, metavar="R",
+                        help="train up to R sets of a method as one replica-batched job (GCN, GraphSAGE, MLP and "
+                             "their SR variants; results equal sequential runs). Default 20 on CUDA, 1 on the CPU, "
+                             "where runs on the receptive field are compute-bound and batching does not pay")
     parser.add_argument("--compare-sequential", type=int, default=0, metavar="N",
-                        help="also time GCN on N sets with a plain PyG training loop and print the speed ratio")
+                        help="also time GCN on N sets batched, sequential and as a plain PyG training loop, "
+                             "and print the speed ratios")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -70,6 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1; got {args.epochs}")
+    if args.batch is None:
+        args.batch = 1 if args.device == "cpu" else 20
+    if args.batch < 1:
+        parser.error(f"--batch must be >= 1; got {args.batch}")
     if args.lam < 0 or args.lam_linear < 0:
         parser.error(f"--lam and --lam-linear must be >= 0; got {args.lam}, {args.lam_linear}")
     if args.splits == "published":
@@ -208,15 +218,21 @@ def plot(result: dict, log: RunLog, args) -> None:
 
 
 def compare_sequential(data, sets, epochs: int) -> None:
-    """Time srgnn's GCN against a plain PyG loop (two GCNConv, dense x, Adam) on the same sets."""
+    """Time GCN on the same sets three ways: srgnn replica-batched, srgnn one run at a time, and
+    a plain PyG loop (two GCNConv, dense x, Adam)."""
+    seeds = list(range(len(sets)))
+    ways = {"srgnn batched": lambda: run_many("gcn", data, sets, seeds, epochs=epochs),
+            "srgnn sequential": lambda: [run_one("gcn", data, t, s, epochs=epochs) for t, s in zip(sets, seeds)],
+            "plain PyG loop": lambda: [train_plain_pyg_gcn(data, t, epochs) for t in sets]}
     timings = {}
-    for label, fn in (("srgnn", lambda t: run_one("gcn", data, t, 0, epochs=epochs)), ("plain PyG", lambda t: train_plain_pyg_gcn(data, t, epochs))):
+    for label, fn in ways.items():
         start = time.perf_counter()
-        for train in sets:
-            fn(train)
+        fn()
         timings[label] = (time.perf_counter() - start) / len(sets)
-    print(f"GCN, {len(sets)} sets, {epochs} epochs: srgnn {timings['srgnn']:.2f} s/run, "
-          f"plain PyG loop {timings['plain PyG']:.2f} s/run, speed-up {timings['plain PyG'] / timings['srgnn']:.1f}x")
+    plain = timings["plain PyG loop"]
+    print(f"GCN, {len(sets)} sets, {epochs} epochs: " + ", ".join(f"{k} {v:.2f} s/run" for k, v in timings.items()))
+    print(f"speed-up over the plain PyG loop: batched {plain / timings['srgnn batched']:.1f}x, "
+          f"sequential {plain / timings['srgnn sequential']:.1f}x")
 
 
 def main(argv=None) -> dict:
@@ -235,19 +251,30 @@ def main(argv=None) -> dict:
     print(f"{args.dataset}: {len(args.methods)} methods x {args.repeats} {args.splits} sets "
           f"({len(biased[0])} labelled nodes each) + IID reference; {len(jobs)} runs to do, "
           f"{len(log.records)} already in {args.out / 'results.jsonl'}")
-    progress = tqdm(jobs, unit="run", file=sys.stderr, dynamic_ncols=True)
-    for method, split, i in progress:
+    pending: dict[tuple[str, str], list[int]] = {}
+    for method, split, i in jobs:
+        pending.setdefault((method, split), []).append(i)
+    progress = tqdm(total=len(jobs), unit="run", file=sys.stderr, dynamic_ncols=True)
+    options = {"regularizer": args.regularizer, "lam": args.lam, "lam_linear": args.lam_linear,
+               "epochs": args.epochs, "device": args.device}
+    for (method, split), indices in pending.items():
         progress.set_description(f"{method} {split}")
-        train = (biased if split == "biased" else iid)[i]
-        t0 = time.perf_counter()
-        scores = run_one(method, data, train, args.seed * 100_003 + i, regularizer=args.regularizer,
-                         lam=args.lam, lam_linear=args.lam_linear, epochs=args.epochs, device=args.device)
-        record = {"method": method, "split": split, "index": i, **scores,
-                  "cmd_train_test": cmd(data.x[train], test_x).item(), "seconds": time.perf_counter() - t0}
-        log.add(record)
-        if i == args.repeats - 1:
-            done = log.scores(method=method, split=split)
-            progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} over {done.size} sets")
+        size = args.batch if args.batch > 1 and batchable(method, data) else 1
+        for start in range(0, len(indices), size):
+            chunk = indices[start:start + size]
+            sets = [(biased if split == "biased" else iid)[i] for i in chunk]
+            seeds = [args.seed * 100_003 + i for i in chunk]
+            t0 = time.perf_counter()
+            scores = (run_many(method, data, sets, seeds, **options) if size > 1
+                      else [run_one(method, data, sets[0], seeds[0], **options)])
+            seconds = (time.perf_counter() - t0) / len(chunk)
+            for i, train, score in zip(chunk, sets, scores):
+                log.add({"method": method, "split": split, "index": i, **score,
+                         "cmd_train_test": cmd(data.x[train], test_x).item(), "seconds": seconds})
+            progress.update(len(chunk))
+        done = log.scores(method=method, split=split)
+        progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} over {done.size} sets")
+    progress.close()
     result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
               **summarize(log, args, data, biased)}
     rows = table_rows(result)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srgnn import ShiftRobust, Trainer
+from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
+from srgnn.replicas import supports
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]
@@ -56,6 +57,18 @@ def run_one(method: str, data, train: torch.Tensor, seed: int, *, regularizer: s
     """Train one method on one training set and score it on the test nodes."""
     trainer = Trainer(build(method, data, regularizer, lam, lam_linear), epochs=epochs, seed=seed, device=device)
     return trainer.fit(data, train).evaluate(data, test_nodes(data, train))
+
+
+def batchable(method: str, data) -> bool:
+    """Whether ``run_many`` can train this method's replicas as one job."""
+    return supports(build(method, data))
+
+
+def run_many(method: str, data, sets: list[torch.Tensor], seeds: list[int], *, regularizer: str = "cmd",
+             lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu") -> list[dict]:
+    """``run_one`` for several training sets at once, as one replica-batched job."""
+    trainer = ReplicaTrainer(lambda: build(method, data, regularizer, lam, lam_linear), epochs=epochs, device=device)
+    return trainer.fit(data, sets, seeds).evaluate(data, [test_nodes(data, train) for train in sets])
 
 
 class RunLog:

@@ -1,11 +1,13 @@
 """srgnn: shift-robust node classification when the labelled nodes are a biased sample.
 
 Modules, in import order: ``data`` -> ``propagation`` -> ``sampling`` / ``shift`` ->
-``models`` -> ``robust`` / ``trainer`` -> ``swa`` / ``disagreement``.
+``models`` -> ``robust`` / ``trainer`` -> ``replicas`` / ``swa`` / ``disagreement``.
 """
-from . import data, disagreement, models, propagation, sampling, shift, swa
+from . import data, disagreement, models, propagation, replicas, sampling, shift, swa
 from .robust import ShiftRobust
+from .replicas import ReplicaTrainer
 from .trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["ShiftRobust", "Trainer", "data", "disagreement", "models", "propagation", "sampling", "shift", "swa"]
+__all__ = ["ShiftRobust", "Trainer", "ReplicaTrainer", "data", "disagreement", "models", "propagation", "replicas",
+           "sampling", "shift", "swa"]

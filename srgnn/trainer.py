@@ -31,6 +31,38 @@ def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
     return out
 
 
+def check_training_set(data: Data, train_idx: Tensor) -> Tensor:
+    """Validate a training set at the public boundary; returns it as a CPU index tensor."""
+    check_graph(data, require_labels=True)
+    if isinstance(train_idx, Tensor):
+        check_same_device(x=data.x, edge_index=data.edge_index, train_idx=train_idx)
+    train_idx = check_index(train_idx, data.num_nodes, "train_idx")
+    if train_idx.numel() == 0:
+        raise ValueError("train_idx is empty: there is nothing to train on.")
+    y = data.y.view(-1)[train_idx.to(data.y.device)].cpu()
+    num_classes = int(getattr(data, "num_classes", None) or int(data.y.max()) + 1)
+    if bool(((y < 0) | (y >= num_classes)).any()):
+        raise ValueError(f"{int(((y < 0) | (y >= num_classes)).sum())} training node(s) have no valid label "
+                         f"(labels must lie in 0..{num_classes - 1}); drop unlabelled nodes from train_idx.")
+    missing = sorted(set(range(num_classes)) - set(y.tolist()))
+    if missing:
+        raise ValueError(f"Class(es) {missing} have no training node; every class needs at least one "
+                         "labelled node (sample per class, or relabel to the classes present).")
+    return train_idx
+
+
+def classification_scores(logits: Tensor, data: Data, idx: Tensor) -> dict[str, float]:
+    """Micro-F1 (= accuracy), macro-F1 and cross-entropy of ``logits`` ``[N, C]`` on ``idx``."""
+    idx = check_index(idx, data.num_nodes, "idx").cpu()
+    if idx.numel() == 0:
+        raise ValueError("idx is empty: there are no nodes to evaluate.")
+    logits, y = logits.cpu()[idx], data.y.view(-1).cpu()[idx]
+    pred = logits.argmax(1).numpy()
+    return {"micro_f1": float(f1_score(y.numpy(), pred, average="micro")),
+            "macro_f1": float(f1_score(y.numpy(), pred, average="macro")),
+            "loss": float(F.cross_entropy(logits, y))}
+
+
 #: Train on the receptive field of the nodes the loss reads only when it is at most this share
 #: of the graph; above it, slicing costs more than it saves.
 MAX_RECEPTIVE_SHARE = 0.8
@@ -92,28 +124,10 @@ class Trainer:
             raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
         self.swa = swa
 
-    def _check_fit_inputs(self, data: Data, train_idx: Tensor) -> Tensor:
-        check_graph(data, require_labels=True)
-        if isinstance(train_idx, Tensor):
-            check_same_device(x=data.x, edge_index=data.edge_index, train_idx=train_idx)
-        train_idx = check_index(train_idx, data.num_nodes, "train_idx")
-        if train_idx.numel() == 0:
-            raise ValueError("train_idx is empty: there is nothing to train on.")
-        y = data.y.view(-1)[train_idx.to(data.y.device)].cpu()
-        num_classes = int(getattr(data, "num_classes", None) or int(data.y.max()) + 1)
-        if bool(((y < 0) | (y >= num_classes)).any()):
-            raise ValueError(f"{int(((y < 0) | (y >= num_classes)).sum())} training node(s) have no valid label "
-                             f"(labels must lie in 0..{num_classes - 1}); drop unlabelled nodes from train_idx.")
-        missing = sorted(set(range(num_classes)) - set(y.tolist()))
-        if missing:
-            raise ValueError(f"Class(es) {missing} have no training node; every class needs at least one "
-                             "labelled node (sample per class, or relabel to the classes present).")
-        return train_idx
-
     def fit(self, data: Data, train_idx: Tensor, val_idx: Tensor | None = None,
             iid_idx: Tensor | None = None) -> "Trainer":
         """Train on ``train_idx``; returns ``self``."""
-        train_idx = self._check_fit_inputs(data, train_idx)
+        train_idx = check_training_set(data, train_idx)
         torch.manual_seed(self.seed)
         robust = self.model
         hidden_size = None
@@ -177,11 +191,4 @@ class Trainer:
 
     def evaluate(self, data: Data, idx: Tensor) -> dict[str, float]:
         """Micro-F1 (= accuracy), macro-F1 and cross-entropy on ``idx``."""
-        idx = check_index(idx, data.num_nodes, "idx").cpu()
-        if idx.numel() == 0:
-            raise ValueError("idx is empty: there are no nodes to evaluate.")
-        logits, y = self.logits(data)[idx], data.y.view(-1).cpu()[idx]
-        pred = logits.argmax(1).numpy()
-        return {"micro_f1": float(f1_score(y.numpy(), pred, average="micro")),
-                "macro_f1": float(f1_score(y.numpy(), pred, average="macro")),
-                "loss": float(F.cross_entropy(logits, y))}
+        return classification_scores(self.logits(data), data, idx)

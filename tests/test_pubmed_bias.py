@@ -50,6 +50,15 @@ def test_same_seed_same_metrics(reference, tmp_path):
     assert _metrics(tmp_path / "again") == _metrics(reference)
 
 
+def test_batch_size_does_not_change_results(tmp_path):
+    runs = {}
+    for batch in ("2", "3"):
+        _run(*QUICK, "--batch", batch, "--out", str(tmp_path / batch))
+        runs[batch] = _metrics(tmp_path / batch)
+    for method, (micro, macro) in runs["2"].items():
+        assert micro == pytest.approx(runs["3"][method][0], abs=1e-3), method
+
+
 def test_kill_then_resume_matches_uninterrupted(reference, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.pubmed_bias", *QUICK, "--out", str(out)],
@@ -82,6 +91,7 @@ def test_existing_results_need_resume(reference):
     (["--splits", "published", "--splits-path", "/nonexistent/seeds.p"], "needs an existing --splits-path"),
     (["--out", "/proc/forbidden"], "is not writable"),
     (["--lam", "-1"], "--lam and --lam-linear must be >= 0"),
+    (["--batch", "0"], "--batch must be >= 1"),
 ])
 def test_bad_flags_are_argparse_errors(flags, message, tmp_path):
     result = _run("--out", str(tmp_path / "o"), *flags, check=False)

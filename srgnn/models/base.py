@@ -37,14 +37,17 @@ class NodeClassifier(nn.Module):
                 module.reset_parameters()
 
 
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+def dropout(x: Tensor, p: float, training: bool, noise: Tensor | None = None) -> Tensor:
     """Inverted dropout. On a sparse CSR ``x`` only the stored entries are dropped (the zeros
     stay zero), so the cost is O(nnz) instead of O(N F) for bag-of-words features. Masks come
-    from a uniform draw compared with ``p``, several times faster than ``bernoulli_`` on the CPU."""
+    from a uniform draw compared with ``p``, several times faster than ``bernoulli_`` on the CPU;
+    ``noise`` (uniform, the shape of ``x``'s stored values) replaces the draw from the global
+    generator (replica-batched training draws it from one generator per replica)."""
     if not training or p == 0.0:
         return x
     values = x.values() if x.is_sparse_csr else x
-    kept = values * (torch.rand_like(values) >= p) / (1.0 - p)
+    noise = torch.rand_like(values) if noise is None else noise.view_as(values)
+    kept = values * (noise >= p) / (1.0 - p)
     if not x.is_sparse_csr:
         return kept
     with quiet_sparse():

@@ -1,0 +1,251 @@
+r"""Replica-batched training: one method trained on R training sets as one job.
+
+A bias study trains the same model on 100 training sets. Run one after another, each small
+run pays Python and dispatch overhead on every operation; batched, the R replicas become one
+model on one graph:
+
+* their parameters are stacked, ``[R, ...]`` (``torch.func.stack_module_state``);
+* their receptive fields (``srgnn.propagation.receptive_subgraph``) are stacked as one
+  block-diagonal graph, so each layer's propagation is one SpMM for all replicas;
+* the sparse input layer is one SpMM: replica r's feature columns are shifted by ``r F``, so
+  its rows meet only its own block of the stacked ``[R F, H]`` weight;
+* dense layers are one batched matmul over the replicas' row blocks;
+* one Adam step updates every replica. Adam and weight decay act elementwise and the loss is
+  the sum of the replicas' losses, so each replica gets exactly the update it would get alone.
+
+Dropout draws from one generator per replica (seeded by the replica's seed), and
+initialisation, the IID sample and KMM weights follow ``srgnn.Trainer``'s order per replica, so
+a replica's run does not depend on which others share its batch: a batch of R equals R
+batches of one, to float tolerance.
+
+Supported: GCN (without BatchNorm), GraphSAGE and MLP, plain or shift-robust (CMD, MMD, KMM
+weights). Other models train with ``srgnn.Trainer``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Data
+
+from .models import GCN, MLP, GraphSAGE, NodeClassifier
+from .models.base import _SparseMatmul, dropout
+from .propagation import normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
+from .robust import ShiftRobust
+from .trainer import check_training_set, classification_scores, model_input
+
+
+class ReplicaBlocks:
+    """Rows of R replicas stacked in contiguous blocks, with the per-replica operations.
+
+    Args:
+        sizes: rows of each replica's block, ``[R]``.
+        seeds: one dropout generator per replica.
+    """
+
+    def __init__(self, sizes: list[int], seeds: list[int], device: torch.device):
+        self.sizes, self.device = sizes, device
+        self.count, self.max_size = len(sizes), max(sizes)
+        self.offsets = [0]
+        for size in sizes:
+            self.offsets.append(self.offsets[-1] + size)
+        sizes_t = torch.tensor(sizes, device=device)
+        #: replica of each row ``[M]`` and the row's place in an ``[R, max_size]`` grid
+        self.owner = torch.repeat_interleave(torch.arange(self.count, device=device), sizes_t)
+        starts = torch.tensor(self.offsets[:-1], device=device)
+        self.grid = self.owner * self.max_size + torch.arange(self.owner.numel(), device=device) - starts[self.owner]
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.training = True
+
+    def widen(self, x: Tensor) -> Tensor:
+        """CSR ``[M, F]`` -> ``[M, R F]`` with block r's columns shifted by ``r F``, so that
+        ``widen(x) @ W.reshape(R F, H)`` multiplies each block by its own ``W[r]``."""
+        rows = torch.repeat_interleave(self.owner, x.crow_indices().diff())
+        with quiet_sparse():
+            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices() + rows * x.size(1), x.values(),
+                                           (x.size(0), x.size(1) * self.count))
+
+    def dropout(self, h: Tensor, p: float) -> Tensor:
+        """``srgnn.models.base.dropout`` with each block's mask from its replica's generator."""
+        if not self.training or p == 0.0:
+            return h
+        if h.is_sparse_csr:
+            crow = h.crow_indices()
+            counts = [int(crow[b]) - int(crow[a]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+        else:
+            counts = [size * h.size(1) for size in self.sizes]
+        noise = torch.cat([torch.rand(n, generator=g) for n, g in zip(counts, self.generators)])
+        return dropout(h, p, True, noise.to(h.device))
+
+    def linear(self, h: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """Block r times ``weight[r].T`` (``weight`` ``[R, out, in]``, as ``nn.Linear`` stores
+        it) plus ``bias[r]``; ``h`` is ``[M, in]`` dense or a ``widen``-ed CSR."""
+        count, out_features, in_features = weight.shape
+        if h.is_sparse_csr:
+            out = _SparseMatmul.apply(h, weight.transpose(1, 2).reshape(count * in_features, out_features))
+        else:
+            grid = h.new_zeros(count * self.max_size, in_features).index_copy(0, self.grid, h)
+            out = torch.bmm(grid.view(count, self.max_size, in_features), weight.transpose(1, 2))
+            out = out.reshape(count * self.max_size, out_features)[self.grid]
+        return out if bias is None else out + bias[self.owner]
+
+
+def _gcn(model: GCN, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
+    adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
+    h, last = x, len(model.lins) - 1
+    for i in range(last + 1):
+        h = spmm(adj, blocks.linear(blocks.dropout(h, model.dropout), params[f"lins.{i}.weight"]))
+        h = h + params[f"biases.{i}"][blocks.owner]
+        if i < last:
+            h = hidden = model.activation(h)
+    return h, hidden
+
+
+def _sage(model: GraphSAGE, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
+    mean = normalized_adjacency(edge_index, x.size(0), "mean", device=x.device)
+    h = x
+    for i in range(len(model.roots)):
+        h = blocks.dropout(h, model.dropout)
+        h = (blocks.linear(h, params[f"roots.{i}.weight"], params[f"roots.{i}.bias"])
+             + spmm(mean, blocks.linear(h, params[f"neighbours.{i}.weight"])))
+        if i == 0:
+            h = hidden = F.relu(h)
+    return h, hidden
+
+
+def _mlp(model: MLP, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
+    h, last = x, len(model.lins) - 1
+    for i in range(last + 1):
+        h = blocks.linear(blocks.dropout(h, model.dropout), params[f"lins.{i}.weight"], params[f"lins.{i}.bias"])
+        if i < last:
+            h = hidden = F.relu(h)
+    return h, hidden
+
+
+#: The replica-batched forward pass of each supported model class (exact subclasses only:
+#: APPNP is an MLP subclass that needs the whole graph).
+FORWARDS = {GCN: _gcn, GraphSAGE: _sage, MLP: _mlp}
+
+
+def supports(model: NodeClassifier | ShiftRobust) -> bool:
+    """Whether ``ReplicaTrainer`` can train this model (else use ``srgnn.Trainer``)."""
+    robust = model if isinstance(model, ShiftRobust) else None
+    base = robust.model if robust is not None else model
+    return (type(base) in FORWARDS and base.receptive_field is not None
+            and (robust is None or robust.regularizer != "dann"))
+
+
+class ReplicaTrainer:
+    """Train one method on R training sets at once; fit / evaluate like ``srgnn.Trainer``.
+
+    Args:
+        build: returns a fresh, untrained model (a ``NodeClassifier`` or a ``ShiftRobust``
+            around one); called once per replica under that replica's seed.
+        epochs, lr, weight_decay, device: as ``srgnn.Trainer``.
+
+    Attributes (after ``fit``): ``models_``, the R trained models, in eval mode.
+    """
+
+    def __init__(self, build: Callable[[], NodeClassifier | ShiftRobust], *, epochs: int = 200,
+                 lr: float | None = None, weight_decay: float | None = None,
+                 device: str | torch.device | None = None):
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {epochs}.")
+        self.build, self.epochs, self.lr, self.weight_decay = build, epochs, lr, weight_decay
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
+
+    def _replicas(self, data: Data, train_sets: list[Tensor], seeds: list[int]) -> list[ShiftRobust]:
+        replicas = []
+        for train, seed in zip(train_sets, seeds):
+            model = self.build()
+            torch.manual_seed(seed)  # srgnn.Trainer.fit's order: seed, IID sample and KMM, initialise
+            robust = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
+            if not supports(robust):
+                raise ValueError(f"ReplicaTrainer trains {', '.join(c.__name__ for c in FORWARDS)} (without "
+                                 f"BatchNorm or DANN); train {type(robust.model).__name__} with srgnn.Trainer.")
+            replicas.append(robust.setup(data, train, seed).to(self.device))
+            robust.reset_parameters()
+        return replicas
+
+    def fit(self, data: Data, train_sets: list[Tensor], seeds: list[int]) -> "ReplicaTrainer":
+        """Train replica r on ``train_sets[r]`` with seed ``seeds[r]``; returns ``self``."""
+        if len(train_sets) != len(seeds) or not train_sets:
+            raise ValueError(f"Pass one seed per training set; got {len(train_sets)} sets and {len(seeds)} seeds.")
+        train_sets = [check_training_set(data, train) for train in train_sets]
+        replicas = self._replicas(data, train_sets, seeds)
+        model = replicas[0].model
+        defaults = model.optimizer_defaults
+        lr = defaults["lr"] if self.lr is None else self.lr
+        weight_decay = defaults["weight_decay"] if self.weight_decay is None else self.weight_decay
+
+        # Each replica's receptive field, relabelled into one block-diagonal graph.
+        subsets, edges, degrees, train_rows, iid_rows = [], [], [], [], []
+        offset = 0
+        for train, robust in zip(train_sets, replicas):
+            iid = robust.iid_idx_ if robust.iid_idx_ is not None else train[:0]
+            subset, edge_index = receptive_subgraph(data.edge_index.cpu(), data.num_nodes,
+                                                    torch.cat([train.cpu(), iid]), model.receptive_field)
+            local = torch.full((data.num_nodes,), -1, dtype=torch.long)
+            local[subset] = torch.arange(subset.numel()) + offset
+            subsets.append(subset)
+            edges.append(edge_index + offset)
+            degrees.append(edge_index.full_degree)
+            train_rows.append(local[train.cpu()])
+            iid_rows.append(local[iid])
+            offset += subset.numel()
+        blocks = ReplicaBlocks([s.numel() for s in subsets], seeds, self.device)
+        rows = torch.cat(subsets)
+        edge_index = torch.cat(edges, 1).to(self.device)
+        edge_index.full_degree = torch.cat(degrees)
+        x = model_input(data.x[rows.to(data.x.device)]).to(self.device)
+        x = blocks.widen(x) if x.is_sparse_csr else x
+        y = data.y.view(-1)[rows.to(data.y.device)].to(self.device)
+        train_index = torch.cat(train_rows).to(self.device)
+        # Each replica's loss is its mean over its own training nodes.
+        weights = torch.cat([r.weights_ / r.weights_.numel() for r in replicas]).to(self.device)
+
+        params, _ = torch.func.stack_module_state([r.model for r in replicas])
+        optimizer = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay)
+        forward = FORWARDS[type(model)]
+        self.history_ = []
+        for _ in range(self.epochs):
+            optimizer.zero_grad()
+            logits, hidden = forward(model, params, x, edge_index, blocks)
+            loss = (weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")).sum()
+            robust = replicas[0]
+            if robust.regularizer is not None and robust.lam > 0:
+                loss = loss + robust.lam * self._penalty(robust, hidden, train_rows, iid_rows)
+            loss.backward()
+            optimizer.step()
+            self.history_.append(loss.item() / len(replicas))
+        for r, robust in enumerate(replicas):
+            robust.model.load_state_dict({name: value[r].detach() for name, value in params.items()})
+        self.models_ = [robust.model.eval() for robust in replicas]
+        return self
+
+    def _penalty(self, robust: ShiftRobust, hidden: Tensor, train_rows: list[Tensor], iid_rows: list[Tensor]) -> Tensor:
+        """Sum over replicas of d(h[train_r], h[iid_r]); one batched call when the sizes agree."""
+        if len({t.numel() for t in train_rows}) == 1 and len({i.numel() for i in iid_rows}) == 1:
+            count = len(train_rows)
+            train = hidden[torch.cat(train_rows).to(hidden.device)].view(count, train_rows[0].numel(), -1)
+            iid = hidden[torch.cat(iid_rows).to(hidden.device)].view(count, iid_rows[0].numel(), -1)
+            return robust.penalty(train, iid).sum()
+        return sum(robust.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
+                   for t, i in zip(train_rows, iid_rows))
+
+    def logits(self, data: Data) -> list[Tensor]:
+        """Each replica's logits of every node, ``[N, C]`` each, on the CPU."""
+        if not hasattr(self, "models_"):
+            raise RuntimeError("Call fit() before logits() or evaluate().")
+        x, edge_index = model_input(data.x).to(self.device), data.edge_index.to(self.device)
+        with torch.no_grad():
+            return [model(x, edge_index).cpu() for model in self.models_]
+
+    def evaluate(self, data: Data, idx: list[Tensor]) -> list[dict[str, float]]:
+        """Micro-F1, macro-F1 and cross-entropy of replica r on ``idx[r]``."""
+        return [classification_scores(logits, data, nodes) for logits, nodes in zip(self.logits(data), idx)]
