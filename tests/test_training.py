@@ -166,3 +166,13 @@ def test_kmm_weights_are_solved_once_per_set_and_shared_by_models(cora, cora_pub
     other_iid = ShiftRobust(SGC(cora.num_features, 7)).setup(cora, train, seed=12)
     assert len(calls) == 2 and torch.equal(first.weights_, second.weights_)
     assert not torch.equal(first.weights_, other_iid.weights_)
+
+
+def test_early_stopping_reads_validation_nodes_on_the_receptive_field(cora, cora_published):
+    train = cora_published[2]
+    val = torch.tensor([i for i in range(2000, 2300) if i not in set(train.tolist())])
+    test = _test_nodes(cora, train)
+    test[val] = False
+    trainer = Trainer(GCN(cora.num_features, 7), epochs=200, patience=5, seed=0).fit(cora, train, val_idx=val)
+    # It stopped early, and the restored best-on-validation model is a trained one.
+    assert len(trainer.history_) < 200 and trainer.evaluate(cora, test)["micro_f1"] > 0.5
