@@ -1,6 +1,7 @@
 """Does disagreement estimate test error under biased training? For each biased set and each
 IID set of the same size, train two seeds of a model; compare the GDE estimate (their
-disagreement on the unlabelled nodes) with the true test error. Writes docs/disagreement.md.
+disagreement on the unlabelled nodes) with the true test error. Writes the dataset's section
+of docs/disagreement.md (between <!-- <dataset> --> markers), leaving the other sections as they are.
 
     python -m benchmarks.disagreement_bias [--dataset pubmed] [--repeats 100] [--methods gcn,sr-gcn]
 """
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     for method, split, i in tqdm(jobs, unit="set"):
         train = (biased if split == "biased" else iid)[i]
         log.add({"method": method, "split": split, "index": i, **one_set(method, data, train, seed=2 * i)})
-    lines = [f"# Disagreement under bias ({args.dataset})", "",
+    lines = [f"## {args.dataset}, {args.repeats} localized sets and {args.repeats} IID sets", "",
              f"Command: `python -m benchmarks.disagreement_bias --dataset {args.dataset} --repeats {args.repeats} "
              f"--methods {args.methods}`", "",
              "Per set, two seeds of the model are trained; the GDE estimate is their disagreement rate on",
@@ -64,8 +65,20 @@ def main(argv=None) -> None:
             corr = np.corrcoef(est, true)[0, 1] if est.size > 2 else float("nan")
             lines.append(f"| {method} | {split} | {est.size} | {true.mean():.3f} | {est.mean():.3f} | "
                          f"{np.abs(est - true).mean():.3f} | {corr:.2f} | {(est - true).mean():+.3f} |")
-    args.doc.write_text("\n".join(lines) + "\n")
+    write_section(args.doc, args.dataset, "\n".join(lines))
     print("\n".join(lines))
+
+
+def write_section(doc: Path, name: str, text: str) -> None:
+    """Replace the ``<!-- name -->`` ... ``<!-- /name -->`` section of ``doc``, or append it."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    current = doc.read_text() if doc.exists() else "# Disagreement under bias\n"
+    section = f"{begin}\n{text}\n{end}"
+    if begin in current and end in current:
+        current = current[: current.index(begin)] + section + current[current.index(end) + len(end):]
+    else:
+        current = current.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(current)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,15 @@ def test_models_of_different_output_sizes():
 def test_empty_node_set():
     with pytest.raises(ValueError, match="nodes is empty"):
         disagreement_rate(torch.randn(10, 3), torch.randn(10, 3), nodes=torch.tensor([], dtype=torch.long))
+
+
+def test_study_replaces_only_its_own_section_of_the_doc(tmp_path):
+    from benchmarks.disagreement_bias import write_section
+
+    doc = tmp_path / "disagreement.md"
+    write_section(doc, "cora", "cora v1")
+    write_section(doc, "pubmed", "pubmed v1")
+    write_section(doc, "cora", "cora v2")
+    text = doc.read_text()
+    assert "cora v2" in text and "pubmed v1" in text and "cora v1" not in text
+    assert text.index("cora v2") < text.index("pubmed v1")
