@@ -260,8 +260,8 @@ def main(argv=None) -> dict:
     for (method, split), indices in pending.items():
         progress.set_description(f"{method} {split}")
         size = args.batch if args.batch > 1 and batchable(method, data) else 1
-        for start in range(0, len(indices), size):
-            chunk = indices[start:start + size]
+        for first in range(0, len(indices), size):
+            chunk = indices[first:first + size]
             sets = [(biased if split == "biased" else iid)[i] for i in chunk]
             seeds = [args.seed * 100_003 + i for i in chunk]
             t0 = time.perf_counter()
