@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import RunLog, build, test_nodes
+from benchmarks.study import RunLog, build, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.data import load_dataset
 from srgnn.disagreement import estimate_error
@@ -65,20 +65,8 @@ def main(argv=None) -> None:
             corr = np.corrcoef(est, true)[0, 1] if est.size > 2 else float("nan")
             lines.append(f"| {method} | {split} | {est.size} | {true.mean():.3f} | {est.mean():.3f} | "
                          f"{np.abs(est - true).mean():.3f} | {corr:.2f} | {(est - true).mean():+.3f} |")
-    write_section(args.doc, args.dataset, "\n".join(lines))
+    write_section(args.doc, args.dataset, "\n".join(lines), "# Disagreement under bias\n")
     print("\n".join(lines))
-
-
-def write_section(doc: Path, name: str, text: str) -> None:
-    """Replace the ``<!-- name -->`` ... ``<!-- /name -->`` section of ``doc``, or append it."""
-    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    current = doc.read_text() if doc.exists() else "# Disagreement under bias\n"
-    section = f"{begin}\n{text}\n{end}"
-    if begin in current and end in current:
-        current = current[: current.index(begin)] + section + current[current.index(end) + len(end):]
-    else:
-        current = current.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(current)
 
 
 if __name__ == "__main__":

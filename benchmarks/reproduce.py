@@ -1,6 +1,7 @@
 """Reproduce the SR-GNN table on the authors' published localized sets: the bias study
-(`benchmarks.pubmed_bias`) with `--splits published` on each dataset, gathered into
-docs/reproduction.md. Each dataset's runs live in results/<dataset>_published/ and resume.
+(`benchmarks.pubmed_bias`) with `--splits published` on each dataset, gathered into its
+section of docs/reproduction.md (other sections are kept). Each dataset's runs live in
+results/<dataset>_published/ and resume.
 
     python -m benchmarks.reproduce [--datasets cora,citeseer,pubmed] [--methods gcn,sr-gcn,appnp,sr-appnp]
 """
@@ -10,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks import pubmed_bias
+from benchmarks.study import write_section
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "srgnn_localized_seeds"
 
@@ -23,8 +25,7 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
     args = parser.parse_args(argv)
-    lines = ["# Reproduction on the published localized sets", "",
-             f"Command: `python -m benchmarks.reproduce --datasets {args.datasets} --methods {args.methods} "
+    lines = [f"Command: `python -m benchmarks.reproduce --datasets {args.datasets} --methods {args.methods} "
              f"--repeats {args.repeats}`", "",
              "Micro-F1 and Macro-F1 in %, mean ± std over the sets; IID: the same model trained on IID sets",
              "of the same size from the same pool; wins: paired wins of the SR variant over its base on the",
@@ -39,7 +40,7 @@ def main(argv=None) -> None:
         result = pubmed_bias.main(flags + (["--resume"] if (out / "results.jsonl").exists() else []))
         for row in pubmed_bias.table_rows(result)[1:]:
             lines.append(f"| {name} | " + " | ".join(row) + " |")
-    args.doc.write_text("\n".join(lines) + "\n")
+    write_section(args.doc, "published", "\n".join(lines), "# Reproduction on the published localized sets\n")
     print("\n".join(lines))
 
 

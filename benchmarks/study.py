@@ -123,3 +123,17 @@ def train_plain_pyg_gcn(data, train: torch.Tensor, epochs: int = 200) -> float:
         F.cross_entropy(out[train], data.y[train]).backward()
         optimizer.step()
     return (time.perf_counter() - start) / epochs
+
+
+def write_section(doc: Path, name: str, text: str, title: str) -> None:
+    """Replace the ``<!-- name -->`` ... ``<!-- /name -->`` section of ``doc``, or append it
+    (to a new doc starting with ``title``), so studies that share a doc keep each other's sections."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    current = doc.read_text() if doc.exists() else title
+    section = f"{begin}\n{text}\n{end}"
+    if begin in current and end in current:
+        current = current[: current.index(begin)] + section + current[current.index(end) + len(end):]
+    else:
+        current = current.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(current)
+

@@ -51,12 +51,12 @@ def test_empty_node_set():
 
 
 def test_study_replaces_only_its_own_section_of_the_doc(tmp_path):
-    from benchmarks.disagreement_bias import write_section
+    from benchmarks.study import write_section
 
     doc = tmp_path / "disagreement.md"
-    write_section(doc, "cora", "cora v1")
-    write_section(doc, "pubmed", "pubmed v1")
-    write_section(doc, "cora", "cora v2")
+    write_section(doc, "cora", "cora v1", "# Title\n")
+    write_section(doc, "pubmed", "pubmed v1", "# Title\n")
+    write_section(doc, "cora", "cora v2", "# Title\n")
     text = doc.read_text()
-    assert "cora v2" in text and "pubmed v1" in text and "cora v1" not in text
+    assert text.startswith("# Title") and "cora v2" in text and "pubmed v1" in text and "cora v1" not in text
     assert text.index("cora v2") < text.index("pubmed v1")
