@@ -40,7 +40,9 @@ def main(argv=None) -> None:
         result = pubmed_bias.main(flags + (["--resume"] if (out / "results.jsonl").exists() else []))
         for row in pubmed_bias.table_rows(result)[1:]:
             lines.append(f"| {name} | " + " | ".join(row) + " |")
-    write_section(args.doc, "published", "\n".join(lines), "# Reproduction on the published localized sets\n")
+    # One section per datasets and methods, so a narrower run does not overwrite a wider one.
+    write_section(args.doc, f"published {args.datasets} {args.methods}", "\n".join(lines),
+                  "# Reproduction on the published localized sets\n")
     print("\n".join(lines))
 
 
