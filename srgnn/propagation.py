@@ -151,9 +151,11 @@ def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor, hops
     """
     subset, sub_edge_index, _, _ = k_hop_subgraph(targets, hops, edge_index, relabel_nodes=True,
                                                   num_nodes=num_nodes)
-    row, col = edge_index
-    degree = torch.bincount(row[row != col], minlength=num_nodes)
-    sub_edge_index.full_degree = degree[subset]
+    cache = graph_cache(edge_index, num_nodes)  # the degrees are the same for every target set
+    if "degree" not in cache:
+        row, col = edge_index
+        cache["degree"] = torch.bincount(row[row != col], minlength=num_nodes)
+    sub_edge_index.full_degree = cache["degree"][subset]
     return subset, sub_edge_index
 
 

@@ -34,7 +34,7 @@ from .models import GCN, MLP, GraphSAGE, NodeClassifier
 from .models.base import _SparseMatmul, dropout
 from .propagation import normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
 from .robust import ShiftRobust
-from .trainer import check_training_set, classification_scores, model_input
+from .trainer import check_training_set, classification_scores, model_input, optimizer_settings, resolve_device
 
 
 class ReplicaBlocks:
@@ -46,7 +46,7 @@ class ReplicaBlocks:
     """
 
     def __init__(self, sizes: list[int], seeds: list[int], device: torch.device):
-        self.sizes, self.device = sizes, device
+        self.sizes = sizes
         self.count, self.max_size = len(sizes), max(sizes)
         self.offsets = [0]
         for size in sizes:
@@ -154,10 +154,7 @@ class ReplicaTrainer:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1; got {epochs}.")
         self.build, self.epochs, self.lr, self.weight_decay = build, epochs, lr, weight_decay
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
+        self.device = resolve_device(device)
 
     def _replicas(self, data: Data, train_sets: list[Tensor], seeds: list[int]) -> list[ShiftRobust]:
         replicas = []
@@ -179,9 +176,7 @@ class ReplicaTrainer:
         train_sets = [check_training_set(data, train) for train in train_sets]
         replicas = self._replicas(data, train_sets, seeds)
         model = replicas[0].model
-        defaults = model.optimizer_defaults
-        lr = defaults["lr"] if self.lr is None else self.lr
-        weight_decay = defaults["weight_decay"] if self.weight_decay is None else self.weight_decay
+        lr, weight_decay = optimizer_settings(model, self.lr, self.weight_decay)
 
         # Each replica's receptive field, relabelled into one block-diagonal graph.
         subsets, edges, degrees, train_rows, iid_rows = [], [], [], [], []

@@ -31,6 +31,22 @@ def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
     return out
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when available and the CPU otherwise; a clear error for CUDA without it."""
+    resolved = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
+    return resolved
+
+
+def optimizer_settings(model: NodeClassifier, lr: float | None, weight_decay: float | None) -> tuple[float, float]:
+    """``lr`` and ``weight_decay``, each defaulting to the model's ``optimizer_defaults``."""
+    defaults = model.optimizer_defaults
+    return (defaults["lr"] if lr is None else lr,
+            defaults["weight_decay"] if weight_decay is None else weight_decay)
+
+
 def check_training_set(data: Data, train_idx: Tensor) -> Tensor:
     """Validate a training set at the public boundary; returns it as a CPU index tensor."""
     check_graph(data, require_labels=True)
@@ -114,14 +130,9 @@ class Trainer:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1; got {epochs}.")
         self.model = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
-        defaults = self.model.model.optimizer_defaults
-        lr = defaults["lr"] if lr is None else lr
-        weight_decay = defaults["weight_decay"] if weight_decay is None else weight_decay
+        lr, weight_decay = optimizer_settings(self.model.model, lr, weight_decay)
         self.epochs, self.lr, self.weight_decay, self.patience, self.seed = epochs, lr, weight_decay, patience, seed
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
+        self.device = resolve_device(device)
         self.swa = swa
 
     def fit(self, data: Data, train_idx: Tensor, val_idx: Tensor | None = None,
