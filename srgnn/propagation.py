@@ -18,14 +18,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 import weakref
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor
-from torch_geometric.utils import k_hop_subgraph
+from torch_geometric.utils import k_hop_subgraph, subgraph
 
 Norm = Literal["sym", "row", "mean"]
 _ADJ_CACHE: dict[tuple, Tensor] = {}
@@ -140,17 +140,24 @@ def appnp_propagate(adj: Tensor, h: Tensor, alpha: float = 0.1, k: int = 10) -> 
     return out
 
 
-def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor, hops: int) -> tuple[Tensor, Tensor]:
-    """The ``hops``-hop neighbourhood of ``targets``: its nodes ``subset`` ``[M]`` and the edges
-    among them, relabelled to ``0..M-1`` (``[2, E']``).
+def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor | Sequence[Tensor],
+                       hops: int | Sequence[int]) -> tuple[Tensor, Tensor]:
+    """The ``hops``-hop neighbourhood of ``targets``: its nodes ``subset`` ``[M]`` (sorted) and
+    the edges among them, relabelled to ``0..M-1`` (``[2, E']``). ``targets`` may be several
+    groups with one hop count each (the union of their neighbourhoods).
 
     The returned ``edge_index`` carries the full graph's degrees (``.full_degree``), which
     ``normalized_adjacency`` uses, so a ``hops``-layer message-passing model (GCN, GraphSAGE,
     GAT) run on the subgraph gives exactly the full graph's outputs at the targets: every node
     within ``hops - 1`` of a target keeps all its neighbours. Training reads only those outputs.
     """
-    subset, sub_edge_index, _, _ = k_hop_subgraph(targets, hops, edge_index, relabel_nodes=True,
-                                                  num_nodes=num_nodes)
+    if isinstance(targets, Tensor):
+        targets, hops = [targets], [hops]
+    if len(targets) != len(hops):
+        raise ValueError(f"Pass one hop count per target group; got {len(targets)} groups and {len(hops)} counts.")
+    subset = torch.cat([k_hop_subgraph(group, group_hops, edge_index, num_nodes=num_nodes)[0]
+                        for group, group_hops in zip(targets, hops)]).unique()
+    sub_edge_index, _ = subgraph(subset, edge_index, relabel_nodes=True, num_nodes=num_nodes)
     cache = graph_cache(edge_index, num_nodes)  # the degrees are the same for every target set
     if "degree" not in cache:
         row, col = edge_index

@@ -34,7 +34,7 @@ from .models import GCN, MLP, GraphSAGE, NodeClassifier
 from .models.base import _SparseMatmul, dropout
 from .propagation import normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
 from .robust import ShiftRobust
-from .trainer import check_training_set, classification_scores, model_input, optimizer_settings, resolve_device
+from .trainer import check_training_set, classification_scores, model_input, optimizer_settings, resolve_device, target_hops
 
 
 class ReplicaBlocks:
@@ -183,8 +183,8 @@ class ReplicaTrainer:
         offset = 0
         for train, robust in zip(train_sets, replicas):
             iid = robust.iid_idx_ if robust.iid_idx_ is not None else train[:0]
-            subset, edge_index = receptive_subgraph(data.edge_index.cpu(), data.num_nodes,
-                                                    torch.cat([train.cpu(), iid]), model.receptive_field)
+            subset, edge_index = receptive_subgraph(data.edge_index.cpu(), data.num_nodes, [train.cpu(), iid],
+                                                    [target_hops(model), target_hops(model, hidden_only=True)])
             local = torch.full((data.num_nodes,), -1, dtype=torch.long)
             local[subset] = torch.arange(subset.numel()) + offset
             subsets.append(subset)

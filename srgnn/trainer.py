@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,18 +85,29 @@ def classification_scores(logits: Tensor, data: Data, idx: Tensor) -> dict[str, 
 MAX_RECEPTIVE_SHARE = 0.8
 
 
+def target_hops(model: NodeClassifier, hidden_only: bool = False) -> int | None:
+    """Hops of the receptive field of nodes whose logits (or, ``hidden_only``, whose hidden
+    layer alone) the loss reads; ``None`` when outputs depend on the whole graph."""
+    if model.receptive_field is None or not hidden_only or model.hidden_receptive_field is None:
+        return model.receptive_field
+    return model.hidden_receptive_field
+
+
 def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], device: torch.device,
-                  ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
     """What one training step needs: the model input, edge_index and labels of the receptive
     field of ``targets`` (the nodes the loss and early stopping read), and ``targets`` relabelled.
 
     A model with ``receptive_field = K`` hops gives the same outputs at the targets on their
     K-hop subgraph (``srgnn.propagation.receptive_subgraph``) as on the whole graph, so every
     epoch skips the rest: on PubMed 60 localized nodes reach 3,200 of 19,717 nodes in 2 hops.
+    Groups flagged in ``hidden_only`` (the IID sample, read by the shift term at the hidden
+    layer only) need just ``hidden_receptive_field`` hops.
     """
-    hops, n = model.receptive_field, data.num_nodes
-    if hops is not None:
-        subset, edge_index = receptive_subgraph(data.edge_index.cpu(), n, torch.cat([t.cpu() for t in targets]), hops)
+    hidden_only = hidden_only or [False] * len(targets)
+    hops, n = [target_hops(model, flag) for flag in hidden_only], data.num_nodes
+    if None not in hops:
+        subset, edge_index = receptive_subgraph(data.edge_index.cpu(), n, [t.cpu() for t in targets], hops)
         if subset.numel() <= MAX_RECEPTIVE_SHARE * n:
             local = torch.full((n,), -1, dtype=torch.long)
             local[subset] = torch.arange(subset.numel())
@@ -149,10 +161,14 @@ class Trainer:
         robust.setup(data, train_idx, self.seed, iid_idx, hidden_size)
         robust.to(self.device).reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
-        targets = [train_idx] + ([robust.iid_idx_] if robust.iid_idx_ is not None else [])
+        targets, hidden_only = [train_idx], [False]
+        if robust.iid_idx_ is not None:  # the shift term reads the IID nodes' hidden layer only
+            targets.append(robust.iid_idx_)
+            hidden_only.append(True)
         if early_stopping:
             targets.append(check_index(val_idx, data.num_nodes, "val_idx"))
-        x, edge_index, y, targets = loss_subgraph(robust.model, data, targets, self.device)
+            hidden_only.append(False)
+        x, edge_index, y, targets = loss_subgraph(robust.model, data, targets, self.device, hidden_only)
         train_idx = targets[0]
         iid_local = targets[1] if robust.iid_idx_ is not None else None
         optimizer = torch.optim.Adam(robust.parameters(), lr=self.lr, weight_decay=self.weight_decay)

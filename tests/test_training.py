@@ -39,6 +39,25 @@ def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, 
         torch.testing.assert_close(part[local], whole[targets], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
+def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pubmed, model_cls):
+    from srgnn.trainer import loss_subgraph, model_input
+
+    model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
+    labelled, iid = torch.tensor([0, 17, 500]), torch.arange(1000, 19717, 40)
+    x, edge_index, _, (local_labelled, local_iid) = loss_subgraph(
+        model, pubmed, [labelled, iid], torch.device("cpu"), hidden_only=[False, True])
+    wide, *_ = loss_subgraph(model, pubmed, [labelled, iid], torch.device("cpu"))
+    if model_cls is not MLP:
+        assert x.size(0) < wide.size(0)
+    with torch.no_grad():
+        logits, hidden = model.forward_with_hidden(model_input(pubmed.x), pubmed.edge_index)
+        sub_logits, sub_hidden = model.forward_with_hidden(x, edge_index)
+    torch.testing.assert_close(sub_logits[local_labelled], logits[labelled], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sub_hidden[local_labelled], hidden[labelled], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sub_hidden[local_iid], hidden[iid], rtol=1e-5, atol=1e-6)
+
+
 def test_models_needing_the_whole_graph_train_on_it(cora):
     from srgnn.trainer import loss_subgraph
 

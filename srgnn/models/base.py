@@ -19,6 +19,10 @@ class NodeClassifier(nn.Module):
     #: graph's degrees), so the Trainer may train on the receptive field of the nodes the loss
     #: reads; ``None`` when outputs depend on the whole graph (BatchNorm, precomputed features).
     receptive_field: int | None = None
+    #: Hops the last hidden layer depends on. The shift regularizer reads only the hidden layer
+    #: at the IID nodes, so their receptive field is this one, not ``receptive_field``;
+    #: ``None`` means the same as ``receptive_field``.
+    hidden_receptive_field: int | None = None
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

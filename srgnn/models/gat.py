@@ -19,6 +19,7 @@ class GAT(NodeClassifier):
     """
 
     receptive_field = 2
+    hidden_receptive_field = 1
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, heads: int = 8):

@@ -47,6 +47,10 @@ class GCN(NodeClassifier):
         # BatchNorm's batch statistics are taken over every node of the graph.
         return None if self.norms is not None else len(self.lins)
 
+    @property
+    def hidden_receptive_field(self) -> int | None:
+        return None if self.norms is not None else len(self.lins) - 1
+
     def reset_parameters(self) -> None:
         super().reset_parameters()
         for bias in self.biases:

@@ -15,6 +15,7 @@ class MLP(NodeClassifier):
     """
 
     receptive_field = 0
+    hidden_receptive_field = 0
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, num_layers: int = 2):
