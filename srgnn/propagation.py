@@ -16,14 +16,16 @@ All operators run on torch sparse CSR, on the device of their input. Shapes: ``N
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 import weakref
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 from torch_geometric.utils import k_hop_subgraph, subgraph
 
@@ -185,6 +187,41 @@ def _lu(adj: Tensor, teleport: float, key: tuple | None) -> spla.SuperLU:
     return lu
 
 
+#: Right-hand sides per SuperLU solve. Its multi-column solve slows down per column as the
+#: block widens (PubMed: 1.0 ms a column at 16 columns, 2.2 ms at 1,024), so wide systems
+#: are solved in narrow blocks, spread over torch's intra-op threads (SuperLU releases the
+#: GIL), with BLAS single-threaded inside each: its threads only add overhead on blocks this
+#: small (2.3x slower on PubMed with two).
+LU_BLOCK = 16
+
+
+def _lu_blocks(lu: spla.SuperLU, num_cols: int, rhs_block: Callable[[int, int], np.ndarray],
+               take: Callable[[int, int, np.ndarray], None]) -> None:
+    """Solve ``lu`` for ``num_cols`` right-hand sides in blocks of ``LU_BLOCK``:
+    ``rhs_block(start, stop)`` gives a block ``[N, stop - start]`` and ``take(start, stop,
+    solution)`` receives its solution, so no ``[N, num_cols]`` array need exist."""
+    def solve(start: int) -> None:
+        stop = min(start + LU_BLOCK, num_cols)
+        take(start, stop, lu.solve(np.ascontiguousarray(rhs_block(start, stop))))
+
+    starts = range(0, num_cols, LU_BLOCK)
+    workers = min(torch.get_num_threads(), len(starts))
+    with threadpool_limits(1, user_api="blas"):
+        if workers <= 1:
+            for start in starts:
+                solve(start)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(solve, starts))
+
+
+def _unit_columns(n: int, rows: np.ndarray) -> np.ndarray:
+    """``[n, len(rows)]`` indicator columns."""
+    block = np.zeros((n, rows.size))
+    block[rows, np.arange(rows.size)] = 1.0
+    return block
+
+
 def _cg(adj: Tensor, rhs: Tensor, teleport: float, tol: float, max_iter: int) -> Tensor:
     """Column-wise conjugate gradients on the SPD system ``(I - (1 - a)A) X = rhs``."""
     def apply(v: Tensor) -> Tensor:
@@ -206,6 +243,11 @@ def _cg(adj: Tensor, rhs: Tensor, teleport: float, tol: float, max_iter: int) ->
         p = r + (rr_new / rr.clamp_min(1e-300)) * p
         rr = rr_new
     return x
+
+
+def _direct_by_default(adj: Tensor) -> bool:
+    """``ppr``'s ``"auto"``: factor graphs of up to 100,000 nodes on the CPU, else CG."""
+    return adj.shape[0] <= 100_000 and adj.device.type == "cpu"
 
 
 def ppr(adj: Tensor, sources: Tensor | None = None, teleport: float = 0.01, *,
@@ -235,20 +277,52 @@ def ppr(adj: Tensor, sources: Tensor | None = None, teleport: float = 0.01, *,
     if not 0.0 < teleport < 1.0:
         raise ValueError(f"teleport must lie in (0, 1); got {teleport}.")
     n = adj.shape[0]
-    if rhs is None:
-        if sources is None:
-            raise ValueError("Pass either sources or rhs.")
-        sources = torch.as_tensor(sources, device=adj.device).long().view(-1)
-        rhs = torch.zeros(n, sources.numel(), device=adj.device, dtype=torch.float64)
-        rhs[sources, torch.arange(sources.numel(), device=adj.device)] = 1.0
+    if rhs is None and sources is None:
+        raise ValueError("Pass either sources or rhs.")
     if solver == "auto":
-        solver = "direct" if n <= 100_000 and adj.device.type == "cpu" else "cg"
+        solver = "direct" if _direct_by_default(adj) else "cg"
     if solver == "direct":
-        solution = _lu(adj, teleport, cache_key).solve(rhs.detach().cpu().double().numpy())
-        return teleport * torch.from_numpy(np.ascontiguousarray(solution)).to(adj.device)
+        if rhs is None:
+            rows = torch.as_tensor(sources).long().view(-1).cpu().numpy()
+            num_cols, rhs_block = rows.size, lambda a, b: _unit_columns(n, rows[a:b])
+        else:
+            dense = rhs.detach().cpu().double().numpy()
+            num_cols, rhs_block = dense.shape[1], lambda a, b: dense[:, a:b]
+        solution = np.empty((n, num_cols))
+
+        def take(start: int, stop: int, block: np.ndarray) -> None:
+            solution[:, start:stop] = teleport * block
+
+        _lu_blocks(_lu(adj, teleport, cache_key), num_cols, rhs_block, take)
+        return torch.from_numpy(solution).to(adj.device)
     if solver == "cg":
+        if rhs is None:
+            sources = torch.as_tensor(sources, device=adj.device).long().view(-1)
+            rhs = torch.zeros(n, sources.numel(), device=adj.device, dtype=torch.float64)
+            rhs[sources, torch.arange(sources.numel(), device=adj.device)] = 1.0
         return teleport * _cg(adj, rhs.to(adj.dtype), teleport, tol, max_iter)
     raise ValueError(f"solver={solver!r} is not supported; expected 'auto', 'direct' or 'cg'.")
+
+
+def ppr_sq_norms(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, cache_key: tuple | None = None,
+                 chunk: int = 1024) -> Tensor:
+    r"""Squared 2-norms :math:`\lVert \Pi e_s \rVert_2^2` of the PPR columns of ``sources``
+    ``[S]``, as float64 ``[S]`` on the CPU, without holding the ``[N, S]`` columns: each block
+    of columns is reduced as soon as it is solved (``ppr``'s direct solver), or ``chunk``
+    columns at a time (CG)."""
+    sources = torch.as_tensor(sources).long().view(-1).cpu()
+    n = adj.shape[0]
+    if not _direct_by_default(adj):
+        return torch.cat([(ppr(adj, part, teleport, cache_key=cache_key) ** 2).sum(0).cpu()
+                          for part in sources.split(chunk)])
+    rows = sources.numpy()
+    norms = np.empty(rows.size)
+
+    def take(start: int, stop: int, block: np.ndarray) -> None:
+        norms[start:stop] = teleport ** 2 * np.einsum("ij,ij->j", block, block)
+
+    _lu_blocks(_lu(adj, teleport, cache_key), rows.size, lambda a, b: _unit_columns(n, rows[a:b]), take)
+    return torch.from_numpy(norms)
 
 
 def graph_ppr(data, sources: Tensor, teleport: float = 0.01, **kwargs) -> Tensor:

@@ -4,20 +4,27 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from torch_geometric.data import Data
 
-from srgnn.propagation import graph_ppr, normalized_adjacency
+from srgnn.propagation import graph_ppr, normalized_adjacency, ppr, ppr_sq_norms
 from srgnn.sampling import (LocalizedSampler, degree_biased_sample, iid_sample, load_published_splits,
                              within_class_hops)
 from srgnn.shift import cmd
 from tests.conftest import SEEDS_DIR
 
 
-def _dense_ppr(data, sources, teleport):
+def _system(data, teleport):
+    """Dense I - (1 - teleport) D^-1/2 (A + I) D^-1/2."""
     ei = data.edge_index.numpy()
     n = data.num_nodes
     a = sp.csr_matrix((np.ones(ei.shape[1]), ei), shape=(n, n)).toarray() + np.eye(n)
     d = a.sum(1) ** -0.5
-    system = np.eye(n) - (1 - teleport) * d[:, None] * a * d[None, :]
+    return np.eye(n) - (1 - teleport) * d[:, None] * a * d[None, :]
+
+
+def _dense_ppr(data, sources, teleport):
+    n = data.num_nodes
+    system = _system(data, teleport)
     rhs = np.zeros((n, len(sources)))
     rhs[sources, np.arange(len(sources))] = 1
     return teleport * np.linalg.solve(system, rhs)
@@ -38,6 +45,44 @@ def test_ppr_solvers_agree_on_pubmed_100_sources(pubmed):
     assert direct.shape == (19717, 100)
     assert (direct - iterative).abs().max() < 1e-6
     assert torch.allclose(direct.sum(0), direct.sum(0)) and bool((direct >= -1e-12).all())
+
+
+def test_ppr_sq_norms_and_rhs_solves_match_the_ppr_columns(cora):
+    adj = normalized_adjacency(cora.edge_index, cora.num_nodes, "sym", dtype=torch.float64)
+    sources = torch.arange(3, 2708, 61)  # 45 columns: two full blocks of LU_BLOCK and a partial one
+    columns = ppr(adj, sources, 0.01, solver="direct")
+    torch.testing.assert_close(ppr_sq_norms(adj, sources, 0.01), (columns ** 2).sum(0), rtol=1e-12, atol=0)
+    exact = _dense_ppr(cora, sources.numpy(), 0.01)
+    rhs = torch.from_numpy(exact[:, ::-1].copy())
+    torch.testing.assert_close(ppr(adj, rhs=rhs, teleport=0.01, solver="direct"),
+                               torch.from_numpy(0.01 * np.linalg.solve(_system(cora, 0.01), rhs.numpy())))
+
+
+def test_localized_sampler_breaks_distance_ties_by_node_id(monkeypatch):
+    # Class 0: a path 0-1-2 into hub 3 with ten leaves 4..13; class 1: a copy, nodes 14..27.
+    # For any seed every other leaf of its hub lies at the same distance, so the chosen leaves
+    # must be the lowest-numbered ones, however the solver rounds: rounding noise is added.
+    import srgnn.sampling.localized as localized
+
+    exact, noise = localized.ppr_sq_norms, torch.Generator().manual_seed(0)
+
+    def rounded_differently(*args, **kwargs):
+        norms = exact(*args, **kwargs)
+        return norms * (1 + 1e-14 * torch.randn(norms.shape, generator=noise, dtype=norms.dtype))
+
+    monkeypatch.setattr(localized, "ppr_sq_norms", rounded_differently)
+    edges = [(0, 1), (1, 2), (2, 3)] + [(3, leaf) for leaf in range(4, 14)]
+    edges += [(a + 14, b + 14) for a, b in edges]
+    edge_index = torch.tensor(edges).T
+    data = Data(x=torch.eye(28), edge_index=torch.cat([edge_index, edge_index.flip(0)], 1),
+                y=torch.tensor([0] * 14 + [1] * 14))
+    sampler = LocalizedSampler(data, per_class=6, pool=torch.arange(28), sketch_dim=None)
+    for seed in range(20):
+        chosen = sampler.sample(seed)
+        for first, leaves in ((chosen[0], range(4, 14)), (chosen[6], range(18, 28))):
+            picked = sorted(int(v) for v in chosen if int(v) in leaves and v != first)
+            others = [leaf for leaf in leaves if leaf != int(first)]
+            assert picked == others[:len(picked)]
 
 
 @pytest.mark.slow

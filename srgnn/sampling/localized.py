@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .._validation import check_graph, check_index
-from ..propagation import _graph_key, normalized_adjacency, ppr
+from ..propagation import _graph_key, normalized_adjacency, ppr, ppr_sq_norms
 
 
 def default_pool(data: Data) -> Tensor:
@@ -83,8 +83,7 @@ class LocalizedSampler:
         n = self.data.num_nodes
         sq = torch.zeros(n, dtype=torch.float64)
         if self.sketch_dim is None:
-            for chunk in self.pool.split(1024):
-                sq[chunk] = (self._solve(sources=chunk) ** 2).sum(0)
+            sq[self.pool] = ppr_sq_norms(self._adj, self.pool, self.teleport, cache_key=self._key)
         else:
             gen = torch.Generator().manual_seed(self.seed_sketch)
             projection = torch.randn(n, self.sketch_dim, generator=gen, dtype=torch.float64)
@@ -118,6 +117,10 @@ class LocalizedSampler:
         for c, members in enumerate(self.class_pools):
             uniq, inverse = torch.unique(seeds[:, c], return_inverse=True)
             dist = self._sq_norms[uniq, None] + self._sq_norms[members][None] - 2 * self._inner(uniq, members)
+            # Structurally twin nodes (say, leaves of one hub) lie at the same distance up to
+            # rounding, which changes with the solver's blocking: quantize to 1e-12 of the
+            # largest distance so that ties go to the lower node id, whatever the rounding.
+            dist = torch.round(dist / dist.abs().amax(1, keepdim=True).clamp_min(1e-300) * 1e12)
             dist[torch.arange(uniq.numel()), torch.searchsorted(members, uniq)] = -1.0  # the seed comes first
             order = torch.argsort(dist, dim=1, stable=True)[:, : self.per_class]
             chosen.append(members[order][inverse])  # [n, per_class]
