@@ -94,7 +94,7 @@ def target_hops(model: NodeClassifier, hidden_only: bool = False) -> int | None:
 
 
 def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], device: torch.device,
-                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Tensor | None, Tensor, list[Tensor]]:
     """What one training step needs: the model input, edge_index and labels of the receptive
     field of ``targets`` (the nodes the loss and early stopping read), and ``targets`` relabelled.
 
@@ -102,7 +102,9 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
     K-hop subgraph (``srgnn.propagation.receptive_subgraph``) as on the whole graph, so every
     epoch skips the rest: on PubMed 60 localized nodes reach 3,200 of 19,717 nodes in 2 hops.
     Groups flagged in ``hidden_only`` (the IID sample, read by the shift term at the hidden
-    layer only) need just ``hidden_receptive_field`` hops.
+    layer only) need just ``hidden_receptive_field`` hops. A model whose outputs are per-node
+    functions of whole-graph features (``NodeClassifier.node_features``: SGC, DGI) gets the
+    targets' rows of those features and ``edge_index=None``.
     """
     hidden_only = hidden_only or [False] * len(targets)
     hops, n = [target_hops(model, flag) for flag in hidden_only], data.num_nodes
@@ -115,8 +117,14 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
             moved.full_degree = edge_index.full_degree
             x = model_input(data.x[subset.to(data.x.device)]).to(device)
             return x, moved, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
-    return (model_input(data.x).to(device), data.edge_index.to(device), data.y.view(-1).to(device),
-            [t.to(device) for t in targets])
+    x, edge_index = model_input(data.x).to(device), data.edge_index.to(device)
+    features = model.node_features(x, edge_index)
+    if features is not None:  # outputs are per-node functions of whole-graph features
+        subset, local = torch.cat([t.cpu() for t in targets]).unique(return_inverse=True)
+        groups = local.split([t.numel() for t in targets])
+        return (features[subset.to(features.device)], None, data.y.view(-1)[subset.to(data.y.device)].to(device),
+                [g.to(device) for g in groups])
+    return x, edge_index, data.y.view(-1).to(device), [t.to(device) for t in targets]
 
 
 class Trainer:

@@ -61,9 +61,25 @@ def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pu
 def test_models_needing_the_whole_graph_train_on_it(cora):
     from srgnn.trainer import loss_subgraph
 
-    for model in (GCN(cora.num_features, 7, batch_norm=True), SGC(cora.num_features, 7), APPNP(cora.num_features, 7)):
+    for model in (GCN(cora.num_features, 7, batch_norm=True), APPNP(cora.num_features, 7)):
         x, *_ = loss_subgraph(model, cora, [torch.tensor([0, 1])], torch.device("cpu"))
         assert x.size(0) == cora.num_nodes
+
+
+@pytest.mark.parametrize("model_cls", [SGC, DGI])
+def test_models_on_whole_graph_features_train_on_the_target_rows(cora, model_cls):
+    from srgnn.trainer import loss_subgraph, model_input
+
+    model = (DGI(cora.num_features, 7, hidden_channels=64, pretrain_epochs=5) if model_cls is DGI
+             else SGC(cora.num_features, 7)).eval()
+    labelled, iid = torch.tensor([5, 0, 40]), torch.tensor([40, 2000, 7])
+    x, edge_index, y, (local_labelled, local_iid) = loss_subgraph(model, cora, [labelled, iid], torch.device("cpu"))
+    assert edge_index is None and x.size(0) == 5 and torch.equal(y[local_iid], cora.y[iid])
+    with torch.no_grad():
+        whole = model(model_input(cora.x), cora.edge_index)
+        rows = model(x, None)
+    torch.testing.assert_close(rows[local_labelled], whole[labelled])
+    torch.testing.assert_close(rows[local_iid], whole[iid])
 
 
 def test_dgi_embeddings_then_linear_classifier(cora, cora_published):

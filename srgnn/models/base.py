@@ -30,6 +30,14 @@ class NodeClassifier(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         return self.forward_with_hidden(x, edge_index)[0]
 
+    def node_features(self, x: Tensor, edge_index: Tensor) -> Tensor | None:
+        r"""The label-free representation ``[N, F']``, computed once from the whole graph, that
+        this model's output at a node is a function of, node by node (SGC's :math:`\hat A^K X`,
+        DGI's frozen embeddings); ``None`` for other models. A model that returns one takes it
+        back as ``x`` with ``edge_index=None``, so the Trainer can train on the rows the loss
+        reads alone."""
+        return None
+
     def check_input(self, x: Tensor) -> None:
         if x.size(-1) != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input features; "

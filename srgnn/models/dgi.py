@@ -19,7 +19,8 @@ class DGI(NodeClassifier):
     SR-GNN's sense (KMM instance weights by default) and its logits are the hidden layer.
 
     Shapes:
-        x ``[N, F]``, edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, C]``.
+        x ``[N, F]``, edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, C]``; or x
+        ``[M, hidden_channels]`` rows of ``node_features`` with ``edge_index=None`` -> ``[M, C]``.
     """
 
     linear = True
@@ -65,9 +66,20 @@ class DGI(NodeClassifier):
         self._embeddings[key] = embedding
         return embedding
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def node_features(self, x: Tensor, edge_index: Tensor) -> Tensor:
         self.check_input(x)
-        logits = self.classifier(self.embed(x, edge_index))
+        return self.embed(x, edge_index)
+
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``edge_index=None``: ``x`` holds embeddings (rows of ``node_features``)."""
+        if edge_index is None:
+            if x.size(-1) != self.classifier.in_features:
+                raise ValueError(f"With edge_index=None, DGI expects {self.classifier.in_features}-wide "
+                                 f"embeddings from node_features(); got x with {x.size(-1)} columns.")
+            embeddings = x
+        else:
+            embeddings = self.node_features(x, edge_index)
+        logits = self.classifier(embeddings)
         return logits, logits
 
 

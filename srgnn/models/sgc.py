@@ -17,7 +17,8 @@ class SGC(NodeClassifier):
     double as the hidden layer.
 
     Shapes:
-        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, C]``.
+        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, C]``;
+        or x ``[M, F]`` rows of ``node_features`` with ``edge_index=None`` -> ``[M, C]``.
     """
 
     linear = True
@@ -42,7 +43,11 @@ class SGC(NodeClassifier):
             self._cache = (id(x), id(edge_index), features)
         return features
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def node_features(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        return self.propagated(x, edge_index)
+
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``edge_index=None``: ``x`` is already :math:`\hat A^K X` (rows of ``node_features``)."""
         self.check_input(x)
-        logits = self.lin(self.propagated(x, edge_index))
+        logits = self.lin(x if edge_index is None else self.propagated(x, edge_index))
         return logits, logits
