@@ -99,8 +99,8 @@ def main(argv=None) -> None:
         for label, res in (("srgnn exact", ours), ("srgnn sketch-256", sketch), ("paper dense inv", dense)):
             if res is None:
                 continue
-            ratio = dense["seconds"] / res["seconds"] if dense else float("nan")
-            print(f"{name:10s} {label:18s} {res['seconds']:9.2f} {res['peak_gib']:9.2f} {ratio:9.1f}x")
+            ratio = f"{dense['seconds'] / res['seconds']:.1f}x" if dense else "skipped"
+            print(f"{name:10s} {label:18s} {res['seconds']:9.2f} {res['peak_gib']:9.2f} {ratio:>9s}")
             rows.append({"dataset": name, "method": label, **res})
     if args.scale:
         res = _run(_scale, args.scale)
