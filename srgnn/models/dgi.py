@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import DeepGraphInfomax, GCNConv
+from torch_geometric.nn import DeepGraphInfomax
 
-from .base import NodeClassifier
+from ..propagation import normalized_adjacency, spmm
+from .base import NodeClassifier, SparseInputLinear
 
 
 class DGI(NodeClassifier):
-    r"""A one-layer GCN encoder trained without labels by PyG's ``DeepGraphInfomax``
-    (corruption: row-shuffled features), frozen, then a linear classifier on its embeddings.
+    r"""A one-layer GCN encoder trained without labels with PyG's ``DeepGraphInfomax``
+    discriminator and loss (corruption: row-shuffled features), frozen, then a linear
+    classifier on its embeddings. Sparse CSR features stay sparse.
 
     The encoder is pretrained on the first call for a graph (``pretrain_epochs`` full-batch
     Adam steps). Being label-free, the embeddings are cached per graph and settings for
@@ -33,10 +35,10 @@ class DGI(NodeClassifier):
                  pretrain_epochs: int = 100, lr: float = 1e-3):
         super().__init__()
         self.in_channels, self.pretrain_epochs, self.lr = in_channels, pretrain_epochs, lr
-        self.infomax = DeepGraphInfomax(
-            hidden_channels, encoder=_Encoder(in_channels, hidden_channels),
-            summary=lambda z, *args, **kwargs: torch.sigmoid(z.mean(dim=0)),
-            corruption=lambda x, edge_index: (x[torch.randperm(x.size(0), device=x.device)], edge_index))
+        # PyG's DeepGraphInfomax holds the discriminator and its loss; ``embed`` encodes the
+        # two views itself, sharing the input product between them.
+        self.infomax = DeepGraphInfomax(hidden_channels, encoder=_Encoder(in_channels, hidden_channels),
+                                        summary=_summary, corruption=_shuffle_rows)
         self.classifier = nn.Linear(hidden_channels, out_channels)
 
     _embeddings: dict[tuple, Tensor] = {}
@@ -50,19 +52,25 @@ class DGI(NodeClassifier):
                self.pretrain_epochs, self.lr, str(edge_index.device))
         if key in self._embeddings:
             return self._embeddings[key]
-        x = x.to_dense() if x.is_sparse_csr else x
+        encoder = self.infomax.encoder
+        adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
         self.infomax.reset_parameters()
         optimizer = torch.optim.Adam(self.infomax.parameters(), lr=self.lr)
         self.infomax.train()
         with torch.enable_grad():
             for _ in range(self.pretrain_epochs):
                 optimizer.zero_grad()
-                loss = self.infomax.loss(*self.infomax(x, edge_index))
+                # Corruption shuffles the rows of X, and (PX)W = P(XW): one sparse product
+                # serves both the clean and the corrupted view.
+                projected = encoder.project(x)
+                positive = encoder.propagate(projected, adj)
+                negative = encoder.propagate(_shuffle_rows(projected), adj)
+                loss = self.infomax.loss(positive, negative, _summary(positive))
                 loss.backward()
                 optimizer.step()
         self.infomax.eval()
         with torch.no_grad():
-            embedding = self.infomax(x, edge_index)[0].detach()
+            embedding = encoder(x, adj).detach()
         self._embeddings[key] = embedding
         return embedding
 
@@ -83,15 +91,33 @@ class DGI(NodeClassifier):
         return logits, logits
 
 
+def _summary(z: Tensor, *args, **kwargs) -> Tensor:
+    return torch.sigmoid(z.mean(dim=0))
+
+
+def _shuffle_rows(x: Tensor, *args) -> Tensor:
+    return x[torch.randperm(x.size(0), device=x.device)]
+
+
 class _Encoder(nn.Module):
+    r"""One GCN layer, :math:`\mathrm{PReLU}(\hat A X W + b)`, with a sparse-input product."""
+
     def __init__(self, in_channels: int, hidden_channels: int):
         super().__init__()
-        self.conv = GCNConv(in_channels, hidden_channels)
+        self.lin = SparseInputLinear(in_channels, hidden_channels, bias=False)
+        self.bias = nn.Parameter(torch.zeros(hidden_channels))
         self.act = nn.PReLU(hidden_channels)
 
     def reset_parameters(self) -> None:
-        self.conv.reset_parameters()
+        nn.init.xavier_uniform_(self.lin.weight)  # Glorot, as PyG's GCNConv
+        nn.init.zeros_(self.bias)
         self.act.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        return self.act(self.conv(x, edge_index))
+    def project(self, x: Tensor) -> Tensor:
+        return self.lin(x)
+
+    def propagate(self, projected: Tensor, adj: Tensor) -> Tensor:
+        return self.act(spmm(adj, projected) + self.bias)
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        return self.propagate(self.project(x), adj)
