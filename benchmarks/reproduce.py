@@ -1,9 +1,11 @@
 """Reproduce the SR-GNN table on the authors' published localized sets: the bias study
 (`benchmarks.pubmed_bias`) with `--splits published` on each dataset, gathered into its
 section of docs/reproduction.md (other sections are kept). Each dataset's runs live in
-results/<dataset>_published/ and resume.
+results/<dataset>_published/ and resume. `--splits generated` runs the same table on our
+`LocalizedSampler` sets instead (results/<dataset>_generated/).
 
     python -m benchmarks.reproduce [--datasets cora,citeseer,pubmed] [--methods gcn,sr-gcn,appnp,sr-appnp]
+                                   [--splits published|generated]
 """
 from __future__ import annotations
 
@@ -21,27 +23,31 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", default="cora,citeseer,pubmed")
     parser.add_argument("--methods", default="gcn,sr-gcn,appnp,sr-appnp")
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--splits", choices=("published", "generated"), default="published",
+                        help="the authors' published sets, or LocalizedSampler sets")
     parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
     args = parser.parse_args(argv)
+    splits_flag = "" if args.splits == "published" else f" --splits {args.splits}"
     lines = [f"Command: `python -m benchmarks.reproduce --datasets {args.datasets} --methods {args.methods} "
-             f"--repeats {args.repeats}`", "",
+             f"--repeats {args.repeats}{splits_flag}`", "",
              "Micro-F1 and Macro-F1 in %, mean ± std over the sets; IID: the same model trained on IID sets",
              "of the same size from the same pool; wins: paired wins of the SR variant over its base on the",
              "same sets; recovered: (SR − biased) / (IID − biased) of the base model's bias drop.", "",
              "| dataset | method | Micro-F1 | Macro-F1 | IID Micro-F1 | wins vs base | recovered | published |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in args.datasets.split(","):
-        out = args.results / f"{name}_published"
-        flags = ["--dataset", name, "--splits", "published", "--splits-path",
-                 str(args.seeds_dir / f"localized_seeds_{name}.p"), "--methods", args.methods,
+        out = args.results / f"{name}_{args.splits}"
+        flags = ["--dataset", name, "--splits", args.splits, "--methods", args.methods,
                  "--repeats", str(args.repeats), "--out", str(out)]
+        if args.splits == "published":
+            flags += ["--splits-path", str(args.seeds_dir / f"localized_seeds_{name}.p")]
         result = pubmed_bias.main(flags + (["--resume"] if (out / "results.jsonl").exists() else []))
         for row in pubmed_bias.table_rows(result)[1:]:
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     # One section per datasets and methods, so a narrower run does not overwrite a wider one.
-    write_section(args.doc, f"published {args.datasets} {args.methods}", "\n".join(lines),
+    write_section(args.doc, f"{args.splits} {args.datasets} {args.methods}", "\n".join(lines),
                   "# Reproduction on the published localized sets\n")
     print("\n".join(lines))
 

@@ -105,3 +105,17 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path):
         pytest.skip("a GPU is present")
     result = _run("--device", "cuda", "--out", str(tmp_path / "o"), check=False)
     assert result.returncode == 2 and "CUDA is not available" in result.stderr
+
+
+def test_reproduce_on_generated_sets_writes_its_own_section(tmp_path):
+    doc = tmp_path / "reproduction.md"
+    doc.write_text("# Reproduction\n\n<!-- published cora mlp -->\nkept\n<!-- /published cora mlp -->\n")
+    subprocess.run([sys.executable, "-m", "benchmarks.reproduce", "--datasets", "cora", "--methods", "mlp",
+                    "--repeats", "2", "--splits", "generated", "--results", str(tmp_path / "results"),
+                    "--doc", str(doc)], cwd=REPO, env=os.environ.copy(), capture_output=True, text=True,
+                   check=True, timeout=600)
+    text = doc.read_text()
+    assert "kept" in text and "<!-- generated cora mlp -->" in text and "--splits generated`" in text
+    assert "| cora | mlp |" in text
+    config = json.loads((tmp_path / "results" / "cora_generated" / "config.json").read_text())
+    assert config["splits"] == "generated" and config["repeats"] == 2
