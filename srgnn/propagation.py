@@ -16,9 +16,9 @@ All operators run on torch sparse CSR, on the device of their input. Shapes: ``N
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 import warnings
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Literal, Sequence
 
 import numpy as np
@@ -262,7 +262,8 @@ def ppr(adj: Tensor, sources: Tensor | None = None, teleport: float = 0.01, *,
     Solvers, both exact up to ``tol`` (no truncation, no dense N x N matrix):
 
     * ``"direct"``: a sparse LU factorization (SuperLU, symmetric minimum-degree ordering),
-      factored once per graph and teleport and cached; float64 to machine precision.
+      factored once per graph and teleport and cached; float64 to machine precision. Columns
+      are solved in blocks of ``LU_BLOCK`` over torch's intra-op threads.
     * ``"cg"``: conjugate gradients on the SPD system, on the input's device. The system's
       condition number is at most :math:`(2 - \alpha)/\alpha`, so the error falls by
       :math:`(\sqrt\kappa - 1)/(\sqrt\kappa + 1)` per step (about 0.87 at teleport 0.01);
