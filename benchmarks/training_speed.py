@@ -16,7 +16,7 @@ from srgnn import ShiftRobust
 from srgnn.data import load_dataset
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler
-from srgnn.trainer import loss_subgraph, model_input
+from srgnn.trainer import model_input, robust_loss_subgraph
 
 
 def srgnn_epochs(model, data, train, epochs: int, receptive_field: bool = False) -> float:
@@ -24,16 +24,14 @@ def srgnn_epochs(model, data, train, epochs: int, receptive_field: bool = False)
     field of the training and IID nodes."""
     robust = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
     robust.setup(data, train, seed=0)
-    x, edge_index, y, nodes = model_input(data.x), data.edge_index, data.y, [train, robust.iid_idx_]
-    if receptive_field:
-        x, edge_index, y, nodes = loss_subgraph(robust.model, data, [n for n in nodes if n is not None],
-                                                torch.device("cpu"))
-    nodes.append(None)
+    x, edge_index, y, (train, iid) = model_input(data.x), data.edge_index, data.y, (train, robust.iid_idx_)
+    if receptive_field:  # what the Trainer trains on
+        x, edge_index, y, (train, iid, _) = robust_loss_subgraph(robust, data, train, torch.device("cpu"))
     optimizer = torch.optim.Adam(robust.parameters(), lr=0.01, weight_decay=5e-4)
     start = time.perf_counter()
     for _ in range(epochs):
         optimizer.zero_grad()
-        robust.loss(x, edge_index, y, nodes[0], nodes[1]).backward()
+        robust.loss(x, edge_index, y, train, iid).backward()
         optimizer.step()
     return (time.perf_counter() - start) / epochs
 

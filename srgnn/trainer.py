@@ -127,6 +127,21 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
     return x, edge_index, data.y.view(-1).to(device), [t.to(device) for t in targets]
 
 
+def robust_loss_subgraph(robust: ShiftRobust, data: Data, train_idx: Tensor, device: torch.device,
+                         val_idx: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor, list[Tensor | None]]:
+    """``loss_subgraph`` for what ``ShiftRobust.loss`` reads after ``setup``: the logits of the
+    training (and validation) nodes and the hidden layer alone of the IID sample. Returns
+    ``x, edge_index, y, [train, iid, val]`` relabelled (``None`` for an absent group)."""
+    groups = [train_idx, robust.iid_idx_, val_idx]
+    present = [i for i, group in enumerate(groups) if group is not None]
+    x, edge_index, y, local = loss_subgraph(robust.model, data, [groups[i] for i in present], device,
+                                            [i == 1 for i in present])
+    relabelled: list[Tensor | None] = [None, None, None]
+    for i, group in zip(present, local):
+        relabelled[i] = group
+    return x, edge_index, y, relabelled
+
+
 class Trainer:
     """Fit / predict / evaluate a node classifier, optionally shift-robust.
 
@@ -169,16 +184,8 @@ class Trainer:
         robust.setup(data, train_idx, self.seed, iid_idx, hidden_size)
         robust.to(self.device).reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
-        targets, hidden_only = [train_idx], [False]
-        if robust.iid_idx_ is not None:  # the shift term reads the IID nodes' hidden layer only
-            targets.append(robust.iid_idx_)
-            hidden_only.append(True)
-        if early_stopping:
-            targets.append(check_index(val_idx, data.num_nodes, "val_idx"))
-            hidden_only.append(False)
-        x, edge_index, y, targets = loss_subgraph(robust.model, data, targets, self.device, hidden_only)
-        train_idx = targets[0]
-        iid_local = targets[1] if robust.iid_idx_ is not None else None
+        x, edge_index, y, (train_idx, iid_local, val_local) = robust_loss_subgraph(
+            robust, data, train_idx, self.device, check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None)
         optimizer = torch.optim.Adam(robust.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         swa_state = self.swa.start_training(robust.model, optimizer, self.epochs) if self.swa else None
         best, best_state, waited = -1.0, None, 0
@@ -193,7 +200,7 @@ class Trainer:
             if swa_state is not None:
                 swa_state.step(epoch)
             if early_stopping:
-                accuracy = self._accuracy(robust.model, x, edge_index, y, targets[-1])
+                accuracy = self._accuracy(robust.model, x, edge_index, y, val_local)
                 if accuracy > best:
                     best, best_state, waited = accuracy, copy.deepcopy(robust.model.state_dict()), 0
                 else:
