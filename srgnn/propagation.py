@@ -215,11 +215,17 @@ def _lu_blocks(lu: spla.SuperLU, num_cols: int, rhs_block: Callable[[int, int], 
                 list(pool.map(solve, starts))
 
 
-def _unit_columns(n: int, rows: np.ndarray) -> np.ndarray:
-    """``[n, len(rows)]`` indicator columns."""
-    block = np.zeros((n, rows.size))
-    block[rows, np.arange(rows.size)] = 1.0
-    return block
+def _unit_blocks(n: int, sources: Tensor) -> tuple[int, Callable[[int, int], np.ndarray]]:
+    """``_lu_blocks``'s inputs for the indicator columns of ``sources``: their count and a
+    block maker, so the ``[N, S]`` indicator matrix is never built."""
+    rows = torch.as_tensor(sources).long().view(-1).cpu().numpy()
+
+    def block(start: int, stop: int) -> np.ndarray:
+        out = np.zeros((n, stop - start))
+        out[rows[start:stop], np.arange(stop - start)] = 1.0
+        return out
+
+    return rows.size, block
 
 
 def _cg(adj: Tensor, rhs: Tensor, teleport: float, tol: float, max_iter: int) -> Tensor:
@@ -284,8 +290,7 @@ def ppr(adj: Tensor, sources: Tensor | None = None, teleport: float = 0.01, *,
         solver = "direct" if _direct_by_default(adj) else "cg"
     if solver == "direct":
         if rhs is None:
-            rows = torch.as_tensor(sources).long().view(-1).cpu().numpy()
-            num_cols, rhs_block = rows.size, lambda a, b: _unit_columns(n, rows[a:b])
+            num_cols, rhs_block = _unit_blocks(n, sources)
         else:
             dense = rhs.detach().cpu().double().numpy()
             num_cols, rhs_block = dense.shape[1], lambda a, b: dense[:, a:b]
@@ -316,13 +321,13 @@ def ppr_sq_norms(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, cache_
     if not _direct_by_default(adj):
         return torch.cat([(ppr(adj, part, teleport, cache_key=cache_key) ** 2).sum(0).cpu()
                           for part in sources.split(chunk)])
-    rows = sources.numpy()
-    norms = np.empty(rows.size)
+    num_cols, rhs_block = _unit_blocks(n, sources)
+    norms = np.empty(num_cols)
 
     def take(start: int, stop: int, block: np.ndarray) -> None:
         norms[start:stop] = teleport ** 2 * np.einsum("ij,ij->j", block, block)
 
-    _lu_blocks(_lu(adj, teleport, cache_key), rows.size, lambda a, b: _unit_columns(n, rows[a:b]), take)
+    _lu_blocks(_lu(adj, teleport, cache_key), num_cols, rhs_block, take)
     return torch.from_numpy(norms)
 
 
