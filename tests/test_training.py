@@ -211,3 +211,13 @@ def test_early_stopping_reads_validation_nodes_on_the_receptive_field(cora, cora
     trainer = Trainer(GCN(cora.num_features, 7), epochs=200, patience=5, seed=0).fit(cora, train, val_idx=val)
     # It stopped early, and the restored best-on-validation model is a trained one.
     assert len(trainer.history_) < 200 and trainer.evaluate(cora, test)["micro_f1"] > 0.5
+
+
+def test_sgc_features_are_shared_per_graph_and_follow_edits_of_x(cora):
+    x = cora.x.clone()
+    first = SGC(cora.num_features, 7).node_features(x, cora.edge_index)
+    assert SGC(cora.num_features, 7).node_features(x, cora.edge_index) is first
+    x[0] += 1.0
+    edited = SGC(cora.num_features, 7).node_features(x, cora.edge_index)
+    assert edited is not first and not torch.equal(edited[0], first[0])
+    assert SGC(cora.num_features, 7).node_features(x.clone(), cora.edge_index) is not edited
