@@ -64,6 +64,20 @@ def graph_cache(edge_index: Tensor, num_nodes: int) -> dict:
     return _GRAPH_CACHES[key]
 
 
+def cached_for_input(edge_index: Tensor, x: Tensor, key: tuple, compute: Callable[[], Tensor]) -> Tensor:
+    """``compute()`` (a label-free result of the graph and its features ``x``, e.g. SGC's
+    propagated features or DGI's embeddings) cached in ``graph_cache`` under ``key`` for this
+    very ``x``: the entry keeps a weak reference to ``x`` and its version, so another or an
+    edited ``x`` computes again, and it is freed with the graph."""
+    cache = graph_cache(edge_index, x.size(0))
+    entry = cache.get(key)
+    if entry is not None and entry[0]() is x and entry[1] == x._version:
+        return entry[2]
+    result = compute()
+    cache[key] = (weakref.ref(x), x._version, result)
+    return result
+
+
 def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
                          device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
     """A normalized adjacency as a CSR tensor ``[N, N]``: ``"sym"`` and ``"row"`` add

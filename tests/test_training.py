@@ -221,3 +221,11 @@ def test_sgc_features_are_shared_per_graph_and_follow_edits_of_x(cora):
     edited = SGC(cora.num_features, 7).node_features(x, cora.edge_index)
     assert edited is not first and not torch.equal(edited[0], first[0])
     assert SGC(cora.num_features, 7).node_features(x.clone(), cora.edge_index) is not edited
+
+
+def test_dgi_pretrains_once_per_graph_and_features(cora):
+    x = cora.x.clone()
+    model = DGI(cora.num_features, 7, hidden_channels=32, pretrain_epochs=2)
+    first = model.node_features(x, cora.edge_index)
+    assert DGI(cora.num_features, 7, hidden_channels=32, pretrain_epochs=2).node_features(x, cora.edge_index) is first
+    assert model.node_features(x.clone(), cora.edge_index) is not first

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import DeepGraphInfomax
 
-from ..propagation import normalized_adjacency, spmm
+from ..propagation import cached_for_input, normalized_adjacency, spmm
 from .base import NodeClassifier, SparseInputLinear
 
 
@@ -41,17 +41,17 @@ class DGI(NodeClassifier):
                                         summary=_summary, corruption=_shuffle_rows)
         self.classifier = nn.Linear(hidden_channels, out_channels)
 
-    _embeddings: dict[tuple, Tensor] = {}
-
     def reset_parameters(self) -> None:
         # The encoder is label-free and shared across training sets; only the classifier is reset.
         self.classifier.reset_parameters()
 
     def embed(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        key = (id(edge_index), edge_index._version, self.in_channels, self.infomax.hidden_channels,
-               self.pretrain_epochs, self.lr, str(edge_index.device))
-        if key in self._embeddings:
-            return self._embeddings[key]
+        """The frozen embeddings ``[N, hidden_channels]``, pretrained once per graph, features
+        and settings for every DGI instance."""
+        key = ("dgi", self.in_channels, self.infomax.hidden_channels, self.pretrain_epochs, self.lr, str(x.device))
+        return cached_for_input(edge_index, x, key, lambda: self._pretrain(x, edge_index))
+
+    def _pretrain(self, x: Tensor, edge_index: Tensor) -> Tensor:
         encoder = self.infomax.encoder
         adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
         self.infomax.reset_parameters()
@@ -70,9 +70,7 @@ class DGI(NodeClassifier):
                 optimizer.step()
         self.infomax.eval()
         with torch.no_grad():
-            embedding = encoder(x, adj).detach()
-        self._embeddings[key] = embedding
-        return embedding
+            return encoder(x, adj).detach()
 
     def node_features(self, x: Tensor, edge_index: Tensor) -> Tensor:
         self.check_input(x)
