@@ -3,9 +3,11 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.linalg import splu as scipy_splu
 import torch
 from torch_geometric.data import Data
 
+from srgnn.dissection import inverse_sq_column_norms, plan
 from srgnn.propagation import graph_ppr, normalized_adjacency, ppr, ppr_sq_norms
 from srgnn.sampling import (LocalizedSampler, degree_biased_sample, iid_sample, load_published_splits,
                              within_class_hops)
@@ -56,6 +58,40 @@ def test_ppr_sq_norms_and_rhs_solves_match_the_ppr_columns(cora):
     rhs = torch.from_numpy(exact[:, ::-1].copy())
     torch.testing.assert_close(ppr(adj, rhs=rhs, teleport=0.01, solver="direct"),
                                torch.from_numpy(0.01 * np.linalg.solve(_system(cora, 0.01), rhs.numpy())))
+
+
+def test_dissection_gives_every_ppr_norm_exactly(cora):
+    # The Schur-complement formula against dense columns, on every node: interior nodes of
+    # small and large components and separator nodes alike.
+    adj = normalized_adjacency(cora.edge_index, cora.num_nodes, "sym", dtype=torch.float64)
+    system = sp.csr_matrix(_system(cora, 0.01))
+    lu = scipy_splu(system.tocsc())
+    split = plan(system, np.argsort(lu.perm_c))
+    assert split is not None and 0 < split.separator.size < cora.num_nodes // 4
+    assert np.bincount(split.labels).max() < cora.num_nodes // 4  # the rest shattered
+    nodes = np.random.default_rng(0).permutation(cora.num_nodes)
+    dense_inverse = np.linalg.inv(_system(cora, 0.01))
+    expected = (dense_inverse ** 2).sum(0)[nodes]
+    np.testing.assert_allclose(inverse_sq_column_norms(system, split, nodes), expected, rtol=1e-10)
+    # ppr_sq_norms takes this path for a whole pool and gives the columns' norms.
+    pool = torch.arange(1500)
+    torch.testing.assert_close(ppr_sq_norms(adj, pool, 0.01), torch.from_numpy(1e-4 * (dense_inverse ** 2).sum(0)[:1500]),
+                               rtol=1e-10, atol=0)
+
+
+def test_ppr_sq_norms_uses_the_dissection_only_when_it_pays(cora, monkeypatch):
+    import srgnn.propagation as propagation
+
+    calls = []
+    real = propagation.inverse_sq_column_norms
+    monkeypatch.setattr(propagation, "inverse_sq_column_norms", lambda *a: calls.append(1) or real(*a))
+    adj = normalized_adjacency(cora.edge_index, cora.num_nodes, "sym", dtype=torch.float64)
+    few, many = ppr_sq_norms(adj, torch.arange(3), 0.01), ppr_sq_norms(adj, torch.arange(1500), 0.01)
+    assert calls == [1]  # three columns are solved; 1,500 go through the dissection
+    torch.testing.assert_close(many[:3], few, rtol=1e-10, atol=0)
+    row = normalized_adjacency(cora.edge_index, cora.num_nodes, "row", dtype=torch.float64)
+    ppr_sq_norms(row, torch.arange(1500), 0.01)  # not symmetric: the algebra does not hold
+    assert calls == [1]
 
 
 def test_localized_sampler_breaks_distance_ties_by_node_id(monkeypatch):

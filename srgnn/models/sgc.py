@@ -47,7 +47,7 @@ class SGC(NodeClassifier):
         return self.propagated(x, edge_index)
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``edge_index=None``: ``x`` is already :math:`\hat A^K X` (rows of ``node_features``)."""
+        r"""``edge_index=None``: ``x`` is already :math:`\hat A^K X` (rows of ``node_features``)."""
         self.check_input(x)
         logits = self.lin(x if edge_index is None else self.propagated(x, edge_index))
         return logits, logits

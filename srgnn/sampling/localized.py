@@ -30,8 +30,8 @@ class LocalizedSampler:
 
     Distances come from :math:`\lVert\pi_s-\pi_v\rVert^2 = G_{ss} + G_{vv} - 2G_{sv}` with
     :math:`G = \Pi^2` (:math:`\Pi` is symmetric). ``sketch_dim=None`` computes them exactly:
-    :math:`G_{vv}` from the PPR columns of the pool (solved in chunks, never a dense N x N
-    matrix) and :math:`G_{sv}` from two solves per seed. ``sketch_dim=k`` replaces
+    :math:`G_{vv}` for the pool by ``srgnn.propagation.ppr_sq_norms`` (nested dissection
+    or column solves, never a dense N x N matrix) and :math:`G_{sv}` from two solves per seed. ``sketch_dim=k`` replaces
     :math:`\Pi` by the Johnson-Lindenstrauss sketch :math:`\Pi R`, :math:`R \in
     \mathbb{R}^{N\times k}` Gaussian, whose squared distances are unbiased with relative
     standard deviation :math:`\sqrt{2/k}`; it costs k solves in all, for graphs where one
