@@ -5,6 +5,11 @@ training, the IID reference, a table, plots and saved results.
     python -m benchmarks.pubmed_bias --repeats 10 --methods gcn,sr-gcn --out results/quick
     python -m benchmarks.pubmed_bias --resume --out results/pubmed_bias   # after an interruption
 
+Runs are spread over --workers processes (default: min(4, CPU cores)), each training every
+method on its share of the sets with --threads torch threads (default: the cores split evenly);
+on two cores two one-thread workers outrun one two-thread process, since a run's small sparse
+products use a second thread poorly. Scores do not depend on the number of workers.
+
 Files in --out: config.json, results.jsonl (one line per finished run, written as it
 finishes), results.json (config, package versions and per-method results), results.csv,
 f1_vs_cmd.png and methods.png (with the `plot` extra).
@@ -20,9 +25,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
+import queue
 import sys
 import time
+import traceback
 from importlib.metadata import version
 from pathlib import Path
 
@@ -63,6 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="train up to R sets of a method as one replica-batched job (GCN, GraphSAGE, MLP and "
                              "their SR variants; results equal sequential runs). Default 20 on CUDA, 1 on the CPU, "
                              "where runs on the receptive field are compute-bound and batching does not pay")
+    parser.add_argument("--workers", type=int, default=None, metavar="W",
+                        help="worker processes, each training its share of the sets with --threads threads "
+                             "(default: min(4, CPU cores) on the CPU, 1 on CUDA). A run's scores do not depend on "
+                             "W, but they can change with --threads in the last float bits")
+    parser.add_argument("--threads", type=int, default=None, metavar="T",
+                        help="torch threads per worker (default: the cores split evenly among the workers)")
     parser.add_argument("--compare-sequential", type=int, default=0, metavar="N",
                         help="also time GCN on N sets batched, sequential and as a plain PyG training loop, "
                              "and print the speed ratios")
@@ -80,6 +94,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.batch = 1 if args.device == "cpu" else 20
     if args.batch < 1:
         parser.error(f"--batch must be >= 1; got {args.batch}")
+    cores = os.cpu_count() or 1
+    if args.workers is None:
+        args.workers = min(4, cores) if args.device == "cpu" else 1
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        parser.error(f"--workers and --threads must be >= 1; got {args.workers}, {args.threads}")
+    if args.threads is None:
+        args.threads = max(1, min(cores, torch.get_num_threads()) // args.workers)
     if args.lam < 0 or args.lam_linear < 0:
         parser.error(f"--lam and --lam-linear must be >= 0; got {args.lam}, {args.lam_linear}")
     if args.splits == "published":
@@ -217,6 +238,79 @@ def plot(result: dict, log: RunLog, args) -> None:
     plt.close(fig)
 
 
+def run_chunk(data, method: str, split: str, chunk: list[int], batched: bool, sets: list[torch.Tensor],
+              seed: int, options: dict) -> list[dict]:
+    """Train ``method`` on the sets ``chunk`` (indices into ``sets``), as one replica-batched
+    job if ``batched`` (even a last chunk of one, so that a set's result does not depend on
+    where the chunks fall), else one run; one ``results.jsonl`` record per run."""
+    train_sets = [sets[i] for i in chunk]
+    seeds = [seed * 100_003 + i for i in chunk]
+    start = time.perf_counter()
+    scores = (run_many(method, data, train_sets, seeds, **options) if batched
+              else [run_one(method, data, train_sets[0], seeds[0], **options)])
+    seconds = (time.perf_counter() - start) / len(chunk)
+    test_x = data.x[data.test_mask]  # the standard 1,000 test nodes, the same for every set
+    return [{"method": method, "split": split, "index": i, **score,
+             "cmd_train_test": cmd(data.x[train], test_x).item(), "seconds": seconds}
+            for i, train, score in zip(chunk, train_sets, scores)]
+
+
+def _worker(dataset: str, threads: int, chunks: list, sets: dict, seed: int, options: dict,
+            results: multiprocessing.Queue, parent: int) -> None:
+    """One worker process: train its chunks in order and send each chunk's records."""
+    try:
+        torch.set_num_threads(threads)
+        data = load_dataset(dataset)
+        for method, split, chunk, batched in chunks:
+            if os.getppid() != parent:  # the study was killed: stop instead of training for nobody
+                results.cancel_join_thread()
+                return
+            results.put(("runs", run_chunk(data, method, split, chunk, batched, sets[split], seed, options)))
+        results.put(("done", None))
+    except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which stops the study
+        results.put(("error", traceback.format_exc()))
+
+
+def run_chunks(args, data, chunks: list, sets: dict, options: dict):
+    """Yield each finished chunk's records: in this process for one worker, else from
+    ``args.workers`` processes. Worker w trains every method on the sets whose chunk number is
+    w modulo the worker count, so the per-set caches (KMM weights shared by SR-SGC, SR-APPNP
+    and SR-DGI) stay in one process."""
+    if args.workers == 1:
+        torch.set_num_threads(args.threads)
+        for method, split, chunk, batched in chunks:
+            yield run_chunk(data, method, split, chunk, batched, sets[split], args.seed, options)
+        return
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's thread pool exists
+    results = context.Queue()
+    shards = [[c for c in chunks if (c[2][0] // args.batch) % args.workers == w] for w in range(args.workers)]
+    workers = [context.Process(target=_worker, daemon=True,
+                               args=(args.dataset, args.threads, shard, sets, args.seed, options, results, os.getpid()))
+               for shard in shards if shard]
+    for worker in workers:
+        worker.start()
+    running = len(workers)
+    try:
+        while running:
+            try:
+                kind, payload = results.get(timeout=5)
+            except queue.Empty:
+                dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+                if dead:
+                    raise SystemExit(f"a worker process died (exit code {dead[0]}); finished runs are saved, "
+                                     "rerun with --resume") from None
+                continue
+            if kind == "error":
+                raise SystemExit(f"a worker failed; finished runs are saved, rerun with --resume:\n{payload}")
+            if kind == "done":
+                running -= 1
+            else:
+                yield payload
+    finally:
+        for worker in workers:
+            worker.terminate()
+
+
 def compare_sequential(data, sets, epochs: int) -> None:
     """Time GCN on the same sets three ways: srgnn replica-batched, srgnn one run at a time, and
     a plain PyG loop (two GCNConv, dense x, Adam)."""
@@ -237,43 +331,40 @@ def compare_sequential(data, sets, epochs: int) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, torch.get_num_threads())))
     start = time.perf_counter()
     data = load_dataset(args.dataset)
     biased, iid = training_sets(args, data)
     config = _config(args)
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))
-    test_x = data.x[data.test_mask]  # the standard 1,000 test nodes, the same for every set
     jobs = [(m, split, i) for m in args.methods for split in ("biased", "iid")
             if split == "biased" or not m.startswith(("sr-", "dann"))
             for i in range(args.repeats) if (m, split, i) not in log]
     print(f"{args.dataset}: {len(args.methods)} methods x {args.repeats} {args.splits} sets "
           f"({len(biased[0])} labelled nodes each) + IID reference; {len(jobs)} runs to do, "
-          f"{len(log.records)} already in {args.out / 'results.jsonl'}")
+          f"{len(log.records)} already in {args.out / 'results.jsonl'}; "
+          f"{args.workers} worker(s) x {args.threads} thread(s)")
     pending: dict[tuple[str, str], list[int]] = {}
     for method, split, i in jobs:
         pending.setdefault((method, split), []).append(i)
+    chunks = []
+    for (method, split), indices in pending.items():
+        size = args.batch if args.batch > 1 and batchable(method, data) else 1
+        chunks += [(method, split, indices[first:first + size], size > 1) for first in range(0, len(indices), size)]
+    remaining = {key: len(indices) for key, indices in pending.items()}
     progress = tqdm(total=len(jobs), unit="run", file=sys.stderr, dynamic_ncols=True)
     options = {"regularizer": args.regularizer, "lam": args.lam, "lam_linear": args.lam_linear,
                "epochs": args.epochs, "device": args.device}
-    for (method, split), indices in pending.items():
+    for records in run_chunks(args, data, chunks, {"biased": biased, "iid": iid}, options):
+        for record in records:
+            log.add(record)
+        method, split = records[0]["method"], records[0]["split"]
         progress.set_description(f"{method} {split}")
-        size = args.batch if args.batch > 1 and batchable(method, data) else 1
-        for first in range(0, len(indices), size):
-            chunk = indices[first:first + size]
-            sets = [(biased if split == "biased" else iid)[i] for i in chunk]
-            seeds = [args.seed * 100_003 + i for i in chunk]
-            t0 = time.perf_counter()
-            scores = (run_many(method, data, sets, seeds, **options) if size > 1
-                      else [run_one(method, data, sets[0], seeds[0], **options)])
-            seconds = (time.perf_counter() - t0) / len(chunk)
-            for i, train, score in zip(chunk, sets, scores):
-                log.add({"method": method, "split": split, "index": i, **score,
-                         "cmd_train_test": cmd(data.x[train], test_x).item(), "seconds": seconds})
-            progress.update(len(chunk))
-        done = log.scores(method=method, split=split)
-        progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} over {done.size} sets")
+        progress.update(len(records))
+        remaining[method, split] -= len(records)
+        if not remaining[method, split]:
+            done = log.scores(method=method, split=split)
+            progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} over {done.size} sets")
     progress.close()
     result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
               **summarize(log, args, data, biased)}

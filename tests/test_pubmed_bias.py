@@ -59,6 +59,14 @@ def test_batch_size_does_not_change_results(tmp_path):
         assert micro == pytest.approx(runs["3"][method][0], abs=1e-3), method
 
 
+def test_worker_count_does_not_change_results(tmp_path):
+    # Each worker trains every method on its share of the sets; with the threads per run fixed,
+    # a run's scores do not depend on which process trained it, nor on what it trained before.
+    for workers in ("1", "3"):
+        _run(*QUICK, "--workers", workers, "--threads", "1", "--out", str(tmp_path / workers))
+    assert _metrics(tmp_path / "3") == _metrics(tmp_path / "1")
+
+
 def test_kill_then_resume_matches_uninterrupted(reference, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.pubmed_bias", *QUICK, "--out", str(out)],
@@ -92,6 +100,7 @@ def test_existing_results_need_resume(reference):
     (["--out", "/proc/forbidden"], "is not writable"),
     (["--lam", "-1"], "--lam and --lam-linear must be >= 0"),
     (["--batch", "0"], "--batch must be >= 1"),
+    (["--workers", "0"], "--workers and --threads must be >= 1"),
 ])
 def test_bad_flags_are_argparse_errors(flags, message, tmp_path):
     result = _run("--out", str(tmp_path / "o"), *flags, check=False)

@@ -229,3 +229,22 @@ def test_dgi_pretrains_once_per_graph_and_features(cora):
     first = model.node_features(x, cora.edge_index)
     assert DGI(cora.num_features, 7, hidden_channels=32, pretrain_epochs=2).node_features(x, cora.edge_index) is first
     assert model.node_features(x.clone(), cora.edge_index) is not first
+
+
+def test_dgi_pretraining_is_seeded_on_its_own(cora):
+    # Studies shard sets over worker processes: the embeddings must not depend on the random
+    # state of whichever run pretrains first, and pretraining must not consume that state.
+    def embed(global_seed: int) -> torch.Tensor:
+        torch.manual_seed(global_seed)
+        model = DGI(cora.num_features, 7, hidden_channels=16, pretrain_epochs=3)
+        state = torch.get_rng_state()
+        features = model.node_features(cora.x.clone(), cora.edge_index)  # a new x: pretrains again
+        drawn = torch.rand(3)
+        torch.set_rng_state(state)
+        assert torch.equal(drawn, torch.rand(3))  # the caller's random state is as it was
+        return features
+
+    first = embed(1)
+    torch.testing.assert_close(first, embed(2), rtol=0, atol=0)
+    other = DGI(cora.num_features, 7, hidden_channels=16, pretrain_epochs=3, pretrain_seed=1)
+    assert not torch.equal(other.node_features(cora.x.clone(), cora.edge_index), first)

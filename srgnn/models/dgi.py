@@ -15,8 +15,9 @@ class DGI(NodeClassifier):
     classifier on its embeddings. Sparse CSR features stay sparse.
 
     The encoder is pretrained on the first call for a graph (``pretrain_epochs`` full-batch
-    Adam steps). Being label-free, the embeddings are cached per graph and settings for
-    every DGI instance, so all training sets of one graph share one pretraining.
+    Adam steps, seeded by ``pretrain_seed``). Being label-free, the embeddings are cached per
+    graph and settings for every DGI instance, so all training sets of one graph share one
+    pretraining.
     The classifier is linear on frozen features, so, like SGC, it is a linear model in
     SR-GNN's sense (KMM instance weights by default) and its logits are the hidden layer.
 
@@ -32,9 +33,10 @@ class DGI(NodeClassifier):
     optimizer_defaults = {"lr": 0.2, "weight_decay": 5e-5}
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 512,
-                 pretrain_epochs: int = 100, lr: float = 1e-3):
+                 pretrain_epochs: int = 100, lr: float = 1e-3, pretrain_seed: int = 0):
         super().__init__()
         self.in_channels, self.pretrain_epochs, self.lr = in_channels, pretrain_epochs, lr
+        self.pretrain_seed = pretrain_seed
         # PyG's DeepGraphInfomax holds the discriminator and its loss; ``embed`` encodes the
         # two views itself, sharing the input product between them.
         self.infomax = DeepGraphInfomax(hidden_channels, encoder=_Encoder(in_channels, hidden_channels),
@@ -48,10 +50,18 @@ class DGI(NodeClassifier):
     def embed(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """The frozen embeddings ``[N, hidden_channels]``, pretrained once per graph, features
         and settings for every DGI instance."""
-        key = ("dgi", self.in_channels, self.infomax.hidden_channels, self.pretrain_epochs, self.lr, str(x.device))
+        key = ("dgi", self.in_channels, self.infomax.hidden_channels, self.pretrain_epochs, self.lr,
+               self.pretrain_seed, str(x.device))
         return cached_for_input(edge_index, x, key, lambda: self._pretrain(x, edge_index))
 
     def _pretrain(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        # Seeded on its own, with the caller's random state restored after: the embeddings do
+        # not depend on which training set (or process) happened to pretrain first.
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(self.pretrain_seed)
+            return self._pretrain_seeded(x, edge_index)
+
+    def _pretrain_seeded(self, x: Tensor, edge_index: Tensor) -> Tensor:
         encoder = self.infomax.encoder
         adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
         self.infomax.reset_parameters()
