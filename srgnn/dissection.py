@@ -16,8 +16,9 @@ is non-zero only at the separator nodes next to its component), the Schur comple
 
 which is exact: small dense inverses per component, one dense ``[k, k]`` Cholesky factor and
 BLAS-3 products, instead of one sparse triangular solve pair per node. On PubMed (19,717
-nodes, separator 2,000, largest component 208) it gives every node's norm in about 1.3 s,
-where 10,000 column solves took 4.8 s (two threads, see docs/benchmarks.md).
+nodes, a separator of about 2,100, components of at most about 200 nodes) it gives every
+node's norm in about 1.5 s, where 10,000 column solves took 4.8 s (two threads, see
+docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -36,9 +37,10 @@ ROW_CHUNK = 4096
 
 @dataclass
 class Dissection:
-    """A split of ``M``'s nodes into a separator (the last ``size`` of an elimination order)
-    and the components of the rest, with its estimated cost in flops."""
+    """A split of the nodes of ``system`` (``M``) into a separator (the last ``k`` nodes of an
+    elimination order) and the components of the rest, with its estimated cost in flops."""
 
+    system: sp.csr_matrix  # [N, N]
     separator: np.ndarray  # [k] node ids
     interior: np.ndarray  # [N - k] node ids
     labels: np.ndarray  # [N - k] component of each interior node
@@ -55,7 +57,7 @@ def plan(system: sp.spmatrix, order: np.ndarray) -> Dissection | None:
     size = 32
     while size < min(n, MAX_SEPARATOR + 1):
         separator, interior = order[n - size:], order[: n - size]
-        count, labels = csgraph.connected_components(graph[interior][:, interior], directed=False)
+        _, labels = csgraph.connected_components(graph[interior][:, interior], directed=False)
         members = np.bincount(labels).astype(float)
         # Separator nodes next to each component: the distinct (component, separator) pairs.
         coupling = graph[separator][:, interior].tocoo()
@@ -63,7 +65,7 @@ def plan(system: sp.spmatrix, order: np.ndarray) -> Dissection | None:
         w_nnz = float((members[pairs // size]).sum())
         flops = 6.0 * size ** 3 + 2.0 * (members ** 3).sum() + 4.0 * size * w_nnz
         if best is None or flops < best.flops:
-            best = Dissection(separator, interior, labels, flops)
+            best = Dissection(graph, separator, interior, labels, flops)
         size = int(size * 1.25)
     return best
 
@@ -85,10 +87,10 @@ def _block_inverse(a: sp.csr_matrix, labels: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
 
-def inverse_sq_column_norms(system: sp.spmatrix, dissection: Dissection, nodes: np.ndarray) -> np.ndarray:
-    r""":math:`\lVert M^{-1} e_v \rVert_2^2` for ``nodes`` ``[S]`` of the SPD ``system`` ``M``
-    (``[N, N]``), exact to rounding; ``[S]`` float64."""
-    graph = system.tocsr()
+def inverse_sq_column_norms(dissection: Dissection, nodes: np.ndarray) -> np.ndarray:
+    r""":math:`\lVert M^{-1} e_v \rVert_2^2` for ``nodes`` ``[S]`` of the SPD ``M`` that
+    ``dissection`` splits (``dissection.system``), exact to rounding; ``[S]`` float64."""
+    graph = dissection.system
     separator, interior = dissection.separator, dissection.interior
     a = graph[interior][:, interior]
     b = graph[separator][:, interior]

@@ -367,7 +367,7 @@ def ppr_sq_norms(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, cache_
     lu = _lu(adj, teleport, cache_key)
     split = _dissection(adj, teleport, cache_key, lu)
     if split is not None and split.flops < DENSE_SPEEDUP * 2.0 * lu.nnz * sources.numel():
-        norms = inverse_sq_column_norms(_system(adj, teleport), split, sources.numpy())
+        norms = inverse_sq_column_norms(split, sources.numpy())
         return torch.from_numpy(teleport ** 2 * norms)
     num_cols, rhs_block = _unit_blocks(n, sources)
     norms = np.empty(num_cols)
