@@ -32,7 +32,7 @@ from torch_geometric.data import Data
 
 from .models import GCN, MLP, GraphSAGE, NodeClassifier
 from .models.base import _SparseMatmul, dropout
-from .propagation import normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
+from .propagation import compact_csr, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
 from .robust import ShiftRobust
 from .trainer import check_training_set, classification_scores, model_input, optimizer_settings, resolve_device, target_hops
 
@@ -64,8 +64,9 @@ class ReplicaBlocks:
         ``widen(x) @ W.reshape(R F, H)`` multiplies each block by its own ``W[r]``."""
         rows = torch.repeat_interleave(self.owner, x.crow_indices().diff())
         with quiet_sparse():
-            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices() + rows * x.size(1), x.values(),
-                                           (x.size(0), x.size(1) * self.count))
+            wide = torch.sparse_csr_tensor(x.crow_indices().long(), x.col_indices().long() + rows * x.size(1),
+                                           x.values(), (x.size(0), x.size(1) * self.count))
+        return compact_csr(wide)
 
     def dropout(self, h: Tensor, p: float) -> Tensor:
         """``srgnn.models.base.dropout`` with each block's mask from its replica's generator."""

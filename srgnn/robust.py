@@ -113,7 +113,7 @@ class ShiftRobust(nn.Module):
                 rows = graph_ppr(data, torch.cat([train_idx, iid_idx]), self.kmm_teleport).T
                 cache[key] = kmm_weights(rows[: train_idx.numel()], rows[train_idx.numel():],
                                          data.y[train_idx].cpu(), lower=self.kmm_lower)
-            self.weights_, self.kmm_mmd_ = cache[key][0].float(), cache[key][1]
+            self.weights_ = cache[key].float()
         if self.regularizer == "dann" and self.discriminator is None:
             if hidden_channels is None:
                 raise ValueError("DANN needs hidden_channels to size its discriminator.")

@@ -65,17 +65,24 @@ def rbf_kernel(a: Tensor, b: Tensor, gammas: Sequence[float]) -> Tensor:
     return sum(torch.exp(-g * sq) for g in gammas)
 
 
-def mmd(a: Tensor, b: Tensor, gammas: Sequence[float] = (1.0, 0.1, 1e-3)) -> Tensor:
+def mmd(a: Tensor, b: Tensor, gammas: Sequence[float] = (1.0, 0.1, 1e-3), weights: Tensor | None = None) -> Tensor:
     """Biased (V-statistic) squared MMD with a multi-bandwidth RBF kernel; differentiable, >= 0,
-    shape ``a.shape[:-2]``."""
+    shape ``a.shape[:-2]``. ``weights`` ``[..., n]`` (mean 1, e.g. ``kmm_weights``) reweight
+    ``a``'s nodes."""
     _check_pair(a, b)
-    value = (rbf_kernel(a, a, gammas).mean((-2, -1)) + rbf_kernel(b, b, gammas).mean((-2, -1))
-             - 2 * rbf_kernel(a, b, gammas).mean((-2, -1)))
+    if weights is None:
+        weights = a.new_ones(a.shape[:-1])
+    if weights.shape != a.shape[:-1]:
+        raise ValueError(f"weights must be [..., n] = {tuple(a.shape[:-1])}; got {tuple(weights.shape)}.")
+    w = (weights / a.size(-2)).unsqueeze(-1).to(a.dtype)  # [..., n, 1]
+    value = ((w.transpose(-2, -1) @ rbf_kernel(a, a, gammas) @ w).view(a.shape[:-2])
+             + rbf_kernel(b, b, gammas).mean((-2, -1))
+             - 2 * (w.transpose(-2, -1) @ rbf_kernel(a, b, gammas)).mean(-1).view(a.shape[:-2]))
     return value.clamp_min(0.0)
 
 
 def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0.2, *,
-                upper: float | None = None, gammas: Sequence[float] = (1.0, 0.1, 1e-3)) -> tuple[Tensor, float]:
+                upper: float | None = None, gammas: Sequence[float] = (1.0, 0.1, 1e-3)) -> Tensor:
     r"""Kernel mean matching: instance weights that make the source look like the target.
 
     Solves the QP :math:`\min_\beta \tfrac12 \beta^\top K\beta - \kappa^\top\beta` with
@@ -90,8 +97,9 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
         labels: ``[n]`` class of each source node.
 
     Returns:
-        ``(beta [n] on source's device, mmd)`` where ``mmd`` is the squared MMD between the
-        beta-weighted source and the target.
+        ``beta`` ``[n]`` on ``source``'s device. ``mmd(source, target, weights=beta)`` is the
+        squared MMD it leaves; it is not computed here, since its target-target kernel costs
+        more than the QP (for 500 IID PubMed nodes' PPR rows, 0.8 of 1.0 s).
     """
     _check_pair(source, target, batched=False)
     labels = torch.as_tensor(labels, device=source.device).view(-1)
@@ -120,6 +128,4 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
     if not result.success:
         raise RuntimeError(f"The KMM QP did not converge ({result.message}); try a larger lower bound.")
     beta = np.clip(result.x, lower, upper if upper is not None else np.inf)
-    achieved = (beta @ kernel @ beta / n ** 2 - 2 * kappa @ beta / (n ** 2)
-                + rbf_kernel(t, t, gammas).mean().item())
-    return torch.as_tensor(beta, dtype=source.dtype, device=source.device), float(max(achieved, 0.0))
+    return torch.as_tensor(beta, dtype=source.dtype, device=source.device)

@@ -12,7 +12,7 @@ from torch_geometric.data import Data
 
 from ._validation import check_graph, check_index, check_same_device
 from .models.base import NodeClassifier
-from .propagation import quiet_sparse, receptive_subgraph
+from .propagation import compact_csr, quiet_sparse, receptive_subgraph
 from .robust import ShiftRobust
 
 
@@ -27,7 +27,7 @@ def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
     out = x
     if x.is_floating_point() and x.dim() == 2 and float((x != 0).float().mean()) < max_density:
         with quiet_sparse():
-            out = x.to_sparse_csr()
+            out = compact_csr(x.to_sparse_csr())
     x.srgnn_model_input = (x._version, out)
     return out
 
@@ -104,7 +104,9 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
     Groups flagged in ``hidden_only`` (the IID sample, read by the shift term at the hidden
     layer only) need just ``hidden_receptive_field`` hops. A model whose outputs are per-node
     functions of whole-graph features (``NodeClassifier.node_features``: SGC, DGI) gets the
-    targets' rows of those features and ``edge_index=None``.
+    targets' rows of those features and ``edge_index=None``. A model that propagates with a
+    fixed linear operator (``NodeClassifier.target_rows``: APPNP) gets the whole graph's input
+    and, in place of ``edge_index``, that operator's rows at the nodes whose logits are read.
     """
     hidden_only = hidden_only or [False] * len(targets)
     hops, n = [target_hops(model, flag) for flag in hidden_only], data.num_nodes
@@ -124,7 +126,10 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
         groups = local.split([t.numel() for t in targets])
         return (features[subset.to(features.device)], None, data.y.view(-1)[subset.to(data.y.device)].to(device),
                 [g.to(device) for g in groups])
-    return x, edge_index, data.y.view(-1).to(device), [t.to(device) for t in targets]
+    targets = [t.to(device) for t in targets]
+    read = [t for t, flag in zip(targets, hidden_only) if not flag]  # nodes whose logits the loss reads
+    rows = model.target_rows(edge_index, n, torch.cat(read).unique()) if read else None
+    return x, rows if rows is not None else edge_index, data.y.view(-1).to(device), targets
 
 
 def robust_loss_subgraph(robust: ShiftRobust, data: Data, train_idx: Tensor, device: torch.device,

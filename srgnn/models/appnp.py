@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..propagation import appnp_propagate, normalized_adjacency
+from ..propagation import TargetRows, appnp_propagate, appnp_rows, normalized_adjacency
 from .mlp import MLP
 
 
@@ -18,7 +18,9 @@ class APPNP(MLP):
         alpha: teleport (0.1). k: propagation steps (10). Other arguments as ``MLP``.
 
     Shapes:
-        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, H]``.
+        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, H]``;
+        with a ``TargetRows`` (from ``target_rows``) in place of ``edge_index``, the logits
+        are exact at its targets and zero elsewhere.
     """
 
     linear = True
@@ -29,7 +31,18 @@ class APPNP(MLP):
         self.alpha, self.k = alpha, k
         self.receptive_field = k
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def target_rows(self, edge_index: Tensor, num_nodes: int, targets: Tensor) -> TargetRows | None:
+        adj = normalized_adjacency(edge_index, num_nodes, device=targets.device)
+        # A dense [T, N] product against 2K sparse ones (forward and backward) with the same
+        # column count: the dense one ran faster up to about 4x the multiply-adds (per run:
+        # Cora, T=140, 0.80 s against 0.92 s; PubMed, T=60, 5.9 s against 7.6 s).
+        if targets.numel() * num_nodes > 4 * self.k * adj.values().numel():
+            return None
+        return TargetRows(appnp_rows(adj, targets, self.alpha, self.k), targets)
+
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | TargetRows) -> tuple[Tensor, Tensor]:
         logits, hidden = super().forward_with_hidden(x)
+        if isinstance(edge_index, TargetRows):
+            return edge_index.apply(logits), hidden
         adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
         return appnp_propagate(adj, logits, self.alpha, self.k), hidden

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..propagation import quiet_sparse
+from ..propagation import TargetRows, quiet_sparse
 
 
 class NodeClassifier(nn.Module):
@@ -36,6 +36,12 @@ class NodeClassifier(nn.Module):
         DGI's frozen embeddings); ``None`` for other models. A model that returns one takes it
         back as ``x`` with ``edge_index=None``, so the Trainer can train on the rows the loss
         reads alone."""
+        return None
+
+    def target_rows(self, edge_index: Tensor, num_nodes: int, targets: Tensor) -> TargetRows | None:
+        """For a model that propagates per-node outputs with a fixed linear operator (APPNP):
+        that operator's rows at ``targets``, which the model takes in place of ``edge_index``
+        to compute its logits there alone; ``None`` for other models."""
         return None
 
     def check_input(self, x: Tensor) -> None:
@@ -77,10 +83,10 @@ def _transpose_plan(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         n, f = x.shape
         crow, col = x.crow_indices(), x.col_indices()
         row = torch.repeat_interleave(torch.arange(n, device=x.device), crow.diff())
-        perm = torch.argsort(col * n + row, stable=True)
+        perm = torch.argsort(col.long() * n + row, stable=True)
         t_crow = torch.zeros(f + 1, dtype=crow.dtype, device=x.device)
         t_crow[1:] = torch.bincount(col, minlength=f).cumsum(0)
-        plan = x.transpose_plan = (t_crow, row[perm], perm)
+        plan = x.transpose_plan = (t_crow, row[perm].to(crow.dtype), perm)
     return plan
 
 
