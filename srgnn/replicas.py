@@ -31,7 +31,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .models import GCN, MLP, GraphSAGE, NodeClassifier
-from .models.base import _SparseMatmul, dropout
+from .models.base import _SparseMatmul, dropout, keep_mask
 from .propagation import compact_csr, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
 from .robust import ShiftRobust
 from .trainer import check_training_set, classification_scores, model_input, optimizer_settings, resolve_device, target_hops
@@ -77,8 +77,8 @@ class ReplicaBlocks:
             counts = [int(crow[b]) - int(crow[a]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
         else:
             counts = [size * h.size(1) for size in self.sizes]
-        noise = torch.cat([torch.rand(n, generator=g) for n, g in zip(counts, self.generators)])
-        return dropout(h, p, True, noise.to(h.device))
+        keep = torch.cat([keep_mask(n, p, generator=g) for n, g in zip(counts, self.generators)])
+        return dropout(h, p, True, keep.to(h.device))
 
     def linear(self, h: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         """Block r times ``weight[r].T`` (``weight`` ``[R, out, in]``, as ``nn.Linear`` stores
