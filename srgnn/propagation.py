@@ -12,6 +12,8 @@ All operators run on torch sparse CSR, on the device of their input. Shapes: ``N
   reads, so training multiplies by a ``[T, N]`` matrix instead of propagating K times.
 * ``ppr``: exact personalized PageRank columns
   :math:`\Pi E_S = \alpha (I - (1 - \alpha)\hat A)^{-1} E_S`.
+* ``AttentionCSR`` / ``edge_spmm``: a sparse matrix whose values are learned per edge and
+  per block (GAT's attention heads) times a dense one, differentiable in both.
 * ``receptive_subgraph``: the nodes a K-layer model's outputs at some target nodes depend
   on, with the full graph's degrees, so training can skip the rest of the graph.
 """
@@ -197,6 +199,89 @@ class TargetRows:
     def apply(self, h: Tensor) -> Tensor:
         """``[N, C]`` -> ``[N, C]``: the propagated rows at the targets, zero elsewhere."""
         return h.new_zeros(h.shape).index_copy(0, self.targets, self.rows @ h)
+
+
+class AttentionCSR:
+    """A graph's edges plus one self-loop per node (existing loops replaced, as PyG's
+    ``GATConv`` does) in CSR order by destination, repeated as ``blocks`` diagonal blocks of
+    a ``[blocks N, blocks N]`` matrix, one per attention head, with its transpose's plan.
+    Built once per graph, block count and device (``of``).
+
+    Attributes: ``src``, ``dst`` ``[E]`` and ``crow`` ``[N + 1]`` (one block, by destination);
+    ``rows``, ``cols`` ``[blocks E]`` (the block matrix's entries, block-major).
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: int, blocks: int):
+        n, device = num_nodes, edge_index.device
+        src, dst = edge_index
+        keep = src != dst
+        loops = torch.arange(n, device=device)
+        src, dst = torch.cat([src[keep], loops]), torch.cat([dst[keep], loops])
+        order = torch.argsort(dst * n + src)
+        self.src, self.dst = src[order], dst[order]
+        self.num_nodes, self.blocks = n, blocks
+        self.crow = row_pointers(self.dst, n)
+        offsets = (torch.arange(blocks, device=device) * n).unsqueeze(1)
+        self.rows, self.cols = (self.dst + offsets).reshape(-1), (self.src + offsets).reshape(-1)
+        size = blocks * n
+        index_type = torch.int32 if max(size, self.rows.numel()) < 2 ** 31 else torch.int64
+        self._crow, self._col = row_pointers(self.rows, size).to(index_type), self.cols.to(index_type)
+        perm = torch.argsort(self.cols * size + self.rows)
+        self._t_crow, self._t_col = row_pointers(self.cols, size).to(index_type), self.rows[perm].to(index_type)
+        self._t_perm = perm.to(index_type)
+
+    @classmethod
+    def of(cls, edge_index: Tensor, num_nodes: int, blocks: int) -> "AttentionCSR":
+        cache = graph_cache(edge_index, num_nodes)
+        key = ("attention_csr", blocks, str(edge_index.device))
+        if key not in cache:
+            cache[key] = cls(edge_index, num_nodes, blocks)
+        return cache[key]
+
+    def matrix(self, values: Tensor, transpose: bool = False) -> Tensor:
+        """The block matrix (or its transpose) with ``values`` ``[blocks E]`` in ``rows`` order."""
+        size = (self.blocks * self.num_nodes,) * 2
+        with quiet_sparse():
+            if transpose:
+                return torch.sparse_csr_tensor(self._t_crow, self._t_col, values.index_select(0, self._t_perm), size)
+            return torch.sparse_csr_tensor(self._crow, self._col, values, size)
+
+
+def row_pointers(rows: Tensor, num_rows: int) -> Tensor:
+    """CSR row pointers ``[num_rows + 1]`` of entries with row indices ``rows`` (in any order)."""
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=num_rows).cumsum(0)
+    return crow
+
+
+class _EdgeSpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, structure: AttentionCSR, values: Tensor, h: Tensor) -> Tensor:
+        ctx.structure = structure
+        ctx.save_for_backward(values, h)
+        return structure.matrix(values) @ h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        structure, (values, h) = ctx.structure, ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_values = grad_h = None
+        if ctx.needs_input_grad[1]:  # d out[i] / d value(i, j) = h[j]: one dot product per entry
+            # Gathered node-major, [N, blocks C] rows per edge, not [blocks N, C] rows per entry:
+            # blocks-times fewer, longer rows to gather.
+            blocks, n = structure.blocks, structure.num_nodes
+            node_major = lambda t: t.view(blocks, n, -1).transpose(0, 1).reshape(n, -1)  # noqa: E731
+            products = node_major(grad).index_select(0, structure.dst) * node_major(h).index_select(0, structure.src)
+            grad_values = products.view(products.size(0), blocks, -1).sum(-1).T.reshape(-1)
+        if ctx.needs_input_grad[2]:
+            grad_h = structure.matrix(values, transpose=True) @ grad
+        return None, grad_values, grad_h
+
+
+def edge_spmm(structure: AttentionCSR, values: Tensor, h: Tensor) -> Tensor:
+    """``structure``'s block matrix with ``values`` ``[blocks E]`` times ``h``
+    ``[blocks N, C]`` -> ``[blocks N, C]``; differentiable in ``values`` and ``h``."""
+    return _EdgeSpMM.apply(structure, values, h)
 
 
 def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor | Sequence[Tensor],

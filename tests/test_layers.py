@@ -46,3 +46,42 @@ def test_sparse_input_product_and_its_backward_equal_dense(cora):
     layer(x).backward(grad)
     reference(dense).backward(grad)
     torch.testing.assert_close(layer.weight.grad, reference.weight.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("heads,concat", [(8, True), (1, True), (2, False)])
+def test_sparse_gat_conv_equals_pyg_gat_conv(cora, heads, concat):
+    from torch_geometric.nn import GATConv
+
+    from srgnn.models.gat import SparseGATConv
+
+    torch.manual_seed(0)
+    reference = GATConv(16, 4, heads=heads, concat=concat, dropout=0.0)
+    torch.manual_seed(0)
+    ours = SparseGATConv(16, 4, heads=heads, concat=concat, dropout=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(reference.parameters(), ours.parameters()))  # same init
+    # Cora's edges plus a self-loop that must be replaced, not doubled.
+    edge_index = torch.cat([cora.edge_index, torch.tensor([[5], [5]])], 1)
+    x = torch.randn(cora.num_nodes, 16, requires_grad=True)
+    expected, got = reference(x, edge_index), ours(x, edge_index)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(expected, [x, *reference.parameters()], grad),
+                    torch.autograd.grad(got, [x, *ours.parameters()], grad)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_gat_conv_attention_dropout_is_inverted_dropout(cora):
+    from srgnn.models.gat import SparseGATConv
+
+    conv = SparseGATConv(16, 4, heads=2, dropout=0.5).train()
+    x = torch.randn(cora.num_nodes, 16)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        first = conv(x, cora.edge_index)
+        torch.manual_seed(0)
+        assert torch.equal(conv(x, cora.edge_index), first)  # the global seed decides the masks
+        # Unbiased: averaged over masks, the output approaches the eval-mode one (measured:
+        # mean absolute gap 0.037 after 200 draws, 0.018 after 800, for outputs of mean size 0.63).
+        mean = torch.stack([conv(x, cora.edge_index) for _ in range(200)]).mean(0)
+        expected = conv.eval()(x, cora.edge_index)
+    assert float((mean - expected).abs().mean()) < 0.1 * float(expected.abs().mean())

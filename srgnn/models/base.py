@@ -5,7 +5,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from ..propagation import TargetRows, quiet_sparse
+from ..propagation import TargetRows, quiet_sparse, row_pointers
 
 
 class NodeClassifier(nn.Module):
@@ -102,9 +102,7 @@ def _transpose_plan(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         crow, col = x.crow_indices(), x.col_indices()
         row = torch.repeat_interleave(torch.arange(n, device=x.device), crow.diff())
         perm = torch.argsort(col.long() * n + row, stable=True)
-        t_crow = torch.zeros(f + 1, dtype=crow.dtype, device=x.device)
-        t_crow[1:] = torch.bincount(col, minlength=f).cumsum(0)
-        plan = x.transpose_plan = (t_crow, row[perm].to(crow.dtype), perm.to(crow.dtype))
+        plan = x.transpose_plan = (row_pointers(col, f).to(crow.dtype), row[perm].to(crow.dtype), perm.to(crow.dtype))
     return plan
 
 

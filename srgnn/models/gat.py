@@ -4,13 +4,49 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATConv
+from torch_geometric.utils import softmax
 
+from ..propagation import AttentionCSR, edge_spmm
 from .base import NodeClassifier, SparseInputLinear, dropout
+
+
+class SparseGATConv(GATConv):
+    r"""PyG's ``GATConv`` (its parameters, initialisation and attention) with the aggregation
+    over all heads as one CSR SpMM, differentiable in the attention weights:
+
+    .. math::
+        \alpha^{(h)}_{ij} = \mathrm{softmax}_j\bigl(\mathrm{LeakyReLU}(a_{src}^{(h)\top} W x_j
+        + a_{dst}^{(h)\top} W x_i)\bigr),\qquad
+        x'_i = \big\Vert_h \sum_{j \in N(i) \cup \{i\}} \alpha^{(h)}_{ij} W^{(h)} x_j + b.
+
+    PyG builds the ``[E, heads, C]`` messages forward and backward; here the heads are the
+    diagonal blocks of one sparse matrix (``srgnn.propagation.AttentionCSR``), so a step moves
+    ``[E, heads]`` weights and ``[N, heads C]`` features, and attention dropout draws its mask
+    with ``keep_mask``. Supports ``GATConv``'s defaults beyond ``heads``, ``concat`` and
+    ``dropout`` (no edge features, no residual). The masks differ from ``GATConv``'s; in eval
+    mode (or with ``dropout=0``) outputs and gradients equal it to float tolerance.
+
+    Shapes:
+        x ``[N, F]``, edge_index ``[2, E]`` -> ``[N, heads C]`` (concat) or ``[N, C]``.
+    """
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        heads, channels, n = self.heads, self.out_channels, x.size(0)
+        structure = AttentionCSR.of(edge_index, n, heads)
+        h = self.lin(x).view(n, heads, channels)
+        score_src, score_dst = (h * self.att_src).sum(-1), (h * self.att_dst).sum(-1)  # [N, heads]
+        scores = F.leaky_relu(score_src.index_select(0, structure.src) + score_dst.index_select(0, structure.dst),
+                              self.negative_slope)  # [E, heads], edges sorted by destination
+        alpha = dropout(softmax(scores, ptr=structure.crow), self.dropout, self.training)
+        out = edge_spmm(structure, alpha.T.reshape(-1), h.transpose(0, 1).reshape(heads * n, channels))
+        out = out.view(heads, n, channels).transpose(0, 1)
+        out = out.reshape(n, heads * channels) if self.concat else out.mean(1)
+        return out + self.bias if self.bias is not None else out
 
 
 class GAT(NodeClassifier):
     r"""A linear projection of the input to ``hidden_channels`` (one SpMM for a sparse CSR
-    ``x``), then two ``GATConv`` layers; the first has ``heads`` heads of
+    ``x``), then two graph attention layers (``SparseGATConv``); the first has ``heads`` heads of
     ``hidden_channels // heads`` units, concatenated, so the hidden layer is
     ``hidden_channels`` wide.
 
@@ -26,8 +62,8 @@ class GAT(NodeClassifier):
         super().__init__()
         self.in_channels, self.dropout = in_channels, dropout
         self.project = SparseInputLinear(in_channels, hidden_channels, bias=False)
-        self.conv1 = GATConv(hidden_channels, hidden_channels // heads, heads=heads, dropout=dropout)
-        self.conv2 = GATConv(hidden_channels // heads * heads, out_channels, heads=1, dropout=dropout)
+        self.conv1 = SparseGATConv(hidden_channels, hidden_channels // heads, heads=heads, dropout=dropout)
+        self.conv2 = SparseGATConv(hidden_channels // heads * heads, out_channels, heads=1, dropout=dropout)
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         self.check_input(x)
