@@ -15,7 +15,8 @@ All operators run on torch sparse CSR, on the device of their input. Shapes: ``N
 * ``AttentionCSR`` / ``edge_spmm``: a sparse matrix whose values are learned per edge and
   per block (GAT's attention heads) times a dense one, differentiable in both.
 * ``receptive_subgraph``: the nodes a K-layer model's outputs at some target nodes depend
-  on, with the full graph's degrees, so training can skip the rest of the graph.
+  on, with the full graph's degrees, so training can skip the rest of the graph;
+  ``layer_edges``: the part of it each layer needs.
 """
 from __future__ import annotations
 
@@ -294,6 +295,11 @@ def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor | Seq
     ``normalized_adjacency`` uses, so a ``hops``-layer message-passing model (GCN, GraphSAGE,
     GAT) run on the subgraph gives exactly the full graph's outputs at the targets: every node
     within ``hops - 1`` of a target keeps all its neighbours. Training reads only those outputs.
+
+    It also carries ``.depth`` ``[M]``: how many layers' outputs are needed at each node, the
+    largest ``hops - distance`` over the groups. Layer l's output is read only at nodes of depth
+    >= l, so a model may skip the rest (``layer_edges``): on PubMed, 60 localized nodes' 2-hop
+    subgraph has 21,034 edges, of which 5,867 end at depth >= 1 and 281 at depth 2.
     """
     if isinstance(targets, Tensor):
         targets, hops = [targets], [hops]
@@ -307,7 +313,28 @@ def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor | Seq
         row, col = edge_index
         cache["degree"] = torch.bincount(row[row != col], minlength=num_nodes)
     sub_edge_index.full_degree = cache["degree"][subset]
+    depth = torch.zeros(num_nodes, dtype=torch.long)
+    for group, group_hops in zip(targets, hops):
+        for distance in range(group_hops):
+            within = k_hop_subgraph(group, distance, edge_index, num_nodes=num_nodes)[0]
+            depth[within] = depth[within].clamp_min(group_hops - distance)
+    sub_edge_index.depth = depth[subset]
     return subset, sub_edge_index
+
+
+def layer_edges(edge_index: Tensor, layer: int) -> Tensor:
+    """The edges of a ``receptive_subgraph`` into the nodes whose layer-``layer`` output is
+    read (target ``edge_index[1]``, PyG's source-to-target flow, of ``depth >= layer``), cached
+    per subgraph; ``edge_index`` itself for another graph. A message-passing layer run on them
+    gives exact outputs at those nodes, which keep all their neighbours."""
+    depth = getattr(edge_index, "depth", None)
+    if depth is None:
+        return edge_index
+    cache = graph_cache(edge_index, depth.numel())
+    key = ("layer_edges", layer)
+    if key not in cache:
+        cache[key] = edge_index[:, depth.to(edge_index.device)[edge_index[1]] >= layer]
+    return cache[key]
 
 
 def _scipy_adjacency(adj: Tensor) -> sp.csr_matrix:

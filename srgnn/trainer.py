@@ -116,7 +116,7 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
             local = torch.full((n,), -1, dtype=torch.long)
             local[subset] = torch.arange(subset.numel())
             moved = edge_index.to(device)
-            moved.full_degree = edge_index.full_degree
+            moved.full_degree, moved.depth = edge_index.full_degree, edge_index.depth
             x = model_input(data.x[subset.to(data.x.device)]).to(device)
             return x, moved, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
     x, edge_index = model_input(data.x).to(device), data.edge_index.to(device)

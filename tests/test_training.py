@@ -24,6 +24,20 @@ def test_every_model_learns_cora_and_exposes_hidden(cora, cora_published, model_
     assert scores["micro_f1"] > 0.5 and 0 < scores["macro_f1"] <= 1
 
 
+def test_receptive_subgraph_depth_and_layer_edges():
+    from srgnn.propagation import layer_edges, receptive_subgraph
+
+    # A path 0-1-2-3-4-5: logits read at node 0 (2 hops), the hidden layer alone at node 4 (1 hop).
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4, 4, 5], [1, 0, 2, 1, 3, 2, 4, 3, 5, 4]])
+    subset, sub = receptive_subgraph(edge_index, 6, [torch.tensor([0]), torch.tensor([4])], [2, 1])
+    assert subset.tolist() == [0, 1, 2, 3, 4, 5]
+    assert sub.depth.tolist() == [2, 1, 0, 0, 1, 0]
+    into = lambda edges: sorted(set(edges[1].tolist()))  # noqa: E731
+    assert into(layer_edges(sub, 1)) == [0, 1, 4] and into(layer_edges(sub, 2)) == [0]
+    assert layer_edges(sub, 1) is layer_edges(sub, 1)  # cached: attention structures key on it
+    assert layer_edges(edge_index, 2) is edge_index  # a whole graph: every edge
+
+
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, model_cls):
     from srgnn.trainer import loss_subgraph, model_input

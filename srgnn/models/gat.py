@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 from torch_geometric.utils import softmax
 
-from ..propagation import AttentionCSR, edge_spmm
+from ..propagation import AttentionCSR, edge_spmm, layer_edges
 from .base import NodeClassifier, SparseInputLinear, dropout
 
 
@@ -68,5 +68,6 @@ class GAT(NodeClassifier):
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         self.check_input(x)
         projected = self.project(dropout(x, self.dropout, self.training))
-        hidden = F.elu(self.conv1(projected, edge_index))
-        return self.conv2(dropout(hidden, self.dropout, self.training), edge_index), hidden
+        # On a receptive subgraph each layer runs on the edges into the nodes that read it.
+        hidden = F.elu(self.conv1(projected, layer_edges(edge_index, 1)))
+        return self.conv2(dropout(hidden, self.dropout, self.training), layer_edges(edge_index, 2)), hidden
