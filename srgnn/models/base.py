@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..propagation import TargetRows, quiet_sparse, row_pointers
@@ -140,12 +141,18 @@ class _SparseMatmul(torch.autograd.Function):
         return None, _transposed_product(ctx.x, grad)
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` that also takes a sparse CSR ``x`` ``[N, F]`` (one SpMM forward and one
+    backward, no densifying); ``weight`` ``[H, F]`` -> ``[N, H]``."""
+    if not x.is_sparse_csr:
+        return F.linear(x, weight, bias)
+    out = _SparseMatmul.apply(x, weight.T.contiguous())
+    return out + bias if bias is not None else out
+
+
 class SparseInputLinear(nn.Linear):
-    """``nn.Linear`` that also takes a sparse CSR ``x`` ``[N, F]``: one SpMM forward and one
-    backward, no densifying (bag-of-words features are 1-10% non-zero)."""
+    """``nn.Linear`` that also takes a sparse CSR ``x`` ``[N, F]`` (``linear``): bag-of-words
+    features are 1-10% non-zero."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.is_sparse_csr:
-            out = _SparseMatmul.apply(x, self.weight.T.contiguous())
-            return out + self.bias if self.bias is not None else out
-        return super().forward(x)
+        return linear(x, self.weight, self.bias)
