@@ -206,7 +206,8 @@ class ReplicaTrainer:
         weights = torch.cat([r.weights_ / r.weights_.numel() for r in replicas]).to(self.device)
 
         params, _ = torch.func.stack_module_state([r.model for r in replicas])
-        optimizer = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay,
+                                     fused=self.device.type in ("cpu", "cuda"))
         forward = FORWARDS[type(model)]
         self.history_ = []
         for _ in range(self.epochs):
