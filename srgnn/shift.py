@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import clarabel
 import numpy as np
+import scipy.sparse as sp
 import torch
-from scipy.optimize import LinearConstraint, minimize
 from torch import Tensor
 
 from ._validation import check_same_device
@@ -89,7 +90,8 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
     :math:`K_{ij} = k(s_i, s_j)`, :math:`\kappa_i = \tfrac{n}{m}\sum_j k(s_i, t_j)`, subject to
     ``lower`` :math:`\le \beta_i \le` ``upper`` and, for every class, the weights of its
     nodes summing to its count, so the class balance of the training set is kept.
-    The QP goes to SciPy's SLSQP solver.
+    The QP goes to Clarabel, an interior-point conic solver (Cora, 140 training nodes: 17 ms
+    against 0.5 s with SciPy's SLSQP, the same objective to 1e-11).
 
     Args:
         source: ``[n, d]``, e.g. PPR rows of the training nodes.
@@ -114,18 +116,21 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
     kernel = rbf_kernel(s, s, gammas).cpu().numpy()
     kappa = (n / m) * rbf_kernel(s, t, gammas).sum(1).cpu().numpy()
     classes, y = np.unique(labels.cpu().numpy(), return_inverse=True)
-    indicator = (y[None, :] == np.arange(classes.size)[:, None]).astype(float)
-    counts = indicator.sum(1)
-    result = minimize(
-        lambda beta: 0.5 * beta @ kernel @ beta - kappa @ beta,
-        x0=np.ones(n),
-        jac=lambda beta: kernel @ beta - kappa,
-        bounds=[(lower, upper)] * n,
-        constraints=[LinearConstraint(indicator, counts, counts)],
-        method="SLSQP",
-        options={"maxiter": 500, "ftol": 1e-10},
-    )
-    if not result.success:
-        raise RuntimeError(f"The KMM QP did not converge ({result.message}); try a larger lower bound.")
-    beta = np.clip(result.x, lower, upper if upper is not None else np.inf)
+    # Clarabel's standard form: min 1/2 b'Pb + q'b with Ab + slack = rhs, slack in the cones;
+    # the class sums go to the zero cone, the bounds -b <= -lower (and b <= upper) to R+.
+    class_sums = sp.csc_matrix((np.ones(n), (y, np.arange(n))), shape=(classes.size, n))
+    rows, rhs = [class_sums, -sp.identity(n)], [np.bincount(y).astype(float), np.full(n, -lower)]
+    if upper is not None:
+        rows, rhs = rows + [sp.identity(n)], rhs + [np.full(n, upper)]
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    # The kernel of near-identical PPR rows is nearly singular: a loose stop leaves weights
+    # several hundredths off along its flat directions (Cora: 0.07 at the default 1e-8).
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-10
+    solution = clarabel.DefaultSolver(
+        sp.triu(sp.csc_matrix(kernel)).tocsc(), -kappa, sp.vstack(rows).tocsc(), np.concatenate(rhs),
+        [clarabel.ZeroConeT(classes.size), clarabel.NonnegativeConeT(len(rows[1:]) * n)], settings).solve()
+    if solution.status not in (clarabel.SolverStatus.Solved, clarabel.SolverStatus.AlmostSolved):
+        raise RuntimeError(f"The KMM QP did not converge ({solution.status}); try a larger lower bound.")
+    beta = np.clip(np.asarray(solution.x), lower, upper if upper is not None else np.inf)
     return torch.as_tensor(beta, dtype=source.dtype, device=source.device)

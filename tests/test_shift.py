@@ -82,6 +82,13 @@ def test_kmm_constraints_and_lower_mmd():
     assert achieved == pytest.approx(manual.item(), rel=1e-6, abs=1e-9)
     assert mmd(source, target, weights=torch.ones(60, dtype=torch.float64)).item() == pytest.approx(
         mmd(source, target).item(), rel=1e-9)
+    # An upper bound binds where the unbounded weights exceed it, and the class sums still hold.
+    assert float(beta.max()) > 1.5
+    capped = kmm_weights(source, target, labels, lower=0.2, upper=1.5)
+    assert float(capped.max()) <= 1.5 + 1e-9 and float(capped.min()) >= 0.2 - 1e-9
+    for c in range(3):
+        assert float(capped[labels == c].sum()) == pytest.approx(20.0, abs=1e-6)
+    assert achieved <= mmd(source, target, weights=capped).item() + 1e-12  # the cap can only cost
 
 
 @pytest.mark.parametrize("lower,upper", [(1.5, None), (-0.1, None), (0.2, 0.5)])
