@@ -38,6 +38,23 @@ def test_receptive_subgraph_depth_and_layer_edges():
     assert layer_edges(edge_index, 2) is edge_index  # a whole graph: every edge
 
 
+def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):
+    from torch_geometric.utils import k_hop_subgraph
+
+    from srgnn.propagation import receptive_subgraph
+
+    within = lambda group, hops: k_hop_subgraph(group, hops, cora.edge_index, num_nodes=cora.num_nodes)[0]  # noqa: E731
+    groups, hops = [torch.tensor([0, 500, 2000]), torch.tensor([7, 1500])], [3, 1]
+    subset, sub = receptive_subgraph(cora.edge_index, cora.num_nodes, groups, hops)
+    assert torch.equal(subset, torch.cat([within(g, h) for g, h in zip(groups, hops)]).unique())
+    # depth: the largest hops - distance over the groups, from PyG's neighbourhoods hop by hop.
+    depth = torch.zeros(cora.num_nodes, dtype=torch.long)
+    for group, group_hops in zip(groups, hops):
+        for distance in range(group_hops, -1, -1):
+            depth[within(group, distance)] = torch.clamp_min(depth[within(group, distance)], group_hops - distance)
+    assert torch.equal(sub.depth, depth[subset])
+
+
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, model_cls):
     from srgnn.trainer import loss_subgraph, model_input
