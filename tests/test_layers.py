@@ -18,6 +18,26 @@ def test_keep_mask_keeps_one_minus_p_independently(p):
     assert not torch.equal(mask, keep_mask(200_003, p, generator=torch.Generator().manual_seed(1)))
 
 
+def test_keep_mask_at_one_half_is_the_bits_of_random_bytes():
+    # Entry 8 i + j is bit j of byte i, so the CPU (NumPy) and GPU (torch) unpacking agree.
+    mask = keep_mask(1003, 0.5, generator=torch.Generator().manual_seed(3))
+    random_bytes = torch.randint(0, 256, (126,), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    bits = (random_bytes.view(-1, 1).long() >> torch.arange(8)) & 1
+    assert torch.equal(mask, bits.view(-1)[:1003].bool())
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2])
+def test_dense_dropout_scales_kept_entries_forward_and_backward(p):
+    x = torch.randn(300, 7, dtype=torch.float64, requires_grad=True)
+    keep = keep_mask(x.numel(), p, generator=torch.Generator().manual_seed(0))
+    out = dropout(x, p, True, keep)
+    expected = x.detach() * keep.view_as(x) / (1 - p)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    torch.testing.assert_close(x.grad, grad * keep.view_as(x) / (1 - p))
+
+
 def test_sparse_dropout_drops_stored_entries_and_rescales(cora):
     from srgnn.trainer import model_input
 

@@ -1,6 +1,7 @@
 """What every srgnn model shares: one pass that returns the logits and the last hidden layer."""
 from __future__ import annotations
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
@@ -58,19 +59,48 @@ class NodeClassifier(nn.Module):
 
 
 def keep_mask(count: int, p: float, generator: torch.Generator | None = None,
-              device: torch.device | str | None = None) -> Tensor:
+                device: torch.device | str | None = None) -> Tensor:
     """``[count]`` booleans, each ``True`` with probability ``1 - p``, independently.
 
     For ``p = 0.5`` (every srgnn model's default) each random byte gives eight entries, one
-    per bit: half the time of comparing uniform draws with ``p`` (PubMed's 988k feature
-    entries: 2.4 against 4.4 ms for the whole dropout), which is itself several times faster
-    than ``bernoulli_`` on the CPU."""
+    per bit (bit ``j`` of byte ``i`` is entry ``8 i + j``): several times faster than
+    comparing uniform draws with ``p``, which is itself faster than ``bernoulli_`` on the CPU.
+    On the CPU NumPy unpacks the bits (PubMed's 988k feature entries: 0.4 against 1.2 ms
+    for torch's broadcast ``bitwise_and``), with the same bytes and so the same mask."""
     if p == 0.5:
-        shifts = torch.arange(8, dtype=torch.uint8, device=device)
-        random_bytes = torch.randint(0, 256, ((count + 7) // 8, 1), dtype=torch.uint8, generator=generator,
+        random_bytes = torch.randint(0, 256, ((count + 7) // 8,), dtype=torch.uint8, generator=generator,
                                      device=device)
-        return torch.bitwise_and(random_bytes, 1 << shifts).ne_(0).view(-1)[:count].view(torch.bool)
+        if random_bytes.device.type == "cpu":
+            return torch.from_numpy(np.unpackbits(random_bytes.numpy(), count=count, bitorder="little")).view(torch.bool)
+        shifts = torch.arange(8, dtype=torch.uint8, device=random_bytes.device)
+        return torch.bitwise_and(random_bytes.view(-1, 1), 1 << shifts).ne_(0).view(-1)[:count].view(torch.bool)
     return torch.rand(count, generator=generator, device=device) >= p
+
+
+def _masked_scale(x: Tensor, keep: Tensor, scale: float) -> Tensor:
+    """``x * keep * scale`` for booleans ``keep`` shaped like ``x``. On the CPU NumPy does it in
+    two passes without casting the mask to a float tensor first (988k values: 0.6 against
+    2.8 ms for ``torch.mul(x, keep).mul_(scale)``)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        out = np.multiply(x.detach().numpy(), scale)
+        out *= keep.numpy()
+        return torch.from_numpy(out)
+    return torch.mul(x, keep).mul_(scale)
+
+
+class _Dropout(torch.autograd.Function):
+    """``x * keep * scale`` whose backward is the same masked scaling of the gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, keep: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return _masked_scale(x, keep, scale)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (keep,) = ctx.saved_tensors
+        return _masked_scale(grad, keep, ctx.scale), None, None
 
 
 def dropout(x: Tensor, p: float, training: bool, keep: Tensor | None = None) -> Tensor:
@@ -82,7 +112,7 @@ def dropout(x: Tensor, p: float, training: bool, keep: Tensor | None = None) -> 
         return x
     values = x.values() if x.is_sparse_csr else x
     keep = keep_mask(values.numel(), p, device=values.device) if keep is None else keep
-    kept = torch.mul(values, keep.view_as(values)).mul_(1.0 / (1.0 - p))
+    kept = _Dropout.apply(values, keep.view_as(values), 1.0 / (1.0 - p))
     if not x.is_sparse_csr:
         return kept
     with quiet_sparse():
