@@ -227,9 +227,8 @@ class AttentionCSR:
         size = blocks * n
         index_type = torch.int32 if max(size, self.rows.numel()) < 2 ** 31 else torch.int64
         self._crow, self._col = row_pointers(self.rows, size).to(index_type), self.cols.to(index_type)
-        perm = torch.argsort(self.cols * size + self.rows)
-        self._t_crow, self._t_col = row_pointers(self.cols, size).to(index_type), self.rows[perm].to(index_type)
-        self._t_perm = perm.to(index_type)
+        self._t_crow, self._t_col, self._t_perm = (
+            t.to(index_type) for t in transpose_plan(self.rows, self.cols, size, size))
 
     @classmethod
     def of(cls, edge_index: Tensor, num_nodes: int, blocks: int) -> "AttentionCSR":
@@ -253,6 +252,14 @@ def row_pointers(rows: Tensor, num_rows: int) -> Tensor:
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.bincount(rows, minlength=num_rows).cumsum(0)
     return crow
+
+
+def transpose_plan(rows: Tensor, cols: Tensor, num_rows: int, num_cols: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The transpose of a sparse matrix with entries at ``(rows, cols)`` ``[E]``, in CSR
+    order: its row pointers ``[num_cols + 1]``, column indices ``[E]`` and the permutation
+    ``[E]`` that takes the entries' values to it (``values[perm]``). Ties keep their order."""
+    perm = torch.argsort(cols.long() * num_rows + rows.long(), stable=True)
+    return row_pointers(cols, num_cols), rows[perm], perm
 
 
 class _EdgeSpMM(torch.autograd.Function):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..propagation import TargetRows, quiet_sparse, row_pointers
+from ..propagation import TargetRows, quiet_sparse, transpose_plan
 
 
 class NodeClassifier(nn.Module):
@@ -132,8 +132,7 @@ def _transpose_plan(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         n, f = x.shape
         crow, col = x.crow_indices(), x.col_indices()
         row = torch.repeat_interleave(torch.arange(n, device=x.device), crow.diff())
-        perm = torch.argsort(col.long() * n + row, stable=True)
-        plan = x.transpose_plan = (row_pointers(col, f).to(crow.dtype), row[perm].to(crow.dtype), perm.to(crow.dtype))
+        plan = x.transpose_plan = tuple(t.to(crow.dtype) for t in transpose_plan(row, col, n, f))
     return plan
 
 
