@@ -59,7 +59,7 @@ class NodeClassifier(nn.Module):
 
 
 def keep_mask(count: int, p: float, generator: torch.Generator | None = None,
-                device: torch.device | str | None = None) -> Tensor:
+              device: torch.device | str | None = None) -> Tensor:
     """``[count]`` booleans, each ``True`` with probability ``1 - p``, independently.
 
     For ``p = 0.5`` (every srgnn model's default) each random byte gives eight entries, one
