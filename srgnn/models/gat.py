@@ -1,6 +1,7 @@
 """Graph attention network (Velickovic et al., ICLR 2018), on PyG's ``GATConv``."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATConv
@@ -33,8 +34,9 @@ class SparseGATConv(GATConv):
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         heads, channels, n = self.heads, self.out_channels, x.size(0)
         structure = AttentionCSR.of(edge_index, n, heads)
-        h = self.lin(x).view(n, heads, channels)
-        score_src, score_dst = (h * self.att_src).sum(-1), (h * self.att_dst).sum(-1)  # [N, heads]
+        projected = self.lin(x)  # [N, heads C]
+        score_src, score_dst = (projected @ self._score_weight()).split(heads, dim=1)  # [N, heads] each
+        h = projected.view(n, heads, channels)
         scores = F.leaky_relu(score_src.index_select(0, structure.src) + score_dst.index_select(0, structure.dst),
                               self.negative_slope)  # [E, heads], edges sorted by destination
         alpha = dropout(softmax(scores, ptr=structure.crow), self.dropout, self.training)
@@ -42,6 +44,16 @@ class SparseGATConv(GATConv):
         out = out.view(heads, n, channels).transpose(0, 1)
         out = out.reshape(n, heads * channels) if self.concat else out.mean(1)
         return out + self.bias if self.bias is not None else out
+
+    def _score_weight(self) -> Tensor:
+        """``[heads C, 2 heads]``: ``att_src`` and ``att_dst`` as block-diagonal columns, so one
+        matmul scores every head's source and destination side (a broadcast multiply and sum
+        costs twice as much, forward and backward)."""
+        heads = self.heads
+        eye = torch.eye(heads, dtype=self.att_src.dtype, device=self.att_src.device)
+        att = torch.cat([self.att_src, self.att_dst])  # [2, heads, C]
+        # weight[(h, c), (side, k)] = att[side, h, c] if h == k else 0
+        return (att.unsqueeze(-1) * eye.unsqueeze(1)).permute(1, 2, 0, 3).reshape(-1, 2 * heads)
 
 
 class GAT(NodeClassifier):
