@@ -1,0 +1,37 @@
+"""The validation-only selection of SR variants: never Cora, scores on validation nodes, resumes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import select_on_validation
+
+
+def test_refuses_cora(tmp_path):
+    with pytest.raises(SystemExit):
+        select_on_validation.main(["--datasets", "cora", "--log", str(tmp_path / "log.jsonl")])
+
+
+def test_validation_nodes_leave_out_training_nodes(pubmed):
+    train = pubmed.val_mask.nonzero().view(-1)[:7]
+    nodes = select_on_validation.validation_nodes(pubmed, train)
+    assert not nodes[train].any()
+    assert int(nodes.sum()) == int(pubmed.val_mask.sum()) - 7
+    assert not (nodes & pubmed.test_mask).any()
+
+
+def test_runs_resume_and_write_the_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(select_on_validation, "CANDIDATES", {"sgc": ["base", "kmm"]})
+    log, doc = tmp_path / "log.jsonl", tmp_path / "doc.md"
+    flags = ["--datasets", "pubmed", "--repeats", "2", "--log", str(log), "--doc", str(doc)]
+    select_on_validation.main(flags)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((r["variant"], r["index"]) for r in records) == [("base", 0), ("base", 1), ("kmm", 0), ("kmm", 1)]
+    assert all(0.0 < r["micro_f1"] <= 1.0 for r in records)
+    select_on_validation.main(flags)  # everything is logged: nothing reruns, nothing is duplicated
+    assert len(log.read_text().splitlines()) == 4
+    text = doc.read_text()
+    assert "<!-- validation pubmed -->" in text and "| pubmed | sgc | kmm |" in text
+    assert torch.tensor([r["micro_f1"] for r in records]).unique().numel() > 1
