@@ -50,8 +50,15 @@ def main(argv=None) -> None:
     parser.add_argument("--log", type=Path, default=Path("results/validation_selection.jsonl"))
     parser.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
     args = parser.parse_args(argv)
-    if "cora" in args.datasets.split(","):
+    names = args.datasets.split(",")
+    if "cora" in names:
         parser.error("Cora's test nodes include its validation nodes; select on pubmed and citeseer.")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1; got {args.repeats}")
+    for name in names:
+        if not (args.seeds_dir / f"localized_seeds_{name}.p").is_file():
+            parser.error(f"no published sets for {name!r} in {args.seeds_dir}; pass --seeds-dir "
+                         "(the folder with localized_seeds_<dataset>.p)")
     args.log.parent.mkdir(parents=True, exist_ok=True)
     log = RunLog(args.log, ("dataset", "model", "variant", "index"))
     lines = [f"Command: `python -m benchmarks.select_on_validation --datasets {args.datasets} "
@@ -59,9 +66,12 @@ def main(argv=None) -> None:
              "Micro-F1 (%) on the Planetoid validation nodes, mean ± std over the published sets; wins:",
              "paired wins over the base model on the same sets.", "",
              "| dataset | model | variant | validation Micro-F1 | wins vs base |", "| --- | --- | --- | --- | --- |"]
-    for name in args.datasets.split(","):
+    for name in names:
         data = load_dataset(name)
-        sets = load_published_splits(args.seeds_dir / f"localized_seeds_{name}.p", data.num_nodes)[: args.repeats]
+        sets = load_published_splits(args.seeds_dir / f"localized_seeds_{name}.p", data.num_nodes)
+        if args.repeats > len(sets):
+            parser.error(f"--repeats {args.repeats}: the published {name} file has {len(sets)} sets")
+        sets = sets[: args.repeats]
         todo = [(model, variant, i) for model, variants in CANDIDATES.items() for variant in variants
                 for i in range(len(sets)) if (name, model, variant, i) not in log]
         for model, variant, i in tqdm(todo, desc=name, disable=not todo):

@@ -9,9 +9,17 @@ import torch
 from benchmarks import select_on_validation
 
 
-def test_refuses_cora(tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    (["--datasets", "cora"], "Cora's test nodes include its validation nodes"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--repeats", "101", "--datasets", "citeseer"], "has 100 sets"),
+    (["--seeds-dir", "/nonexistent"], "no published sets for 'pubmed'"),
+])
+def test_bad_flags_are_argparse_errors(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        select_on_validation.main(["--datasets", "cora", "--log", str(tmp_path / "log.jsonl")])
+        select_on_validation.main(flags + ["--log", str(tmp_path / "log.jsonl"), "--doc", str(tmp_path / "doc.md")])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "log.jsonl").exists() or not (tmp_path / "log.jsonl").read_text()
 
 
 def test_validation_nodes_leave_out_training_nodes(pubmed):
