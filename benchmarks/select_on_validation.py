@@ -55,10 +55,17 @@ def main(argv=None) -> None:
         parser.error("Cora's test nodes include its validation nodes; select on pubmed and citeseer.")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
+    graphs = {}  # every flag is checked before the first run
     for name in names:
-        if not (args.seeds_dir / f"localized_seeds_{name}.p").is_file():
+        path = args.seeds_dir / f"localized_seeds_{name}.p"
+        if not path.is_file():
             parser.error(f"no published sets for {name!r} in {args.seeds_dir}; pass --seeds-dir "
                          "(the folder with localized_seeds_<dataset>.p)")
+        data = load_dataset(name)
+        sets = load_published_splits(path, data.num_nodes)
+        if args.repeats > len(sets):
+            parser.error(f"--repeats {args.repeats}: the published {name} file has {len(sets)} sets")
+        graphs[name] = data, sets[: args.repeats]
     args.log.parent.mkdir(parents=True, exist_ok=True)
     log = RunLog(args.log, ("dataset", "model", "variant", "index"))
     lines = [f"Command: `python -m benchmarks.select_on_validation --datasets {args.datasets} "
@@ -66,12 +73,7 @@ def main(argv=None) -> None:
              "Micro-F1 (%) on the Planetoid validation nodes, mean ± std over the published sets; wins:",
              "paired wins over the base model on the same sets.", "",
              "| dataset | model | variant | validation Micro-F1 | wins vs base |", "| --- | --- | --- | --- | --- |"]
-    for name in names:
-        data = load_dataset(name)
-        sets = load_published_splits(args.seeds_dir / f"localized_seeds_{name}.p", data.num_nodes)
-        if args.repeats > len(sets):
-            parser.error(f"--repeats {args.repeats}: the published {name} file has {len(sets)} sets")
-        sets = sets[: args.repeats]
+    for name, (data, sets) in graphs.items():
         todo = [(model, variant, i) for model, variants in CANDIDATES.items() for variant in variants
                 for i in range(len(sets)) if (name, model, variant, i) not in log]
         for model, variant, i in tqdm(todo, desc=name, disable=not todo):

@@ -12,7 +12,7 @@ from benchmarks import select_on_validation
 @pytest.mark.parametrize("flags, message", [
     (["--datasets", "cora"], "Cora's test nodes include its validation nodes"),
     (["--repeats", "0"], "--repeats must be >= 1"),
-    (["--repeats", "101", "--datasets", "citeseer"], "has 100 sets"),
+    (["--repeats", "101", "--datasets", "citeseer,pubmed"], "has 100 sets"),
     (["--seeds-dir", "/nonexistent"], "no published sets for 'pubmed'"),
 ])
 def test_bad_flags_are_argparse_errors(flags, message, tmp_path, capsys):
