@@ -136,17 +136,31 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
     return adj
 
 
+def csr_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for a sparse CSR ``a`` ``[N, M]`` and a dense ``b`` ``[M, K]`` -> ``[N, K]``,
+    for use outside autograd (in a custom ``Function`` or on inputs that need no gradient).
+
+    On the CPU, torch's ``a @ b`` zero-fills a result, then copies it into the buffer that MKL
+    overwrites. ``addmm`` into an empty buffer with ``beta=0`` skips both passes and gives the
+    same values (PubMed's features times ``[500, 32]``: 1.25 against 1.55 ms; a 3,209-node
+    receptive field's adjacency times ``[3209, 32]``: 0.05 against 0.07 ms)."""
+    if a.device.type != "cpu" or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
+        return a @ b
+    out = torch.empty(a.size(0), b.size(1), dtype=b.dtype)
+    return torch.addmm(out, a, b, beta=0, out=out)
+
+
 class _SpMM(torch.autograd.Function):
     """``adj @ x`` whose backward multiplies by a transpose built once, not per call."""
 
     @staticmethod
     def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
         ctx.adj_t = adj.transposed
-        return adj @ x
+        return csr_matmul(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return None, ctx.adj_t @ grad
+        return None, csr_matmul(ctx.adj_t, grad)
 
 
 def spmm(adj: Tensor, x: Tensor) -> Tensor:
@@ -155,7 +169,7 @@ def spmm(adj: Tensor, x: Tensor) -> Tensor:
     instead of torch's generic sparse backward (a sort per call)."""
     if hasattr(adj, "transposed") and x.requires_grad:
         return _SpMM.apply(adj, x)
-    return adj @ x
+    return csr_matmul(adj, x) if adj.layout == torch.sparse_csr else adj @ x
 
 
 def sgc_features(adj: Tensor, x: Tensor, k: int = 2) -> Tensor:
@@ -267,7 +281,7 @@ class _EdgeSpMM(torch.autograd.Function):
     def forward(ctx, structure: AttentionCSR, values: Tensor, h: Tensor) -> Tensor:
         ctx.structure = structure
         ctx.save_for_backward(values, h)
-        return structure.matrix(values) @ h
+        return csr_matmul(structure.matrix(values), h)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -282,7 +296,7 @@ class _EdgeSpMM(torch.autograd.Function):
                         * h.view(blocks, n, -1).index_select(1, structure.src))
             grad_values = products.sum(-1).view(-1)
         if ctx.needs_input_grad[2]:
-            grad_h = structure.matrix(values, transpose=True) @ grad
+            grad_h = csr_matmul(structure.matrix(values, transpose=True), grad)
         return None, grad_values, grad_h
 
 

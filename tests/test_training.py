@@ -97,6 +97,20 @@ def test_models_needing_the_whole_graph_train_on_it(cora):
         assert x.size(0) == cora.num_nodes
 
 
+def test_csr_matmul_equals_the_dense_product_and_leaves_autograd_to_torch(cora):
+    from srgnn.propagation import csr_matmul, normalized_adjacency
+
+    adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    h = torch.randn(cora.num_nodes, 6)
+    expected = adj.to_dense() @ h
+    torch.testing.assert_close(csr_matmul(adj, h), expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(csr_matmul(adj, h), adj @ h)  # the same MKL product, without the extra passes
+    h.requires_grad_()
+    out = csr_matmul(adj, h)  # an input that needs a gradient takes torch's own product
+    out.sum().backward()
+    torch.testing.assert_close(h.grad, adj.to_dense().T @ torch.ones_like(expected), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("norm", ["sym", "row"])
 def test_appnp_rows_equal_propagation_at_the_targets(cora, norm):
     from srgnn.propagation import appnp_propagate, appnp_rows, normalized_adjacency

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..propagation import TargetRows, quiet_sparse, transpose_plan
+from ..propagation import TargetRows, csr_matmul, quiet_sparse, transpose_plan
 
 
 class NodeClassifier(nn.Module):
@@ -153,7 +153,7 @@ def _transposed_product(x: Tensor, grad: Tensor) -> Tensor:
         x_t = sp.csc_matrix((x.values().detach().numpy(), x.col_indices().numpy(), x.crow_indices().numpy()),
                             shape=(x.size(1), x.size(0)))
         return torch.from_numpy(x_t @ grad.contiguous().numpy())
-    return _transposed(x) @ grad
+    return csr_matmul(_transposed(x), grad)
 
 
 class _SparseMatmul(torch.autograd.Function):
@@ -163,7 +163,7 @@ class _SparseMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
         ctx.x = x
-        return x @ w
+        return csr_matmul(x, w)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
