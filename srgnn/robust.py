@@ -18,9 +18,9 @@ from torch_geometric.data import Data
 
 from ._validation import check_choice, check_index
 from .models.base import NodeClassifier
-from .propagation import graph_cache, graph_ppr
+from .propagation import graph_cache, graph_ppr_sq_distances
 from .sampling import iid_sample
-from .shift import cmd, kmm_weights, mmd
+from .shift import cmd, kmm_weights_from_sq_distances, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
 INSTANCE_WEIGHTS = (None, "kmm", "auto")
@@ -110,9 +110,10 @@ class ShiftRobust(nn.Module):
             key = ("kmm", tuple(train_idx.tolist()), tuple(iid_idx.tolist()), tuple(data.y[train_idx].tolist()),
                    self.kmm_teleport, self.kmm_lower)
             if key not in cache:
-                rows = graph_ppr(data, torch.cat([train_idx, iid_idx]), self.kmm_teleport).T
-                cache[key] = kmm_weights(rows[: train_idx.numel()], rows[train_idx.numel():],
-                                         data.y[train_idx].cpu(), lower=self.kmm_lower)
+                n = train_idx.numel()
+                sq = graph_ppr_sq_distances(data, train_idx, torch.cat([train_idx, iid_idx]), self.kmm_teleport)
+                cache[key] = kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y[train_idx].cpu(),
+                                                           lower=self.kmm_lower)
             self.weights_ = cache[key].float()
         if self.regularizer == "dann" and self.discriminator is None:
             if hidden_channels is None:

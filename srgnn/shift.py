@@ -62,8 +62,11 @@ def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | No
 
 def rbf_kernel(a: Tensor, b: Tensor, gammas: Sequence[float]) -> Tensor:
     r""":math:`\sum_\gamma \exp(-\gamma \lVert a_i - b_j\rVert^2)`, ``[..., n, m]``."""
-    sq = torch.cdist(a, b).pow(2)
-    return sum(torch.exp(-g * sq) for g in gammas)
+    return _rbf(torch.cdist(a, b).pow(2), gammas)
+
+
+def _rbf(sq_distances: Tensor, gammas: Sequence[float]) -> Tensor:
+    return sum(torch.exp(-g * sq_distances) for g in gammas)
 
 
 def mmd(a: Tensor, b: Tensor, gammas: Sequence[float] = (1.0, 0.1, 1e-3), weights: Tensor | None = None) -> Tensor:
@@ -104,17 +107,32 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
         more than the QP (for 500 IID PubMed nodes' PPR rows, 0.8 of 1.0 s).
     """
     _check_pair(source, target, batched=False)
-    labels = torch.as_tensor(labels, device=source.device).view(-1)
-    if labels.numel() != source.size(0):
-        raise ValueError(f"labels has {labels.numel()} entries for {source.size(0)} source nodes.")
+    s, t = source.detach().double(), target.detach().double()
+    beta = kmm_weights_from_sq_distances(torch.cdist(s, s).pow(2), torch.cdist(s, t).pow(2), labels, lower,
+                                         upper=upper, gammas=gammas)
+    return beta.to(source.dtype).to(source.device)
+
+
+def kmm_weights_from_sq_distances(source_sq: Tensor, cross_sq: Tensor, labels: Tensor, lower: float = 0.2, *,
+                                  upper: float | None = None,
+                                  gammas: Sequence[float] = (1.0, 0.1, 1e-3)) -> Tensor:
+    r"""``kmm_weights`` from squared distances instead of feature rows: ``source_sq`` ``[n, n]``
+    among the source nodes and ``cross_sq`` ``[n, m]`` from each source to each target node
+    (for PPR rows, ``srgnn.propagation.graph_ppr_sq_distances`` gives them without the
+    targets' rows). Returns ``beta`` ``[n]`` (float64) on ``cross_sq``'s device."""
+    if source_sq.dim() != 2 or cross_sq.dim() != 2 or source_sq.shape != (cross_sq.size(0),) * 2 or cross_sq.size(1) == 0:
+        raise ValueError(f"Expected source_sq [n, n] and cross_sq [n, m] with m > 0; got {tuple(source_sq.shape)} "
+                         f"and {tuple(cross_sq.shape)}.")
+    labels = torch.as_tensor(labels, device=cross_sq.device).view(-1)
+    if labels.numel() != cross_sq.size(0):
+        raise ValueError(f"labels has {labels.numel()} entries for {cross_sq.size(0)} source nodes.")
     if lower < 0 or lower > 1 or (upper is not None and (upper < 1 or upper < lower)):
         raise ValueError(
             f"KMM bounds lower={lower}, upper={upper} are infeasible: each class's weights must sum to "
             "its node count, so the bounds must satisfy 0 <= lower <= 1 <= upper. Use e.g. lower=0.2.")
-    n, m = source.size(0), target.size(0)
-    s, t = source.detach().double(), target.detach().double()
-    kernel = rbf_kernel(s, s, gammas).cpu().numpy()
-    kappa = (n / m) * rbf_kernel(s, t, gammas).sum(1).cpu().numpy()
+    n, m = cross_sq.shape
+    kernel = _rbf(source_sq.double(), gammas).cpu().numpy()
+    kappa = (n / m) * _rbf(cross_sq.double(), gammas).sum(1).cpu().numpy()
     classes, y = np.unique(labels.cpu().numpy(), return_inverse=True)
     # Clarabel's standard form: min 1/2 b'Pb + q'b with Ab + slack = rhs, slack in the cones;
     # the class sums go to the zero cone, the bounds -b <= -lower (and b <= upper) to R+.
@@ -133,4 +151,4 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
     if solution.status not in (clarabel.SolverStatus.Solved, clarabel.SolverStatus.AlmostSolved):
         raise RuntimeError(f"The KMM QP did not converge ({solution.status}); try a larger lower bound.")
     beta = np.clip(np.asarray(solution.x), lower, upper if upper is not None else np.inf)
-    return torch.as_tensor(beta, dtype=source.dtype, device=source.device)
+    return torch.as_tensor(beta, dtype=torch.float64, device=cross_sq.device)

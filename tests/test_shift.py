@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srgnn.shift import cmd, kmm_weights, mmd
+from srgnn.shift import cmd, kmm_weights, kmm_weights_from_sq_distances, mmd
 
 MEASURES = [cmd, mmd]
 
@@ -89,6 +89,20 @@ def test_kmm_constraints_and_lower_mmd():
     for c in range(3):
         assert float(capped[labels == c].sum()) == pytest.approx(20.0, abs=1e-6)
     assert achieved <= mmd(source, target, weights=capped).item() + 1e-12  # the cap can only cost
+
+
+def test_kmm_from_squared_distances_equals_kmm_on_the_rows():
+    gen = torch.Generator().manual_seed(1)
+    source, target = torch.randn(12, 3, generator=gen, dtype=torch.float64), torch.randn(30, 3, generator=gen,
+                                                                                      dtype=torch.float64)
+    labels = torch.arange(12) % 2
+    from_rows = kmm_weights(source, target, labels)
+    sq = kmm_weights_from_sq_distances(torch.cdist(source, source) ** 2, torch.cdist(source, target) ** 2, labels)
+    assert torch.equal(from_rows, sq)
+    with pytest.raises(ValueError, match="source_sq \\[n, n\\] and cross_sq \\[n, m\\]"):
+        kmm_weights_from_sq_distances(torch.rand(12, 11), torch.rand(12, 30), labels)
+    with pytest.raises(ValueError, match="labels has 11 entries for 12 source nodes"):
+        kmm_weights_from_sq_distances(torch.rand(12, 12), torch.rand(12, 30), labels[:11])
 
 
 @pytest.mark.parametrize("lower,upper", [(1.5, None), (-0.1, None), (0.2, 0.5)])

@@ -205,6 +205,21 @@ def test_kmm_weights_on_real_ppr_rows_hold_constraints(cora, cora_published):
     rows = graph_ppr(cora, torch.cat([train, robust.iid_idx_])).T
     source, target = rows[: train.numel()], rows[train.numel():]
     assert mmd(source, target, weights=beta.double()) < mmd(source, target)  # uniform weights are feasible
+    # The same QP on the rows themselves: the weights agree to the solver's tolerance.
+    from srgnn.shift import kmm_weights
+
+    torch.testing.assert_close(beta.double(), kmm_weights(source, target, cora.y[train]), rtol=0, atol=1e-4)
+
+
+def test_ppr_sq_distances_equal_those_between_the_ppr_rows(cora):
+    from srgnn.propagation import graph_ppr, graph_ppr_sq_distances
+
+    sources, targets = torch.tensor([0, 5, 2000]), torch.tensor([5, 1, 0, 2707, 40])
+    rows = graph_ppr(cora, torch.cat([sources, targets])).T
+    expected = torch.cdist(rows[:3], rows[3:]).pow(2)
+    distances = graph_ppr_sq_distances(cora, sources, targets)
+    torch.testing.assert_close(distances, expected, rtol=1e-9, atol=1e-15)
+    assert distances[1, 0] == 0 and distances[0, 2] == 0  # node 5 to itself, node 0 to itself
 
 
 def test_feature_dimension_mismatch(cora, cora_published):
@@ -279,8 +294,8 @@ def test_kmm_weights_are_solved_once_per_set_and_shared_by_models(cora, cora_pub
     import srgnn.robust
 
     calls = []
-    solve = srgnn.robust.graph_ppr
-    monkeypatch.setattr(srgnn.robust, "graph_ppr", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    solve = srgnn.robust.graph_ppr_sq_distances
+    monkeypatch.setattr(srgnn.robust, "graph_ppr_sq_distances", lambda *a, **k: calls.append(1) or solve(*a, **k))
     train = cora_published[4]
     first = ShiftRobust(APPNP(cora.num_features, 7)).setup(cora, train, seed=11)
     second = ShiftRobust(SGC(cora.num_features, 7)).setup(cora, train, seed=11)
