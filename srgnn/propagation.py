@@ -213,7 +213,23 @@ class TargetRows:
 
     def apply(self, h: Tensor) -> Tensor:
         """``[N, C]`` -> ``[N, C]``: the propagated rows at the targets, zero elsewhere."""
-        return h.new_zeros(h.shape).index_copy(0, self.targets, self.rows @ h)
+        return _RowsAtTargets.apply(self.rows, self.targets, h)
+
+
+class _RowsAtTargets(torch.autograd.Function):
+    """``rows @ h`` ``[T, C]`` placed at ``targets`` in an ``[N, C]`` zero matrix; the backward
+    multiplies as :math:`(G^\top P)^\top`, the same sums as :math:`P^\top G` and twice as
+    fast on the CPU (PubMed, ``[60, 19717]`` rows: 0.25 against 0.56 ms)."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, targets: Tensor, h: Tensor) -> Tensor:
+        ctx.save_for_backward(rows, targets)
+        return h.new_zeros(h.shape).index_copy_(0, targets, rows @ h)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        rows, targets = ctx.saved_tensors
+        return None, None, (grad.index_select(0, targets).T @ rows).T.contiguous()
 
 
 class AttentionCSR:
