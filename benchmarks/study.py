@@ -29,15 +29,18 @@ def base_of(method: str) -> str | None:
     return method[3:] if method.startswith("sr-") else None
 
 
-def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_linear: float = 0.1):
+def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_linear: float = 0.1,
+          dgi_embeddings: Path | None = None):
     """An untrained model for a method name. SR variants use ``regularizer`` on the hidden
     layer with weight ``lam``; the linear models (APPNP, SGC) add KMM instance weights and
     use ``lam_linear`` (on 10 published Cora sets SR-APPNP scored 75.2 with KMM alone, 74.4
-    with KMM + 0.1 CMD and 71.3 with KMM + 1.0 CMD)."""
+    with KMM + 0.1 CMD and 71.3 with KMM + 1.0 CMD). DGI and SR-DGI share their pretraining
+    through ``dgi_embeddings`` (``DGI``'s ``embeddings_file``) when given."""
     if method == "dann":
         return ShiftRobust(GCN(data.num_features, data.num_classes), "dann", lam=0.1)
     name = base_of(method) or method
-    model = BASES[name](data.num_features, data.num_classes)
+    extra = {"embeddings_file": dgi_embeddings} if name == "dgi" and dgi_embeddings is not None else {}
+    model = BASES[name](data.num_features, data.num_classes, **extra)
     if not method.startswith("sr-"):
         return model
     return ShiftRobust(model, regularizer, lam_linear if getattr(model, "linear", False) else lam)
@@ -53,9 +56,10 @@ def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
 
 
 def run_one(method: str, data, train: torch.Tensor, seed: int, *, regularizer: str = "cmd", lam: float = 1.0,
-            lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu") -> dict:
+            lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu", dgi_embeddings: Path | None = None) -> dict:
     """Train one method on one training set and score it on the test nodes."""
-    trainer = Trainer(build(method, data, regularizer, lam, lam_linear), epochs=epochs, seed=seed, device=device)
+    model = build(method, data, regularizer, lam, lam_linear, dgi_embeddings)
+    trainer = Trainer(model, epochs=epochs, seed=seed, device=device)
     return trainer.fit(data, train).evaluate(data, test_nodes(data, train))
 
 
@@ -65,9 +69,11 @@ def batchable(method: str, data) -> bool:
 
 
 def run_many(method: str, data, sets: list[torch.Tensor], seeds: list[int], *, regularizer: str = "cmd",
-             lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu") -> list[dict]:
+             lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
+             dgi_embeddings: Path | None = None) -> list[dict]:
     """``run_one`` for several training sets at once, as one replica-batched job."""
-    trainer = ReplicaTrainer(lambda: build(method, data, regularizer, lam, lam_linear), epochs=epochs, device=device)
+    trainer = ReplicaTrainer(lambda: build(method, data, regularizer, lam, lam_linear, dgi_embeddings),
+                             epochs=epochs, device=device)
     return trainer.fit(data, sets, seeds).evaluate(data, [test_nodes(data, train) for train in sets])
 
 

@@ -332,6 +332,31 @@ def test_dgi_pretrains_once_per_graph_and_features(cora):
     assert model.node_features(x.clone(), cora.edge_index) is not first
 
 
+def test_dgi_embeddings_file_shares_one_pretraining_between_processes(cora, tmp_path, monkeypatch):
+    path = tmp_path / "dgi.pt"
+    first = DGI(cora.num_features, 7, hidden_channels=16, pretrain_epochs=2, embeddings_file=path)
+    written = first.node_features(cora.x.clone(), cora.edge_index)  # pretrains and writes the file
+    assert path.exists() and not list(tmp_path.glob("*.partial"))
+
+    def no_pretraining(*args):
+        raise AssertionError("pretrained although the file holds these embeddings")
+
+    loading = DGI(cora.num_features, 7, hidden_channels=16, pretrain_epochs=2, embeddings_file=path)
+    with monkeypatch.context() as patch:
+        patch.setattr(loading, "_pretrain", no_pretraining)
+        # A new x misses the in-memory cache, as another process would.
+        assert torch.equal(loading.node_features(cora.x.clone(), cora.edge_index), written)
+    # Other settings or other features do not match the file: pretrained again, and rewritten.
+    other = DGI(cora.num_features, 7, hidden_channels=16, pretrain_epochs=2, pretrain_seed=1, embeddings_file=path)
+    reseeded = other.node_features(cora.x.clone(), cora.edge_index)
+    assert not torch.equal(reseeded, written)
+    edited = cora.x.clone()
+    edited[0, 0] += 1.0
+    with monkeypatch.context() as patch:
+        patch.setattr(other, "_pretrain", lambda *a: reseeded + 1)
+        assert torch.equal(other.node_features(edited, cora.edge_index), reseeded + 1)
+
+
 def test_dgi_pretraining_is_seeded_on_its_own(cora):
     # Studies shard sets over worker processes: the embeddings must not depend on the random
     # state of whichever run pretrains first, and pretraining must not consume that state.

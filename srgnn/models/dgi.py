@@ -1,6 +1,9 @@
 """Deep Graph Infomax embeddings (Velickovic et al., ICLR 2019) with a linear classifier."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import DeepGraphInfomax
@@ -21,6 +24,10 @@ class DGI(NodeClassifier):
     The classifier is linear on frozen features, so, like SGC, it is a linear model in
     SR-GNN's sense (KMM instance weights by default) and its logits are the hidden layer.
 
+    ``embeddings_file`` shares the pretraining between processes (a study's worker processes,
+    a resumed run): the embeddings are loaded from it when it holds this graph's, features',
+    settings' and thread count's, else pretrained and written to it.
+
     Shapes:
         x ``[N, F]``, edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, C]``; or x
         ``[M, hidden_channels]`` rows of ``node_features`` with ``edge_index=None`` -> ``[M, C]``.
@@ -33,10 +40,12 @@ class DGI(NodeClassifier):
     optimizer_defaults = {"lr": 0.2, "weight_decay": 5e-5}
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 512,
-                 pretrain_epochs: int = 100, lr: float = 1e-3, pretrain_seed: int = 0):
+                 pretrain_epochs: int = 100, lr: float = 1e-3, pretrain_seed: int = 0,
+                 embeddings_file: str | os.PathLike | None = None):
         super().__init__()
         self.in_channels, self.pretrain_epochs, self.lr = in_channels, pretrain_epochs, lr
         self.pretrain_seed = pretrain_seed
+        self.embeddings_file = None if embeddings_file is None else Path(embeddings_file)
         # PyG's DeepGraphInfomax holds the discriminator and its loss; ``embed`` encodes the
         # two views itself, sharing the input product between them.
         self.infomax = DeepGraphInfomax(hidden_channels, encoder=_Encoder(in_channels, hidden_channels),
@@ -52,7 +61,26 @@ class DGI(NodeClassifier):
         and settings for every DGI instance."""
         key = ("dgi", self.in_channels, self.infomax.hidden_channels, self.pretrain_epochs, self.lr,
                self.pretrain_seed, str(x.device))
-        return cached_for_input(edge_index, x, key, lambda: self._pretrain(x, edge_index))
+        return cached_for_input(edge_index, x, key, lambda: self._load_or_pretrain(x, edge_index, key))
+
+    def _load_or_pretrain(self, x: Tensor, edge_index: Tensor, key: tuple) -> Tensor:
+        if self.embeddings_file is None:
+            return self._pretrain(x, edge_index)
+        # Pretraining is deterministic given these, the thread count included (it changes the
+        # order of float sums), so equal fingerprints mean equal embeddings.
+        values = x.values() if x.is_sparse_csr else x
+        fingerprint = [*map(str, key), x.size(0), x.size(1), edge_index.size(1), torch.get_num_threads(),
+                       float(values.double().sum()), int(edge_index.sum())]
+        if self.embeddings_file.exists():
+            saved = torch.load(self.embeddings_file, weights_only=True)
+            if saved["fingerprint"] == fingerprint:
+                return saved["embeddings"].to(x.device)
+        embeddings = self._pretrain(x, edge_index)
+        # Written under a private name and renamed, so a reader never sees half a file.
+        partial = self.embeddings_file.with_name(f"{self.embeddings_file.name}.{os.getpid()}.partial")
+        torch.save({"fingerprint": fingerprint, "embeddings": embeddings.cpu()}, partial)
+        os.replace(partial, self.embeddings_file)
+        return embeddings
 
     def _pretrain(self, x: Tensor, edge_index: Tensor) -> Tensor:
         # Seeded on its own, with the caller's random state restored after: the embeddings do
