@@ -48,8 +48,9 @@ class ShiftRobust(nn.Module):
         instance_weights: ``"kmm"``, ``None``, or ``"auto"`` (KMM for linear models).
         iid_size: size of the unlabelled IID sample; default ``max(n_train, 500)``.
         moments: CMD order (5). kmm_lower: KMM lower bound B (0.2). kmm_teleport: the PPR
-            teleport of the rows KMM matches (0.01, as in the authors' code; on 10 Cora
-            published sets 0.01 gave APPNP 75.2 against 74.3 with 0.1 and 73.3 without KMM).
+            teleport of the rows KMM matches (0.01, as in the authors' code and the paper's
+            sampler; an early comparison on Cora's test nodes also favoured it, so it has not
+            been validated independently of them).
 
     Call ``setup(data, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
     """
