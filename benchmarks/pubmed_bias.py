@@ -5,8 +5,8 @@ training, the IID reference, a table, plots and saved results.
     python -m benchmarks.pubmed_bias --repeats 10 --methods gcn,sr-gcn --out results/quick
     python -m benchmarks.pubmed_bias --resume --out results/pubmed_bias   # after an interruption
 
-Runs are spread over --workers processes (default: min(4, CPU cores)), each training every
-method on its share of the sets with --threads torch threads (default: the cores split evenly);
+Runs are spread over --workers processes (default: min(4, CPU cores)), each taking the next
+chunk of runs as it frees up, with --threads torch threads (default: the cores split evenly);
 on two cores two one-thread workers outrun one two-thread process, since a run's small sparse
 products use a second thread poorly. Scores do not depend on the number of workers.
 
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import (METHODS, PUBLISHED, RunLog, base_of, batchable, run_many, run_one,
+from benchmarks.study import (METHODS, PUBLISHED, RunLog, base_of, batchable, pretrain_dgi, run_many, run_one,
                               train_plain_pyg_gcn)
 from srgnn.data import load_dataset
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample, load_published_splits
@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "their SR variants; results equal sequential runs). Default 20 on CUDA, 1 on the CPU, "
                              "where runs on the receptive field are compute-bound and batching does not pay")
     parser.add_argument("--workers", type=int, default=None, metavar="W",
-                        help="worker processes, each training its share of the sets with --threads threads "
+                        help="worker processes, each taking the next runs as it frees up, with --threads threads "
                              "(default: min(4, CPU cores) on the CPU, 1 on CUDA). A run's scores do not depend on "
                              "W, but they can change with --threads in the last float bits")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
@@ -256,16 +256,24 @@ def run_chunk(data, method: str, split: str, chunk: list[int], batched: bool, se
             for i, train, score in zip(chunk, train_sets, scores)]
 
 
-def _worker(dataset: str, threads: int, chunks: list, sets: dict, seed: int, options: dict,
+#: The task that pretrains DGI into ``--out/dgi_embeddings.pt`` for every later DGI run.
+PRETRAIN_DGI = ("pretrain-dgi",)
+
+
+def _worker(dataset: str, threads: int, tasks: multiprocessing.Queue, sets: dict, seed: int, options: dict,
             results: multiprocessing.Queue, parent: int) -> None:
-    """One worker process: train its chunks in order and send each chunk's records."""
+    """One worker process: take chunks from ``tasks`` until a ``None`` and send each chunk's records."""
     try:
         torch.set_num_threads(threads)
         data = load_dataset(dataset)
-        for method, split, chunk, batched in chunks:
+        for task in iter(tasks.get, None):
             if os.getppid() != parent:  # the study was killed: stop instead of training for nobody
                 results.cancel_join_thread()
                 return
+            if task == PRETRAIN_DGI:
+                pretrain_dgi(data, options["dgi_embeddings"], options["device"])
+                continue
+            method, split, chunk, batched = task
             results.put(("runs", run_chunk(data, method, split, chunk, batched, sets[split], seed, options)))
         results.put(("done", None))
     except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which stops the study
@@ -274,25 +282,27 @@ def _worker(dataset: str, threads: int, chunks: list, sets: dict, seed: int, opt
 
 def run_chunks(args, data, chunks: list, sets: dict, options: dict):
     """Yield each finished chunk's records: in this process for one worker, else from
-    ``args.workers`` processes. Worker w trains every method on the sets whose chunk number is
-    w modulo the worker count, so the per-set caches (KMM weights shared by SR-SGC, SR-APPNP
-    and SR-DGI) stay in one process."""
+    ``args.workers`` processes, each taking the next chunk from a shared queue as it frees up,
+    so none idles while another has work left."""
     if args.workers == 1:
         torch.set_num_threads(args.threads)
         for method, split, chunk, batched in chunks:
             yield run_chunk(data, method, split, chunk, batched, sets[split], args.seed, options)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's thread pool exists
-    results = context.Queue()
-    shards = [[c for c in chunks if (c[2][0] // args.batch) % args.workers == w] for w in range(args.workers)]
-    # Worker 0 pretrains DGI where the method order puts it and writes the embeddings to --out;
-    # the others train DGI and SR-DGI last and load them, instead of each pretraining at once
-    # (on PubMed, about 65 s of one core each).
-    shards = [shard if w == 0 else sorted(shard, key=lambda c: (base_of(c[0]) or c[0]) == "dgi")
-              for w, shard in enumerate(shards)]
+    results, tasks = context.Queue(), context.Queue()
+    # DGI and SR-DGI go last, and the first worker free pretrains DGI before anything else and
+    # writes --out/dgi_embeddings.pt, which every DGI run then loads while the other workers
+    # train the other methods: one pretraining per study instead of one per worker (on
+    # PubMed, about 65 s of a core).
+    uses_dgi = [(base_of(c[0]) or c[0]) == "dgi" for c in chunks]
+    ordered = [c for c, dgi in zip(chunks, uses_dgi) if not dgi] + [c for c, dgi in zip(chunks, uses_dgi) if dgi]
+    count = min(args.workers, len(chunks))
+    for task in ([PRETRAIN_DGI] if any(uses_dgi) else []) + ordered + [None] * count:
+        tasks.put(task)
     workers = [context.Process(target=_worker, daemon=True,
-                               args=(args.dataset, args.threads, shard, sets, args.seed, options, results, os.getpid()))
-               for shard in shards if shard]
+                               args=(args.dataset, args.threads, tasks, sets, args.seed, options, results, os.getpid()))
+               for _ in range(count)]
     for worker in workers:
         worker.start()
     running = len(workers)

@@ -12,6 +12,7 @@ import torch
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.replicas import supports
+from srgnn.trainer import model_input
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]
@@ -62,6 +63,13 @@ def run_one(method: str, data, train: torch.Tensor, seed: int, *, regularizer: s
     model = build(method, data, regularizer, lam, lam_linear, dgi_embeddings)
     trainer = Trainer(model, epochs=epochs, seed=seed, device=device)
     return trainer.fit(data, train).evaluate(data, test_nodes(data, train))
+
+
+def pretrain_dgi(data, path: Path, device: str = "cpu") -> None:
+    """Pretrain DGI on ``data`` into ``path`` (``DGI``'s ``embeddings_file``), unless the file
+    already holds these embeddings; the runs of ``run_one`` then load them."""
+    model = build("dgi", data, dgi_embeddings=path).to(device)
+    model.node_features(model_input(data.x).to(device), data.edge_index.to(device))
 
 
 def batchable(method: str, data) -> bool:
