@@ -355,6 +355,13 @@ def test_dgi_embeddings_file_shares_one_pretraining_between_processes(cora, tmp_
     with monkeypatch.context() as patch:
         patch.setattr(other, "_pretrain", lambda *a: reseeded + 1)
         assert torch.equal(other.node_features(edited, cora.edge_index), reseeded + 1)
+    # A file that is not ours is left alone, with a clear error.
+    foreign = tmp_path / "notes.pt"
+    foreign.write_text("not a tensor file")
+    with pytest.raises(ValueError, match="does not hold DGI embeddings written by srgnn.*delete it or pass another path"):
+        DGI(cora.num_features, 7, hidden_channels=16, pretrain_epochs=2, embeddings_file=foreign).node_features(
+            cora.x.clone(), cora.edge_index)
+    assert foreign.read_text() == "not a tensor file"
 
 
 def test_dgi_pretraining_is_seeded_on_its_own(cora):

@@ -72,8 +72,13 @@ class DGI(NodeClassifier):
         fingerprint = [*map(str, key), x.size(0), x.size(1), edge_index.size(1), torch.get_num_threads(),
                        float(values.double().sum()), int(edge_index.sum())]
         if self.embeddings_file.exists():
-            saved = torch.load(self.embeddings_file, weights_only=True)
-            if saved["fingerprint"] == fingerprint:
+            try:
+                saved = torch.load(self.embeddings_file, weights_only=True)
+                matches = saved["fingerprint"] == fingerprint
+            except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+                raise ValueError(f"embeddings_file {self.embeddings_file} exists but does not hold DGI embeddings "
+                                 f"written by srgnn ({type(error).__name__}); delete it or pass another path.") from error
+            if matches:
                 return saved["embeddings"].to(x.device)
         embeddings = self._pretrain(x, edge_index)
         # Written under a private name and renamed, so a reader never sees half a file.
