@@ -555,6 +555,24 @@ def ppr(adj: Tensor, sources: Tensor | None = None, teleport: float = 0.01, *,
 DENSE_SPEEDUP = 3.0
 
 
+def _cheaper_dissection(adj: Tensor, teleport: float, key: tuple | None,
+                        count: int) -> tuple[spla.SuperLU, Dissection | None]:
+    """The cached LU, and the nested dissection if it gives ``count`` squared norms for fewer
+    estimated seconds than ``count`` column solves (else ``None``)."""
+    lu = _lu(adj, teleport, key)
+    split = _dissection(adj, teleport, key, lu)
+    cheaper = split is not None and split.flops < DENSE_SPEEDUP * 2.0 * lu.nnz * count
+    return lu, split if cheaper else None
+
+
+def ppr_gram(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, cache_key: tuple | None = None) -> Tensor:
+    r"""Columns ``sources`` of :math:`G = \Pi^\top \Pi`, ``[N, S]``, by two solves per source
+    (:math:`\Pi` is symmetric for the ``"sym"`` adjacency): :math:`G_{vs}` is the inner product
+    of the PPR vectors of ``v`` and ``s``, so :math:`G_{ss} + G_{vv} - 2 G_{sv}` is their squared
+    distance."""
+    return ppr(adj, rhs=ppr(adj, sources, teleport, cache_key=cache_key), teleport=teleport, cache_key=cache_key)
+
+
 def ppr_sq_norms(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, cache_key: tuple | None = None,
                  chunk: int = 1024) -> Tensor:
     r"""Squared 2-norms :math:`\lVert \Pi e_s \rVert_2^2` of the PPR columns of ``sources``
@@ -570,9 +588,8 @@ def ppr_sq_norms(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, cache_
     if not _direct_by_default(adj):
         return torch.cat([(ppr(adj, part, teleport, cache_key=cache_key) ** 2).sum(0).cpu()
                           for part in sources.split(chunk)])
-    lu = _lu(adj, teleport, cache_key)
-    split = _dissection(adj, teleport, cache_key, lu)
-    if split is not None and split.flops < DENSE_SPEEDUP * 2.0 * lu.nnz * sources.numel():
+    lu, split = _cheaper_dissection(adj, teleport, cache_key, sources.numel())
+    if split is not None:
         norms = inverse_sq_column_norms(split, sources.numpy())
         return torch.from_numpy(teleport ** 2 * norms)
     num_cols, rhs_block = _unit_blocks(n, sources)
@@ -599,11 +616,7 @@ def _every_sq_norm(data, adj: Tensor, teleport: float) -> Tensor | None:
     name = ("ppr_sq_norms", teleport)
     if name not in cache:
         key = _graph_key(data.edge_index, data.num_nodes)
-        cheap = False
-        if _direct_by_default(adj):
-            lu = _lu(adj, teleport, key)
-            split = _dissection(adj, teleport, key, lu)
-            cheap = split is not None and split.flops < DENSE_SPEEDUP * 2.0 * lu.nnz * data.num_nodes
+        cheap = _direct_by_default(adj) and _cheaper_dissection(adj, teleport, key, data.num_nodes)[1] is not None
         cache[name] = ppr_sq_norms(adj, torch.arange(data.num_nodes), teleport, cache_key=key) if cheap else None
     return cache[name]
 
@@ -614,7 +627,7 @@ def graph_ppr_sq_distances(data, sources: Tensor, targets: Tensor, teleport: flo
     ``[S, T]`` float64 on the CPU.
 
     :math:`\Pi` is symmetric, so with :math:`G = \Pi^2` the distance is
-    :math:`G_{ss} + G_{tt} - 2 G_{st}`: two solves per source give :math:`G e_s`, and
+    :math:`G_{ss} + G_{tt} - 2 G_{st}`: ``ppr_gram`` gives :math:`G e_s` by two solves per source, and
     ``ppr_sq_norms`` the targets' :math:`G_{tt}`, so the targets' ``[N, T]`` PPR columns are never
     solved for (KMM on PubMed, 60 training and 500 IID nodes: 120 column solves instead of 560).
     """
@@ -622,7 +635,7 @@ def graph_ppr_sq_distances(data, sources: Tensor, targets: Tensor, teleport: flo
     targets = torch.as_tensor(targets).long().view(-1).cpu()
     key = _graph_key(data.edge_index, data.num_nodes)
     adj = normalized_adjacency(data.edge_index, data.num_nodes, "sym", dtype=torch.float64)
-    gram = ppr(adj, rhs=ppr(adj, sources, teleport, cache_key=key), teleport=teleport, cache_key=key).cpu()  # [N, S]
+    gram = ppr_gram(adj, sources, teleport, cache_key=key).cpu()  # [N, S]
     source_norms = gram[sources, torch.arange(sources.numel())]
     target_norms = _every_sq_norm(data, adj, teleport)
     target_norms = ppr_sq_norms(adj, targets, teleport, cache_key=key) if target_norms is None else target_norms[targets]

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .._validation import check_graph, check_index
-from ..propagation import _graph_key, normalized_adjacency, ppr, ppr_sq_norms
+from ..propagation import _graph_key, normalized_adjacency, ppr, ppr_gram, ppr_sq_norms
 
 
 def default_pool(data: Data) -> Tensor:
@@ -74,9 +74,6 @@ class LocalizedSampler:
         self._sq_norms: Tensor | None = None  # G_vv for every node of the pool, [N] (pool entries filled)
         self._sketch: Tensor | None = None
 
-    def _solve(self, **kwargs) -> Tensor:
-        return ppr(self._adj, teleport=self.teleport, cache_key=self._key, **kwargs)
-
     def _prepare(self) -> None:
         if self._sq_norms is not None:
             return
@@ -87,7 +84,8 @@ class LocalizedSampler:
         else:
             gen = torch.Generator().manual_seed(self.seed_sketch)
             projection = torch.randn(n, self.sketch_dim, generator=gen, dtype=torch.float64)
-            self._sketch = self._solve(rhs=projection / math.sqrt(self.sketch_dim))
+            self._sketch = ppr(self._adj, rhs=projection / math.sqrt(self.sketch_dim), teleport=self.teleport,
+                               cache_key=self._key)
             sq[self.pool] = (self._sketch[self.pool] ** 2).sum(1)
         self._sq_norms = sq
 
@@ -95,8 +93,7 @@ class LocalizedSampler:
         """G[seeds, nodes], ``[S, M]``."""
         if self._sketch is not None:
             return self._sketch[seeds] @ self._sketch[nodes].T
-        twice = self._solve(rhs=self._solve(sources=seeds))
-        return twice[nodes].T
+        return ppr_gram(self._adj, seeds, self.teleport, cache_key=self._key)[nodes].T
 
     def _seeds(self, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(seed)
