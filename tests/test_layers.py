@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from srgnn.models.base import SparseInputLinear, _transposed, _transposed_product, dropout, keep_mask
+from srgnn.models.base import SparseInputLinear, _transposed, _transposed_product, dropout, keep_mask, relu_dropout
 
 
 @pytest.mark.parametrize("p", [0.5, 0.2])
@@ -36,6 +36,33 @@ def test_dense_dropout_scales_kept_entries_forward_and_backward(p):
     grad = torch.randn_like(out)
     out.backward(grad)
     torch.testing.assert_close(x.grad, grad * keep.view_as(x) / (1 - p))
+
+
+@pytest.mark.parametrize("read_hidden", [False, True])
+def test_fused_relu_dropout_equals_relu_then_dropout_bit_for_bit(read_hidden):
+    a = torch.randn(500, 32, requires_grad=True)
+    bias = torch.randn(32, requires_grad=True)
+    weight = torch.randn(32, 3)
+
+    def loss_and_grads(fused: bool):
+        torch.manual_seed(5)
+        pre = a * 1.0  # a fresh tensor, as from a product: the fused layer overwrites it
+        if fused:
+            hidden, dropped = relu_dropout(pre, bias, 0.5, True)
+        else:
+            hidden = torch.relu(pre + bias)
+            dropped = dropout(hidden, 0.5, True)
+        loss = (dropped @ weight).square().sum() + (hidden[:40].sum() if read_hidden else 0)
+        return [loss.detach(), hidden.detach(), dropped.detach(), *torch.autograd.grad(loss, (a, bias))]
+
+    for fused, unfused in zip(loss_and_grads(True), loss_and_grads(False)):
+        assert torch.equal(fused, unfused)
+
+
+def test_fused_relu_dropout_in_eval_is_relu():
+    a, bias = torch.randn(50, 8), torch.randn(8)
+    hidden, dropped = relu_dropout(a, bias, 0.5, False)
+    assert torch.equal(hidden, torch.relu(a + bias)) and dropped is hidden
 
 
 def test_sparse_dropout_keeps_the_masked_entries_alone_and_rescales(cora):

@@ -1,10 +1,9 @@
 """Multi-layer perceptron on node features alone (the graph-free baseline)."""
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import NodeClassifier, SparseInputLinear, dropout
+from .base import NodeClassifier, SparseInputLinear, dropout, linear, relu_dropout
 
 
 class MLP(NodeClassifier):
@@ -26,9 +25,7 @@ class MLP(NodeClassifier):
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self.check_input(x)
-        h = x
-        for i, lin in enumerate(self.lins):
-            h = lin(dropout(h, self.dropout, self.training))
-            if i < len(self.lins) - 1:
-                h = hidden = F.relu(h)
-        return h, hidden
+        h = dropout(x, self.dropout, self.training)
+        for lin in self.lins[:-1]:
+            hidden, h = relu_dropout(linear(h, lin.weight), lin.bias, self.dropout, self.training)
+        return self.lins[-1](h), hidden
