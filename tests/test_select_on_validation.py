@@ -31,21 +31,21 @@ def test_validation_nodes_leave_out_training_nodes(pubmed):
 
 
 def test_runs_resume_and_write_the_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(select_on_validation, "CANDIDATES", {"sgc": ["base", "kmm + cmd 0.1", "kmm"]})
+    monkeypatch.setattr(select_on_validation, "CANDIDATES", {"sgc": ["base", "kmm@0.1 + cmd 0.1", "kmm@0.01"]})
     log, doc = tmp_path / "log.jsonl", tmp_path / "doc.md"
     flags = ["--datasets", "pubmed", "--repeats", "2", "--log", str(log), "--doc", str(doc)]
     select_on_validation.main(flags)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted((r["variant"], r["index"]) for r in records) == [
-        ("base", 0), ("base", 1), ("kmm", 0), ("kmm", 1), ("kmm + cmd 0.1", 0), ("kmm + cmd 0.1", 1)]
+        ("base", 0), ("base", 1), ("kmm@0.01", 0), ("kmm@0.01", 1), ("kmm@0.1 + cmd 0.1", 0), ("kmm@0.1 + cmd 0.1", 1)]
     assert all(0.0 < r["micro_f1"] <= 1.0 for r in records)
     select_on_validation.main(flags)  # everything is logged: nothing reruns, nothing is duplicated
     assert len(log.read_text().splitlines()) == 6
     text = doc.read_text()
-    assert "<!-- validation pubmed -->" in text and "| pubmed | sgc | kmm |" in text
+    assert "<!-- validation pubmed -->" in text and "| pubmed | sgc | kmm@0.01 |" in text
     # KMM alone is compared with the base model and with the study's SR-SGC (KMM + CMD 0.1)
     scores = {(r["variant"], r["index"]): r["micro_f1"] for r in records}
-    wins = sum(scores["kmm", i] > scores["kmm + cmd 0.1", i] for i in range(2))
-    kmm_row = next(line for line in text.splitlines() if line.startswith("| pubmed | sgc | kmm |"))
+    wins = sum(scores["kmm@0.01", i] > scores["kmm@0.1 + cmd 0.1", i] for i in range(2))
+    kmm_row = next(line for line in text.splitlines() if line.startswith("| pubmed | sgc | kmm@0.01 |"))
     assert kmm_row.rstrip(" |").endswith(f"| {wins}/2")
     assert torch.tensor([r["micro_f1"] for r in records]).unique().numel() > 1

@@ -198,11 +198,11 @@ def test_kmm_weights_on_real_ppr_rows_hold_constraints(cora, cora_published):
     assert float(beta.min()) >= 0.2 - 1e-6
     for c in range(7):
         assert float(beta[y == c].sum()) == pytest.approx(20.0, abs=1e-3)
-    # The QP minimizes this MMD (on Cora set 0 by 5%: 4.9e-4 against 5.2e-4 unweighted).
+    # The QP minimizes this MMD (on the PPR rows at the KMM teleport).
     from srgnn.propagation import graph_ppr
     from srgnn.shift import mmd
 
-    rows = graph_ppr(cora, torch.cat([train, robust.iid_idx_])).T
+    rows = graph_ppr(cora, torch.cat([train, robust.iid_idx_]), robust.kmm_teleport).T
     source, target = rows[: train.numel()], rows[train.numel():]
     assert mmd(source, target, weights=beta.double()) < mmd(source, target)  # uniform weights are feasible
     # The same QP on the rows themselves: the weights agree to the solver's tolerance.
