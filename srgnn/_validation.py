@@ -67,3 +67,10 @@ def check_same_device(**tensors: Tensor) -> torch.device:
         listing = ", ".join(f"{n} on {d}" for n, d in devices.items())
         raise ValueError(f"Tensors are on different devices ({listing}); move them with .to(device) first.")
     return next(iter(devices.values()))
+
+
+def check_num_layers(num_layers: int, model: str) -> None:
+    """Models with a hidden layer (the one SR-GNN regularizes) need at least two layers."""
+    if num_layers < 2:
+        raise ValueError(f"{model} needs num_layers >= 2 (its hidden layer is what a shift regularizer "
+                         f"reads); got {num_layers}.")

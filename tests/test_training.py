@@ -253,6 +253,13 @@ def test_unknown_regularizer():
         ShiftRobust(GCN(10, 2), regularizer="wasserstein")
 
 
+@pytest.mark.parametrize("model", [GCN, MLP])
+def test_a_model_without_a_hidden_layer_is_refused(model):
+    with pytest.raises(ValueError, match=f"{model.__name__} needs num_layers >= 2"):
+        model(10, 2, num_layers=1)
+    assert model(10, 2, num_layers=3).forward_with_hidden(torch.randn(4, 10), torch.tensor([[0, 1], [1, 0]]))[1].shape == (4, 32)
+
+
 def test_tensors_on_different_devices(cora, cora_published):
     with pytest.raises(ValueError, match="different devices"):
         Trainer(GCN(1433, 7)).fit(cora, cora_published[0].to("meta"))

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validation import check_num_layers
 from ..propagation import normalized_adjacency, spmm
 from .base import NodeClassifier, SparseInputLinear, dropout
 
@@ -37,6 +38,7 @@ class GCN(NodeClassifier):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not supported; expected one of {sorted(ACTIVATIONS)}.")
         self.in_channels, self.dropout, self.activation = in_channels, dropout, ACTIVATIONS[activation]
+        check_num_layers(num_layers, "GCN")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.lins = nn.ModuleList(SparseInputLinear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(b)) for b in sizes[1:])

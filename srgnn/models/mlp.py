@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._validation import check_num_layers
 from .base import NodeClassifier, SparseInputLinear, dropout, linear, relu_dropout
 
 
@@ -20,6 +21,7 @@ class MLP(NodeClassifier):
                  dropout: float = 0.5, num_layers: int = 2):
         super().__init__()
         self.in_channels, self.dropout = in_channels, dropout
+        check_num_layers(num_layers, "MLP")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.lins = nn.ModuleList(SparseInputLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
