@@ -15,6 +15,7 @@ section of docs/reproduction.md.
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 import torch
@@ -32,16 +33,20 @@ def _kmm(teleport: float, lam: float | None) -> dict:
             "kmm_teleport": teleport}
 
 
+#: ShiftRobust's KMM teleport, which the study's ``sr-sgc``, ``sr-dgi`` and ``sr-appnp`` use.
+DEFAULT_TELEPORT = inspect.signature(ShiftRobust).parameters["kmm_teleport"].default
+#: KMM + CMD 0.1 at each teleport compared, the default first.
+KMM_CMD = {f"kmm@{teleport} + cmd 0.1": teleport for teleport in dict.fromkeys((DEFAULT_TELEPORT, 0.01, 0.1, 0.2))}
+TELEPORTS = list(KMM_CMD)
 # name -> ShiftRobust arguments; None is the base model. Every KMM variant names its teleport,
 # so logged runs keep their meaning when the default changes.
 VARIANTS = {"base": None, "cmd 1": {"regularizer": "cmd", "lam": 1.0, "instance_weights": None},
             "kmm@0.01": _kmm(0.01, None), "kmm@0.01 + cmd 1": _kmm(0.01, 1.0),
-            **{f"kmm@{teleport} + cmd 0.1": _kmm(teleport, 0.1) for teleport in (0.01, 0.1, 0.2)}}
-TELEPORTS = ["kmm@0.1 + cmd 0.1", "kmm@0.01 + cmd 0.1", "kmm@0.2 + cmd 0.1"]
+            **{name: _kmm(teleport, 0.1) for name, teleport in KMM_CMD.items()}}
 CANDIDATES = {"sgc": ["base", *TELEPORTS, "kmm@0.01"], "dgi": ["base", *TELEPORTS, "kmm@0.01"],
               "mlp": ["base", "cmd 1", "kmm@0.01 + cmd 1"], "appnp": ["base", *TELEPORTS]}
 #: The SR variant ``benchmarks.study.build`` makes of each model (its ``sr-<model>``).
-STUDY_VARIANT = {"sgc": "kmm@0.1 + cmd 0.1", "dgi": "kmm@0.1 + cmd 0.1", "mlp": "cmd 1", "appnp": "kmm@0.1 + cmd 0.1"}
+STUDY_VARIANT = {"sgc": TELEPORTS[0], "dgi": TELEPORTS[0], "mlp": "cmd 1", "appnp": TELEPORTS[0]}
 
 
 def validation_nodes(data, train: torch.Tensor) -> torch.Tensor:
