@@ -131,17 +131,21 @@ class SWAG:
         """One weight vector from the SWAG posterior (``scale`` multiplies the deviation)."""
         if self.n == 0:
             raise RuntimeError("SWAG.sample() before any collect().")
-        z = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype)
-        draw = self.variance.sqrt() * z / 2 ** 0.5
+        # Drawn on the CPU (where ``generator`` lives), then moved: the same draws on any device.
+        def normal(size: int) -> Tensor:
+            return torch.randn(size, generator=generator, dtype=self.mean.dtype).to(self.mean.device)
+
+        draw = self.variance.sqrt() * normal(self.mean.numel()) / 2 ** 0.5
         if len(self.deviations) > 1:
             d = torch.stack(list(self.deviations), dim=1)
-            z2 = torch.randn(d.size(1), generator=generator, dtype=self.mean.dtype)
-            draw = draw + d @ z2 / (2 * (len(self.deviations) - 1)) ** 0.5
+            draw = draw + d @ normal(d.size(1)) / (2 * (len(self.deviations) - 1)) ** 0.5
         return self.mean + scale * draw
 
     def predict_proba(self, x: Tensor, edge_index: Tensor, n_samples: int = 20, seed: int = 0) -> Tensor:
-        """Bayesian model average of softmax outputs over ``n_samples`` draws, ``[N, C]``."""
+        """Bayesian model average of softmax outputs over ``n_samples`` draws, ``[N, C]``, on the
+        model's device (``x`` and ``edge_index`` are moved there)."""
         model = copy.deepcopy(self.model).eval()
+        x, edge_index = x.to(self.mean.device), edge_index.to(self.mean.device)
         generator = torch.Generator().manual_seed(seed)
         total = None
         with torch.no_grad():

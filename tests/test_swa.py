@@ -76,6 +76,25 @@ def test_swag_bayesian_average_predicts(cora, cora_published):
     assert probs.shape == (2708, 7) and torch.allclose(probs.sum(1), torch.ones(2708), atol=1e-5)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_swag_on_cuda_draws_what_it_draws_on_the_cpu(cora, cora_published):
+    trainer = Trainer(GCN(1433, 7), epochs=20, seed=0, device="cpu").fit(cora, cora_published[0])
+    swags = {}
+    for device in ("cpu", "cuda"):
+        swags[device] = SWAG(copy.deepcopy(trainer.model_).to(device), max_rank=5)
+        for _ in range(3):
+            with torch.no_grad():
+                for p in swags[device].model.parameters():
+                    p.mul_(1.01)
+            swags[device].collect()
+    torch.testing.assert_close(swags["cuda"].sample(generator=torch.Generator().manual_seed(1)).cpu(),
+                               swags["cpu"].sample(generator=torch.Generator().manual_seed(1)))
+    probs = swags["cuda"].predict_proba(cora.x, cora.edge_index, n_samples=3)  # inputs on the CPU are moved
+    torch.testing.assert_close(probs.cpu(), swags["cpu"].predict_proba(cora.x, cora.edge_index, n_samples=3),
+                               atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("start", [0.0, 1.0, -0.2, 1.5])
 def test_start_outside_unit_interval(start):
     with pytest.raises(ValueError, match="start must lie in \\(0, 1\\)"):

@@ -51,6 +51,10 @@ class NodeClassifier(nn.Module):
         if x.size(-1) != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input features; "
                              f"got x with {x.size(-1)}. Build the model with in_channels={x.size(-1)}.")
+        weight = next(self.parameters(), None)
+        if weight is not None and weight.device != x.device:
+            raise ValueError(f"{type(self).__name__} is on {weight.device} but x is on {x.device}; "
+                             f"move one to the other's device first (x.to({str(weight.device)!r})).")
 
     def reset_parameters(self) -> None:
         for module in self.modules():
