@@ -12,7 +12,7 @@ import torch
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.replicas import supports
-from srgnn.trainer import model_input
+from srgnn.trainer import graph_on_device
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]
@@ -69,7 +69,7 @@ def pretrain_dgi(data, path: Path, device: str = "cpu") -> None:
     """Pretrain DGI on ``data`` into ``path`` (``DGI``'s ``embeddings_file``), unless the file
     already holds these embeddings; the runs of ``run_one`` then load them."""
     model = build("dgi", data, dgi_embeddings=path).to(device)
-    model.node_features(model_input(data.x).to(device), data.edge_index.to(device))
+    model.node_features(*graph_on_device(data, device))
 
 
 def batchable(method: str, data) -> bool:

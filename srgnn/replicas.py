@@ -34,7 +34,7 @@ from .models import GCN, MLP, GraphSAGE, NodeClassifier
 from .models.base import _SparseMatmul, dropout, keep_mask
 from .propagation import compact_csr, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
 from .robust import ShiftRobust
-from .trainer import check_training_set, classification_scores, model_input, optimizer_settings, resolve_device, target_hops
+from .trainer import check_training_set, classification_scores, graph_on_device, model_input, optimizer_settings, resolve_device, target_hops
 
 
 class ReplicaBlocks:
@@ -239,7 +239,7 @@ class ReplicaTrainer:
         """Each replica's logits of every node, ``[N, C]`` each, on the CPU."""
         if not hasattr(self, "models_"):
             raise RuntimeError("Call fit() before logits() or evaluate().")
-        x, edge_index = model_input(data.x).to(self.device), data.edge_index.to(self.device)
+        x, edge_index = graph_on_device(data, self.device)
         with torch.no_grad():
             return [model(x, edge_index).cpu() for model in self.models_]
 

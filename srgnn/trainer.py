@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 
 import torch
@@ -32,10 +33,38 @@ def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
     return out
 
 
+def _on_device(t: Tensor, device: torch.device) -> Tensor:
+    """``t.to(device)``, kept on ``t`` until ``t`` is modified in place."""
+    if t.device == device:
+        return t
+    copies = getattr(t, "srgnn_device_copies", None)
+    if copies is None:
+        copies = t.srgnn_device_copies = {}
+    cached = copies.get(str(device))
+    if cached is None or cached[0] != t._version:
+        cached = copies[str(device)] = (t._version, t.to(device))
+    return cached[1]
+
+
+def graph_on_device(data: Data, device: str | torch.device) -> tuple[Tensor, Tensor]:
+    """The whole graph's model input (``model_input(data.x)``) and ``edge_index`` on ``device``.
+
+    Copied once per graph and device, so the runs on one graph share one copy and with it what
+    srgnn caches on a graph's tensors (normalized adjacency, SGC's propagated features, DGI's
+    embeddings, the CSR transpose plan); on CUDA, copying per run recomputed all of them."""
+    device = torch.device(device)
+    return _on_device(model_input(data.x), device), _on_device(data.edge_index, device)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device``, or CUDA when available and the CPU otherwise; a clear error for CUDA without it."""
-    resolved = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    """``device``; if ``None``, ``$SRGNN_DEVICE``, else CUDA when available and the CPU
+    otherwise. A clear error for CUDA without it."""
+    if device is None:
+        device = os.environ.get("SRGNN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a device ({err}); use 'cpu', 'cuda' or 'cuda:N'.") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
     return resolved
@@ -119,7 +148,7 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
             moved.full_degree, moved.depth = edge_index.full_degree, edge_index.depth
             x = model_input(data.x[subset.to(data.x.device)]).to(device)
             return x, moved, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
-    x, edge_index = model_input(data.x).to(device), data.edge_index.to(device)
+    x, edge_index = graph_on_device(data, device)
     features = model.node_features(x, edge_index)
     if features is not None:  # outputs are per-node functions of whole-graph features
         subset, local = torch.cat([t.cpu() for t in targets]).unique(return_inverse=True)
@@ -158,7 +187,7 @@ class Trainer:
         patience: early stopping on validation accuracy (needs ``val_idx`` in ``fit``);
             ``None`` trains all epochs.
         seed: seeds parameter initialisation, dropout and the IID sample.
-        device: ``"cpu"``, ``"cuda"``…; default CUDA when available.
+        device: ``"cpu"``, ``"cuda"``…; default ``$SRGNN_DEVICE``, else CUDA when available.
         swa: an ``srgnn.swa.SWAConfig`` to average weights late in training.
 
     Attributes (after ``fit``): ``model_`` (the module evaluated), ``history_`` (losses).
@@ -184,8 +213,7 @@ class Trainer:
         hidden_size = None
         if robust.regularizer == "dann":
             with torch.no_grad():
-                hidden_size = robust.model.to(self.device).forward_with_hidden(
-                    model_input(data.x).to(self.device), data.edge_index.to(self.device))[1].size(1)
+                hidden_size = robust.model.to(self.device).forward_with_hidden(*graph_on_device(data, self.device))[1].size(1)
         robust.setup(data, train_idx, self.seed, iid_idx, hidden_size)
         robust.to(self.device).reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
@@ -232,7 +260,7 @@ class Trainer:
         if not hasattr(self, "model_"):
             raise RuntimeError("Call fit() before predict() or evaluate().")
         with torch.no_grad():
-            return self.model_(model_input(data.x).to(self.device), data.edge_index.to(self.device)).cpu()
+            return self.model_(*graph_on_device(data, self.device)).cpu()
 
     def predict(self, data: Data) -> Tensor:
         """Predicted class of every node, ``[N]``."""

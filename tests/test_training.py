@@ -4,6 +4,7 @@ import torch
 from srgnn import ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.shift import cmd
+from srgnn.trainer import graph_on_device
 
 MODELS = [GCN, GAT, GraphSAGE, APPNP, SGC, MLP]
 
@@ -184,7 +185,7 @@ def test_cmd_regularization_lowers_train_iid_cmd(cora, cora_published):
 
     def hidden_cmd(trainer):
         with torch.no_grad():
-            hidden = trainer.model_.forward_with_hidden(cora.x, cora.edge_index)[1]
+            hidden = trainer.model_.forward_with_hidden(*graph_on_device(cora, trainer.device))[1].cpu()
         return cmd(hidden[train], hidden[iid]).item()
 
     assert hidden_cmd(robust) < 0.7 * hidden_cmd(plain)
@@ -271,12 +272,27 @@ def test_dann_baseline_trains(cora, cora_published):
     assert model.discriminator is not None and scores["micro_f1"] > 0.5
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_closely(cora, cora_published):
     train = cora_published[0]
     cpu = Trainer(ShiftRobust(GCN(1433, 7)), seed=0, device="cpu").fit(cora, train).evaluate(cora, _test_nodes(cora, train))
     gpu = Trainer(ShiftRobust(GCN(1433, 7)), seed=0, device="cuda").fit(cora, train).evaluate(cora, _test_nodes(cora, train))
     assert abs(cpu["micro_f1"] - gpu["micro_f1"]) < 0.05
+
+
+def test_default_device_follows_srgnn_device(monkeypatch):
+    monkeypatch.setenv("SRGNN_DEVICE", "meta")
+    assert Trainer(GCN(10, 2)).device == torch.device("meta")
+    assert Trainer(GCN(10, 2), device="cpu").device == torch.device("cpu")  # a named device wins
+    monkeypatch.setenv("SRGNN_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="'gpu' is not a device"):
+        Trainer(GCN(10, 2))
+
+
+def test_model_and_input_on_different_devices_is_a_clear_error(cora):
+    with pytest.raises(ValueError, match="GCN is on cpu but x is on meta"):
+        GCN(1433, 7)(cora.x.to("meta"), cora.edge_index)
 
 
 def test_cuda_request_without_cuda_is_clear():
