@@ -5,7 +5,7 @@ training, the IID reference, a table, plots and saved results.
     python -m benchmarks.pubmed_bias --repeats 10 --methods gcn,sr-gcn --out results/quick
     python -m benchmarks.pubmed_bias --resume --out results/pubmed_bias   # after an interruption
 
-Runs are spread over --workers processes (default: min(4, CPU cores)), each taking the next
+Runs are spread over --workers processes (default: min(4, CPU cores); min(8, CPU cores) on CUDA), each taking the next
 chunk of runs as it frees up, with --threads torch threads (default: the cores split evenly);
 on two cores two one-thread workers outrun one two-thread process, since a run's small sparse
 products use a second thread poorly. Scores do not depend on the number of workers.
@@ -74,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "where runs on the receptive field are compute-bound and batching does not pay")
     parser.add_argument("--workers", type=int, default=None, metavar="W",
                         help="worker processes, each taking the next runs as it frees up, with --threads threads "
-                             "(default: min(4, CPU cores) on the CPU, 1 on CUDA). A run's scores do not depend on "
+                             "(default: min(4, CPU cores) on the CPU, min(8, CPU cores) on CUDA). A run's scores do not depend on "
                              "W, but they can change with --threads in the last float bits")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="torch threads per worker (default: the cores split evenly among the workers)")
@@ -97,7 +97,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--batch must be >= 1; got {args.batch}")
     cores = os.cpu_count() or 1
     if args.workers is None:
-        args.workers = min(4, cores) if args.device == "cpu" else 1
+        # On CUDA a run is mostly Python and kernel launches, not GPU time, so processes sharing
+        # the GPU add up: one process would take about 25 minutes of the default study on an H100
+        # (docs/benchmarks.md).
+        args.workers = min(4, cores) if args.device == "cpu" else min(8, cores)
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         parser.error(f"--workers and --threads must be >= 1; got {args.workers}, {args.threads}")
     if args.threads is None:
