@@ -5,10 +5,11 @@ training, the IID reference, a table, plots and saved results.
     python -m benchmarks.pubmed_bias --repeats 10 --methods gcn,sr-gcn --out results/quick
     python -m benchmarks.pubmed_bias --resume --out results/pubmed_bias   # after an interruption
 
-Runs are spread over --workers processes (default: min(4, CPU cores); min(8, CPU cores) on CUDA), each taking the next
-chunk of runs as it frees up, with --threads torch threads (default: the cores split evenly);
-on two cores two one-thread workers outrun one two-thread process, since a run's small sparse
-products use a second thread poorly. Scores do not depend on the number of workers.
+Runs are spread over --workers processes (default: min(4, CPU cores); min(8, CPU cores) on
+CUDA), each taking the next chunk of runs as it frees up, with --threads torch threads
+(default: the cores split evenly); on two cores two one-thread workers outrun one two-thread
+process, since a run's small sparse products use a second thread poorly. Scores do not depend
+on the number of workers.
 
 Files in --out: config.json, results.jsonl (one line per finished run, written as it
 finishes), results.json (config, package versions and per-method results), results.csv,
@@ -74,8 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "where runs on the receptive field are compute-bound and batching does not pay")
     parser.add_argument("--workers", type=int, default=None, metavar="W",
                         help="worker processes, each taking the next runs as it frees up, with --threads threads "
-                             "(default: min(4, CPU cores) on the CPU, min(8, CPU cores) on CUDA). A run's scores do not depend on "
-                             "W, but they can change with --threads in the last float bits")
+                             "(default: min(4, CPU cores) on the CPU, min(8, CPU cores) on CUDA). A run's scores "
+                             "do not depend on W, but they can change with --threads in the last float bits")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="torch threads per worker (default: the cores split evenly among the workers)")
     parser.add_argument("--compare-sequential", type=int, default=0, metavar="N",

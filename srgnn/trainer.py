@@ -213,7 +213,8 @@ class Trainer:
         hidden_size = None
         if robust.regularizer == "dann":
             with torch.no_grad():
-                hidden_size = robust.model.to(self.device).forward_with_hidden(*graph_on_device(data, self.device))[1].size(1)
+                hidden = robust.model.to(self.device).forward_with_hidden(*graph_on_device(data, self.device))[1]
+                hidden_size = hidden.size(1)
         robust.setup(data, train_idx, self.seed, iid_idx, hidden_size)
         robust.to(self.device).reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
