@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from .trainer import graph_on_device
+
 
 def _labels(prediction: Tensor) -> Tensor:
     prediction = torch.as_tensor(prediction)
@@ -54,13 +56,13 @@ def estimate_error(*predictions: Tensor, nodes: Tensor | None = None) -> float:
 
 
 def predict_all(models, data: Data) -> list[Tensor]:
-    """Logits ``[N, C]`` of each (trained) model on a ``Data``, for the functions above."""
+    """Logits ``[N, C]`` of each (trained) model on a ``Data``, for the functions above: the
+    same input as ``srgnn.Trainer.logits`` (sparse features as CSR), on each model's device."""
     outputs = []
     with torch.no_grad():
         for model in models:
             model.eval()
-            device = next(model.parameters()).device
-            outputs.append(model(data.x.to(device), data.edge_index.to(device)).cpu())
+            outputs.append(model(*graph_on_device(data, next(model.parameters()).device)).cpu())
     return outputs
 
 
