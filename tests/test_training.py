@@ -290,6 +290,17 @@ def test_default_device_follows_srgnn_device(monkeypatch):
         Trainer(GCN(10, 2))
 
 
+def test_graph_on_device_copies_once_and_again_after_an_edit(cora):
+    data = cora.clone()
+    x, edge_index = graph_on_device(data, "meta")
+    assert x.device.type == "meta" and x.is_sparse_csr and edge_index.device.type == "meta"
+    again = graph_on_device(data, "meta")
+    assert again[0] is x and again[1] is edge_index  # every run on this graph shares one copy
+    data.edge_index.add_(0)  # an in-place edit, however small, is copied again
+    assert graph_on_device(data, "meta")[1] is not edge_index
+    assert graph_on_device(data, "cpu")[1] is data.edge_index  # already there: no copy
+
+
 def test_model_and_input_on_different_devices_is_a_clear_error(cora):
     with pytest.raises(ValueError, match="GCN is on cpu but x is on meta"):
         GCN(1433, 7)(cora.x.to("meta"), cora.edge_index)
