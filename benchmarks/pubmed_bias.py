@@ -64,8 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lam-linear", type=float, default=0.1,
                         help="regularizer weight for the linear models' SR variants, which also use KMM (>= 0)")
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the sets and the runs; on the CPU the same seed gives the same scores, on "
+                             "CUDA the same up to float rounding (GPU sums are not ordered; docs/benchmarks.md)")
     parser.add_argument("--out", type=Path, default=Path("results/pubmed_bias"))
     parser.add_argument("--dataset", choices=("pubmed", "cora", "citeseer"), default="pubmed")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished runs")
