@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,33 +17,32 @@ from .propagation import compact_csr, quiet_sparse, receptive_subgraph
 from .robust import ShiftRobust
 
 
+def _kept_on(t: Tensor, name: str, compute: Callable[[], Tensor]) -> Tensor:
+    """``compute()``, kept on ``t`` as attribute ``name`` until ``t`` is modified in place."""
+    cached = getattr(t, name, None)
+    if cached is None or cached[0] != t._version:
+        cached = (t._version, compute())
+        setattr(t, name, cached)
+    return cached[1]
+
+
 def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
     """Sparse bag-of-words features as CSR (first-layer SpMM and O(nnz) dropout), others as is.
 
     The conversion is kept on ``x`` (until ``x`` is modified in place), so fitting and
     evaluating many runs on one graph converts once and reuses one CSR transpose plan."""
-    cached = getattr(x, "srgnn_model_input", None)
-    if cached is not None and cached[0] == x._version:
-        return cached[1]
-    out = x
-    if x.is_floating_point() and x.dim() == 2 and float((x != 0).float().mean()) < max_density:
-        with quiet_sparse():
-            out = compact_csr(x.to_sparse_csr())
-    x.srgnn_model_input = (x._version, out)
-    return out
+    def convert() -> Tensor:
+        if x.is_floating_point() and x.dim() == 2 and float((x != 0).float().mean()) < max_density:
+            with quiet_sparse():
+                return compact_csr(x.to_sparse_csr())
+        return x
+
+    return _kept_on(x, "srgnn_model_input", convert)
 
 
 def _on_device(t: Tensor, device: torch.device) -> Tensor:
     """``t.to(device)``, kept on ``t`` until ``t`` is modified in place."""
-    if t.device == device:
-        return t
-    copies = getattr(t, "srgnn_device_copies", None)
-    if copies is None:
-        copies = t.srgnn_device_copies = {}
-    cached = copies.get(str(device))
-    if cached is None or cached[0] != t._version:
-        cached = copies[str(device)] = (t._version, t.to(device))
-    return cached[1]
+    return t if t.device == device else _kept_on(t, f"srgnn_copy_on_{device}", lambda: t.to(device))
 
 
 def graph_on_device(data: Data, device: str | torch.device) -> tuple[Tensor, Tensor]:
