@@ -13,10 +13,12 @@ model on one graph:
 * one Adam step updates every replica. Adam and weight decay act elementwise and the loss is
   the sum of the replicas' losses, so each replica gets exactly the update it would get alone.
 
-Dropout draws from one generator per replica (seeded by the replica's seed), and
-initialisation, the IID sample and KMM weights follow ``srgnn.Trainer``'s order per replica, so
-a replica's run does not depend on which others share its batch: a batch of R equals R
-batches of one, to float tolerance.
+Each replica follows ``srgnn.Trainer.fit``'s random stream: seeded with its seed, it draws
+its IID sample, KMM weights and initial parameters, and then its dropout masks from one
+generator per replica that continues where that stream stood, one mask per layer in the
+``Trainer``'s order and size. So on the CPU replica r's run is ``Trainer(seed=seeds[r])``'s on
+the same set, to float tolerance, whatever else shares its batch. (On CUDA the ``Trainer``
+draws its masks on the GPU's generator; a replica draws the same masks on any device.)
 
 Supported: GCN (without BatchNorm), GraphSAGE and MLP, plain or shift-robust (CMD, MMD, KMM
 weights). Other models train with ``srgnn.Trainer``.
@@ -42,10 +44,10 @@ class ReplicaBlocks:
 
     Args:
         sizes: rows of each replica's block, ``[R]``.
-        seeds: one dropout generator per replica.
+        generators: one dropout generator per replica (CPU generators).
     """
 
-    def __init__(self, sizes: list[int], seeds: list[int], device: torch.device):
+    def __init__(self, sizes: list[int], generators: list[torch.Generator], device: torch.device):
         self.sizes = sizes
         self.count, self.max_size = len(sizes), max(sizes)
         self.offsets = [0]
@@ -56,7 +58,7 @@ class ReplicaBlocks:
         self.owner = torch.repeat_interleave(torch.arange(self.count, device=device), sizes_t)
         starts = torch.tensor(self.offsets[:-1], device=device)
         self.grid = self.owner * self.max_size + torch.arange(self.owner.numel(), device=device) - starts[self.owner]
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.generators = generators
         self.training = True
 
     def widen(self, x: Tensor) -> Tensor:
@@ -157,8 +159,11 @@ class ReplicaTrainer:
         self.build, self.epochs, self.lr, self.weight_decay = build, epochs, lr, weight_decay
         self.device = resolve_device(device)
 
-    def _replicas(self, data: Data, train_sets: list[Tensor], seeds: list[int]) -> list[ShiftRobust]:
-        replicas = []
+    def _replicas(self, data: Data, train_sets: list[Tensor],
+                  seeds: list[int]) -> tuple[list[ShiftRobust], list[torch.Generator]]:
+        """The R set-up, initialised replicas, and for each a generator holding the global
+        stream's state after its set-up, where ``Trainer.fit`` starts drawing dropout masks."""
+        replicas, generators = [], []
         for train, seed in zip(train_sets, seeds):
             model = self.build()
             torch.manual_seed(seed)  # srgnn.Trainer.fit's order: seed, IID sample and KMM, initialise
@@ -168,14 +173,17 @@ class ReplicaTrainer:
                                  f"BatchNorm or DANN); train {type(robust.model).__name__} with srgnn.Trainer.")
             replicas.append(robust.setup(data, train, seed).to(self.device))
             robust.reset_parameters()
-        return replicas
+            generator = torch.Generator()
+            generator.set_state(torch.get_rng_state())
+            generators.append(generator)
+        return replicas, generators
 
     def fit(self, data: Data, train_sets: list[Tensor], seeds: list[int]) -> "ReplicaTrainer":
         """Train replica r on ``train_sets[r]`` with seed ``seeds[r]``; returns ``self``."""
         if len(train_sets) != len(seeds) or not train_sets:
             raise ValueError(f"Pass one seed per training set; got {len(train_sets)} sets and {len(seeds)} seeds.")
         train_sets = [check_training_set(data, train) for train in train_sets]
-        replicas = self._replicas(data, train_sets, seeds)
+        replicas, generators = self._replicas(data, train_sets, seeds)
         model = replicas[0].model
         lr, weight_decay = optimizer_settings(model, self.lr, self.weight_decay)
 
@@ -194,7 +202,7 @@ class ReplicaTrainer:
             train_rows.append(local[train.cpu()])
             iid_rows.append(local[iid])
             offset += subset.numel()
-        blocks = ReplicaBlocks([s.numel() for s in subsets], seeds, self.device)
+        blocks = ReplicaBlocks([s.numel() for s in subsets], generators, self.device)
         rows = torch.cat(subsets)
         edge_index = torch.cat(edges, 1).to(self.device)
         edge_index.full_degree = torch.cat(degrees)

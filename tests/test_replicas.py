@@ -12,28 +12,36 @@ BUILDERS = {
 }
 
 
+# Few epochs: rounding that differs with the batch's shapes (a dense bmm's blocking) can meet a
+# gradient that is zero up to rounding, which Adam turns into a full step (SR-MLP with KMM
+# weights on Cora: 1e-8 apart after 5 epochs, 3e-4 after 20); a wrong mask shows at epoch one.
 @pytest.mark.parametrize("name", BUILDERS)
 def test_a_batch_of_replicas_equals_each_replica_alone(cora, cora_published, name):
     build, sets, seeds = (lambda: BUILDERS[name](cora)), cora_published[:3], [5, 6, 7]
-    batched = ReplicaTrainer(build, epochs=20).fit(cora, sets, seeds).logits(cora)
+    batched = ReplicaTrainer(build, epochs=5).fit(cora, sets, seeds).logits(cora)
     for train, seed, logits in zip(sets, seeds, batched):
-        alone = ReplicaTrainer(build, epochs=20).fit(cora, [train], [seed]).logits(cora)[0]
+        alone = ReplicaTrainer(build, epochs=5).fit(cora, [train], [seed]).logits(cora)[0]
         torch.testing.assert_close(logits, alone, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(batched[0], batched[1])
 
 
-def test_replicas_start_where_the_trainer_starts_and_score_like_it(cora, cora_published):
-    build, train = (lambda: GCN(cora.num_features, 7)), cora_published[0]
-    untrained = ReplicaTrainer(build, epochs=1, lr=0.0).fit(cora, [train], [3]).logits(cora)[0]
-    torch.testing.assert_close(untrained, Trainer(build(), epochs=1, lr=0.0, seed=3).fit(cora, train).logits(cora))
+@pytest.mark.parametrize("name", BUILDERS)
+def test_each_replica_of_a_batch_is_the_trainers_run_with_its_seed(cora, cora_published, name):
+    build, sets, seeds = (lambda: BUILDERS[name](cora)), cora_published[:3], [5, 6, 7]
+    batched = ReplicaTrainer(build, epochs=5).fit(cora, sets, seeds).logits(cora)
+    for train, seed, logits in zip(sets, seeds, batched):
+        sequential = Trainer(build(), epochs=5, seed=seed).fit(cora, train).logits(cora)
+        torch.testing.assert_close(logits, sequential, rtol=1e-4, atol=1e-5)
+
+
+def test_replicas_score_what_the_trainer_scores(cora, cora_published):
+    build, sets, seeds = (lambda: GCN(cora.num_features, 7)), cora_published[:4], [0, 1, 2, 3]
     test = torch.ones(cora.num_nodes, dtype=torch.bool)
-    test[train] = False
-    sets, seeds = cora_published[:8], list(range(8))
-    batched = [s["micro_f1"] for s in ReplicaTrainer(build, epochs=100).fit(cora, sets, seeds).evaluate(cora, [test] * 8)]
-    sequential = [Trainer(build(), epochs=100, seed=s).fit(cora, t).evaluate(cora, test)["micro_f1"]
+    test[torch.cat(sets)] = False
+    batched = [s["micro_f1"] for s in ReplicaTrainer(build, epochs=200).fit(cora, sets, seeds).evaluate(cora, [test] * 4)]
+    sequential = [Trainer(build(), epochs=200, seed=s).fit(cora, t).evaluate(cora, test)["micro_f1"]
                   for t, s in zip(sets, seeds)]
-    # Different dropout streams, the same distribution: the means agree within noise.
-    assert abs(sum(batched) / 8 - sum(sequential) / 8) < 0.02
+    assert batched == pytest.approx(sequential, abs=1e-3)
 
 
 def test_unsupported_models_and_mismatched_seeds_are_refused(cora, cora_published):
