@@ -15,10 +15,10 @@ model on one graph:
 
 Each replica follows ``srgnn.Trainer.fit``'s random stream: seeded with its seed, it draws
 its IID sample, KMM weights and initial parameters, and then its dropout masks from one
-generator per replica that continues where that stream stood, one mask per layer in the
-``Trainer``'s order and size. So on the CPU replica r's run is ``Trainer(seed=seeds[r])``'s on
-the same set, to float tolerance, whatever else shares its batch. (On CUDA the ``Trainer``
-draws its masks on the GPU's generator; a replica draws the same masks on any device.)
+generator per replica that continues where that stream stood (the device's generator, as
+the ``Trainer``'s masks are drawn on the device), one mask per layer in the ``Trainer``'s order
+and size. So replica r's run is ``Trainer(seed=seeds[r])``'s on the same set, to float
+tolerance, whatever else shares its batch.
 
 Supported: GCN (without BatchNorm), GraphSAGE and MLP, plain or shift-robust (CMD, MMD, KMM
 weights). Other models train with ``srgnn.Trainer``.
@@ -44,7 +44,7 @@ class ReplicaBlocks:
 
     Args:
         sizes: rows of each replica's block, ``[R]``.
-        generators: one dropout generator per replica (CPU generators).
+        generators: one dropout generator per replica, on the device of the rows' tensors.
     """
 
     def __init__(self, sizes: list[int], generators: list[torch.Generator], device: torch.device):
@@ -79,8 +79,8 @@ class ReplicaBlocks:
             counts = [int(crow[b]) - int(crow[a]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
         else:
             counts = [size * h.size(1) for size in self.sizes]
-        keep = torch.cat([keep_mask(n, p, generator=g) for n, g in zip(counts, self.generators)])
-        return dropout(h, p, True, keep.to(h.device))
+        keep = torch.cat([keep_mask(n, p, generator=g, device=g.device) for n, g in zip(counts, self.generators)])
+        return dropout(h, p, True, keep)
 
     def linear(self, h: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         """Block r times ``weight[r].T`` (``weight`` ``[R, out, in]``, as ``nn.Linear`` stores
@@ -161,8 +161,8 @@ class ReplicaTrainer:
 
     def _replicas(self, data: Data, train_sets: list[Tensor],
                   seeds: list[int]) -> tuple[list[ShiftRobust], list[torch.Generator]]:
-        """The R set-up, initialised replicas, and for each a generator holding the global
-        stream's state after its set-up, where ``Trainer.fit`` starts drawing dropout masks."""
+        """The R set-up, initialised replicas, and for each a generator holding the device's
+        global stream after its set-up, where ``Trainer.fit`` starts drawing dropout masks."""
         replicas, generators = [], []
         for train, seed in zip(train_sets, seeds):
             model = self.build()
@@ -173,8 +173,9 @@ class ReplicaTrainer:
                                  f"BatchNorm or DANN); train {type(robust.model).__name__} with srgnn.Trainer.")
             replicas.append(robust.setup(data, train, seed).to(self.device))
             robust.reset_parameters()
-            generator = torch.Generator()
-            generator.set_state(torch.get_rng_state())
+            generator = torch.Generator(self.device)
+            generator.set_state(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
+                                else torch.get_rng_state())
             generators.append(generator)
         return replicas, generators
 

@@ -34,6 +34,17 @@ def test_each_replica_of_a_batch_is_the_trainers_run_with_its_seed(cora, cora_pu
         torch.testing.assert_close(logits, sequential, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_each_replica_is_the_trainers_run_there(cora, cora_published):
+    # Both draw their masks from the GPU's generator after the same set-up.
+    build, sets, seeds = (lambda: BUILDERS["sr-gcn-cmd"](cora)), cora_published[:2], [5, 6]
+    batched = ReplicaTrainer(build, epochs=5, device="cuda").fit(cora, sets, seeds).logits(cora)
+    for train, seed, logits in zip(sets, seeds, batched):
+        sequential = Trainer(build(), epochs=5, seed=seed, device="cuda").fit(cora, train).logits(cora)
+        torch.testing.assert_close(logits, sequential, rtol=1e-4, atol=1e-4)
+
+
 def test_replicas_score_what_the_trainer_scores(cora, cora_published):
     build, sets, seeds = (lambda: GCN(cora.num_features, 7)), cora_published[:4], [0, 1, 2, 3]
     test = torch.ones(cora.num_nodes, dtype=torch.bool)
