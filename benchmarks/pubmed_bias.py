@@ -232,6 +232,8 @@ def plot(result: dict, log: RunLog, args) -> None:
     x = np.arange(len(bases))
     for offset, prefix, label in ((-0.2, "", "base"), (0.2, "sr-", "shift-robust")):
         names = [prefix + b if b != "dann" or not prefix else None for b in bases]
+        if not any(n in result["methods"] for n in names):
+            continue  # no bars of this kind, and no empty legend entry (matplotlib 3.7.0 fails on all-NaN yerr)
         means = [100 * result["methods"][n]["micro_f1_mean"] if n in result["methods"] else np.nan for n in names]
         stds = [100 * result["methods"][n]["micro_f1_std"] if n in result["methods"] else np.nan for n in names]
         ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=label)
