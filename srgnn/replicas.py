@@ -218,7 +218,7 @@ class ReplicaTrainer:
         optimizer = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay,
                                      fused=self.device.type in ("cpu", "cuda"))
         forward = FORWARDS[type(model)]
-        self.history_ = []
+        losses = []  # tensors until the end, as in srgnn.Trainer (no GPU sync per epoch)
         for _ in range(self.epochs):
             optimizer.zero_grad()
             logits, hidden = forward(model, params, x, edge_index, blocks)
@@ -228,7 +228,8 @@ class ReplicaTrainer:
                 loss = loss + robust.lam * self._penalty(robust, hidden, train_rows, iid_rows)
             loss.backward()
             optimizer.step()
-            self.history_.append(loss.item() / len(replicas))
+            losses.append(loss.detach())
+        self.history_ = (torch.stack(losses) / len(replicas)).tolist()
         for r, robust in enumerate(replicas):
             robust.model.load_state_dict({name: value[r].detach() for name, value in params.items()})
         self.models_ = [robust.model.eval() for robust in replicas]

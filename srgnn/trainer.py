@@ -224,14 +224,16 @@ class Trainer:
                                      fused=self.device.type in ("cpu", "cuda"))
         swa_state = self.swa.start_training(robust.model, optimizer, self.epochs) if self.swa else None
         best, best_state, waited = -1.0, None, 0
-        self.history_ = []
+        # Losses stay tensors until the end: reading each epoch's (.item()) would make the CPU
+        # wait for the GPU's kernels every epoch.
+        losses = []
         for epoch in range(self.epochs):
             robust.train()
             optimizer.zero_grad()
             loss = robust.loss(x, edge_index, y, train_idx, iid_local)
             loss.backward()
             optimizer.step()
-            self.history_.append(loss.item())
+            losses.append(loss.detach())
             if swa_state is not None:
                 swa_state.step(epoch)
             if early_stopping:
@@ -242,6 +244,7 @@ class Trainer:
                     waited += 1
                     if waited >= self.patience:
                         break
+        self.history_ = torch.stack(losses).tolist()
         if best_state is not None:
             robust.model.load_state_dict(best_state)
         self.model_ = swa_state.finish(data, x, edge_index) if swa_state is not None else robust.model
