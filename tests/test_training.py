@@ -26,7 +26,7 @@ def test_every_model_learns_cora_and_exposes_hidden(cora, cora_published, model_
 
 
 def test_receptive_subgraph_depth_and_layer_edges():
-    from srgnn.propagation import layer_edges, receptive_subgraph
+    from srgnn.propagation import AttentionCSR, layer_edges, receptive_subgraph
 
     # A path 0-1-2-3-4-5: logits read at node 0 (2 hops), the hidden layer alone at node 4 (1 hop).
     edge_index = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4, 4, 5], [1, 0, 2, 1, 3, 2, 4, 3, 5, 4]])
@@ -35,8 +35,13 @@ def test_receptive_subgraph_depth_and_layer_edges():
     assert sub.depth.tolist() == [2, 1, 0, 0, 1, 0]
     into = lambda edges: sorted(set(edges[1].tolist()))  # noqa: E731
     assert into(layer_edges(sub, 1)) == [0, 1, 4] and into(layer_edges(sub, 2)) == [0]
+    assert layer_edges(sub, 1).read.tolist() == [0, 1, 4] and layer_edges(sub, 2).read.tolist() == [0]
     assert layer_edges(sub, 1) is layer_edges(sub, 1)  # cached: attention structures key on it
     assert layer_edges(edge_index, 2) is edge_index  # a whole graph: every edge
+    # Attention adds self-loops only where the layer's output is read: node 0's one edge and loop.
+    second = AttentionCSR(layer_edges(sub, 2), 6, 1)
+    assert list(zip(second.src.tolist(), second.dst.tolist())) == [(0, 0), (1, 0)]
+    assert AttentionCSR(edge_index, 6, 1).src.numel() == 10 + 6  # a whole graph: a loop at every node
 
 
 def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):
