@@ -99,10 +99,14 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
                          device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
     """A normalized adjacency as a CSR tensor ``[N, N]``: ``"sym"`` and ``"row"`` add
     self-loops (GCN); ``"mean"`` is :math:`D^{-1}A` without them (GraphSAGE's mean over
-    neighbours; an isolated node's row is zero).
+    neighbours; an isolated node's row is zero). As in PyG's source-to-target flow, row ``i``
+    holds the edges into ``i`` (``edge_index[1] == i``) and degrees are in-degrees, so
+    ``adj @ x`` aggregates each node's in-neighbours.
 
     Built once per (graph, norm, device, dtype) and cached for the lifetime of ``edge_index``;
-    self-loops already present in ``edge_index`` are replaced, not doubled.
+    self-loops already present in ``edge_index`` are replaced, not doubled. Edges from
+    ``layer_edges`` give the rows at the nodes whose layer output is read (``.read``) and zero
+    rows elsewhere, with the whole graph's values there.
     """
     device = torch.device(device) if device is not None else edge_index.device
     key = _graph_key(edge_index, num_nodes) + (norm, str(device), dtype)
@@ -111,11 +115,12 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
         return cached
     if norm not in ("sym", "row", "mean"):
         raise ValueError(f"norm={norm!r} is not supported; expected 'sym', 'row' or 'mean'.")
-    row, col = edge_index.to(device)
+    col, row = edge_index.to(device)  # row: the target, which aggregates
     keep = row != col
     row, col = row[keep], col[keep]
+    read = getattr(edge_index, "read", None)
     if norm != "mean":
-        loops = torch.arange(num_nodes, device=device)
+        loops = torch.arange(num_nodes, device=device) if read is None else read.to(device)
         row, col = torch.cat([row, loops]), torch.cat([col, loops])
     deg = torch.zeros(num_nodes, device=device, dtype=dtype).index_add_(0, row, torch.ones_like(row, dtype=dtype))
     full_degree = getattr(edge_index, "full_degree", None)
@@ -129,8 +134,12 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
     with quiet_sparse():
         adj = torch.sparse_coo_tensor(torch.stack([row, col]), value, (num_nodes, num_nodes)).coalesce()
         adj = compact_csr(adj.to_sparse_csr())
-        # Kept for spmm's backward: "sym" is its own transpose; "row" needs it built once.
-        adj.transposed = adj if norm == "sym" else compact_csr(adj.t().to_sparse_csr())
+        # Kept for spmm's backward, built once: an undirected graph's "sym" is its own transpose.
+        transposed = compact_csr(adj.t().to_sparse_csr())
+        same = (torch.equal(transposed.crow_indices(), adj.crow_indices())
+                and torch.equal(transposed.col_indices(), adj.col_indices())
+                and torch.equal(transposed.values(), adj.values()))
+        adj.transposed = adj if same else transposed
     _ADJ_CACHE[key] = adj
     weakref.finalize(edge_index, _forget, _graph_key(edge_index, num_nodes)[:1])
     return adj
@@ -354,9 +363,9 @@ def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor | Seq
     subset = (depth >= 0).nonzero().view(-1)
     sub_edge_index, _ = subgraph(subset, edge_index, relabel_nodes=True, num_nodes=num_nodes)
     cache = graph_cache(edge_index, num_nodes)  # the degrees are the same for every target set
-    if "degree" not in cache:
-        row, col = edge_index
-        cache["degree"] = torch.bincount(row[row != col], minlength=num_nodes)
+    if "degree" not in cache:  # in-degrees, without self-loops, as normalized_adjacency counts them
+        source, target = edge_index
+        cache["degree"] = torch.bincount(target[source != target], minlength=num_nodes)
     sub_edge_index.full_degree = cache["degree"][subset]
     sub_edge_index.depth = depth[subset]
     return subset, sub_edge_index
@@ -384,7 +393,8 @@ def layer_edges(edge_index: Tensor, layer: int) -> Tensor:
     read (target ``edge_index[1]``, PyG's source-to-target flow, of ``depth >= layer``), cached
     per subgraph; ``edge_index`` itself for another graph. A message-passing layer run on them
     gives exact outputs at those nodes, which keep all their neighbours. The result carries
-    those nodes as ``.read`` ``[R]`` (sorted)."""
+    those nodes as ``.read`` ``[R]`` (sorted) and the whole graph's degrees (``.full_degree``),
+    so ``normalized_adjacency`` of it has that layer's rows with the whole graph's values."""
     depth = getattr(edge_index, "depth", None)
     if depth is None:
         return edge_index
@@ -393,7 +403,7 @@ def layer_edges(edge_index: Tensor, layer: int) -> Tensor:
     if key not in cache:
         read = depth.to(edge_index.device) >= layer
         edges = edge_index[:, read[edge_index[1]]]
-        edges.read = read.nonzero().view(-1)
+        edges.read, edges.full_degree = read.nonzero().view(-1), edge_index.full_degree
         cache[key] = edges
     return cache[key]
 

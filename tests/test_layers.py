@@ -1,6 +1,7 @@
 """The building blocks every model shares: the dropout mask and the sparse-input product."""
 import pytest
 import torch
+from torch_geometric.utils import to_undirected
 
 from srgnn.models.base import SparseInputLinear, _transposed, _transposed_product, dropout, keep_mask, relu_dropout
 
@@ -142,3 +143,57 @@ def test_sparse_gat_conv_attention_dropout_is_inverted_dropout(cora):
         mean = torch.stack([conv(x, cora.edge_index) for _ in range(200)]).mean(0)
         expected = conv.eval()(x, cora.edge_index)
     assert float((mean - expected).abs().mean()) < 0.1 * float(expected.abs().mean())
+
+
+def _directed_graph(num_nodes: int = 30, num_edges: int = 90, features: int = 12):
+    generator = torch.Generator().manual_seed(0)
+    src = torch.randint(0, num_nodes, (num_edges,), generator=generator)
+    dst = (src + torch.randint(1, num_nodes, (num_edges,), generator=generator)) % num_nodes  # no self-loops
+    edge_index = torch.stack([src, dst]).unique(dim=1)
+    assert to_undirected(edge_index).size(1) > edge_index.size(1) + 50  # most edges have no reverse
+    return torch.randn(num_nodes, features, generator=generator), edge_index
+
+
+def test_gcn_equals_pyg_gcn_conv_on_a_directed_graph():
+    # PyG's flow: node i aggregates its in-neighbours (edge_index[1] == i), normalized by in-degree.
+    from torch_geometric.nn import GCNConv
+
+    from srgnn.models import GCN
+
+    x, edge_index = _directed_graph()
+    model = GCN(12, 3, hidden_channels=8).eval()
+    convs = [GCNConv(12, 8), GCNConv(8, 3)]
+    with torch.no_grad():
+        for conv, lin, bias in zip(convs, model.lins, model.biases):
+            conv.lin.weight.copy_(lin.weight)
+            conv.bias.copy_(bias)
+    logits, hidden = model.forward_with_hidden(x, edge_index)
+    expected_hidden = torch.tanh(convs[0](x, edge_index))
+    expected = convs[1](expected_hidden, edge_index)
+    torch.testing.assert_close(hidden, expected_hidden)
+    torch.testing.assert_close(logits, expected)
+    # The backward multiplies by the adjacency's transpose, which is not the adjacency here.
+    weights = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
+    (logits * weights).sum().backward()
+    (expected * weights).sum().backward()
+    for conv, lin in zip(convs, model.lins):
+        torch.testing.assert_close(lin.weight.grad, conv.lin.weight.grad)
+
+
+def test_graphsage_equals_pyg_sage_conv_on_a_directed_graph():
+    from torch_geometric.nn import SAGEConv
+
+    from srgnn.models import GraphSAGE
+
+    x, edge_index = _directed_graph()
+    model = GraphSAGE(12, 3, hidden_channels=8).eval()
+    convs = [SAGEConv(12, 8), SAGEConv(8, 3)]
+    with torch.no_grad():
+        for conv, root, neighbour in zip(convs, model.roots, model.neighbours):
+            conv.lin_r.weight.copy_(root.weight)
+            conv.lin_l.bias.copy_(root.bias)
+            conv.lin_l.weight.copy_(neighbour.weight)
+        logits, hidden = model.forward_with_hidden(x, edge_index)
+        expected_hidden = torch.relu(convs[0](x, edge_index))
+        torch.testing.assert_close(hidden, expected_hidden)
+        torch.testing.assert_close(logits, convs[1](expected_hidden, edge_index))

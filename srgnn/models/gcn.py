@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_num_layers
-from ..propagation import normalized_adjacency, spmm
+from ..propagation import layer_edges, normalized_adjacency, spmm
 from .base import NodeClassifier, SparseInputLinear, dropout
 
 
@@ -60,10 +60,11 @@ class GCN(NodeClassifier):
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         self.check_input(x)
-        adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
         h = x
         for i, (lin, bias) in enumerate(zip(self.lins, self.biases)):
             h = dropout(h, self.dropout, self.training)
+            # On a receptive subgraph, the adjacency's rows where this layer's output is read.
+            adj = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), device=x.device)
             # A (X W) equals (A X) W; multiplying by W first keeps the SpMM narrow.
             h = spmm(adj, lin(h)) + bias
             if i < len(self.lins) - 1:

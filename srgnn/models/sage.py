@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..propagation import normalized_adjacency, spmm
+from ..propagation import layer_edges, normalized_adjacency, spmm
 from .base import NodeClassifier, SparseInputLinear, dropout, linear
 
 
@@ -33,10 +33,11 @@ class GraphSAGE(NodeClassifier):
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         self.check_input(x)
-        mean = normalized_adjacency(edge_index, x.size(0), "mean", device=x.device)
         h = x
         for i, (root, neighbour) in enumerate(zip(self.roots, self.neighbours)):
             h = dropout(h, self.dropout, self.training)
+            # On a receptive subgraph, the mean's rows where this layer's output is read.
+            mean = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), "mean", device=x.device)
             # Both projections in one product: one pass over a sparse x instead of two.
             own, theirs = linear(h, torch.cat([root.weight, neighbour.weight])).split(root.out_features, dim=1)
             h = own + root.bias + spmm(mean, theirs.contiguous())
