@@ -12,8 +12,8 @@ All operators run on torch sparse CSR, on the device of their input. Shapes: ``N
   reads, so training multiplies by a ``[T, N]`` matrix instead of propagating K times.
 * ``ppr``: exact personalized PageRank columns
   :math:`\Pi E_S = \alpha (I - (1 - \alpha)\hat A)^{-1} E_S`.
-* ``AttentionCSR`` / ``edge_spmm``: a sparse matrix whose values are learned per edge and
-  per block (GAT's attention heads) times a dense one, differentiable in both.
+* ``AttentionCSR`` / ``edge_aggregate``: sums of per-edge, per-head weighted rows at each
+  node (GAT's attention heads), differentiable in the weights and the rows.
 * ``receptive_subgraph``: the nodes a K-layer model's outputs at some target nodes depend
   on, with the full graph's degrees, so training can skip the rest of the graph;
   ``layer_edges``: the part of it each layer needs.
@@ -243,18 +243,16 @@ class _RowsAtTargets(torch.autograd.Function):
 
 class AttentionCSR:
     """A graph's edges plus one self-loop per node (existing loops replaced, as PyG's
-    ``GATConv`` does) in CSR order by destination, repeated as ``blocks`` diagonal blocks of
-    a ``[blocks N, blocks N]`` matrix, one per attention head, with its transpose's plan.
-    Built once per graph, block count and device (``of``). Edges from ``layer_edges`` get
-    self-loops only at the nodes whose output is read (``edge_index.read``): an unread node's
-    loop is all of its row (on PubMed's 2-hop field, 3,209 loops against 281 edges into the
-    second layer's 60 read nodes).
+    ``GATConv`` does), sorted by destination, with the two ``[N, E]`` incidence matrices that
+    sum per-edge rows at their destinations and at their sources. Built once per graph and
+    device (``of``). Edges from ``layer_edges`` get self-loops only at the nodes whose output
+    is read (``edge_index.read``): an unread node's loop is all of its row (on PubMed's 2-hop
+    field, 3,209 loops against 281 edges into the second layer's 60 read nodes).
 
-    Attributes: ``src``, ``dst`` ``[E]`` and ``crow`` ``[N + 1]`` (one block, by destination);
-    ``rows``, ``cols`` ``[blocks E]`` (the block matrix's entries, block-major).
+    Attributes: ``src``, ``dst`` ``[E]`` and ``crow`` ``[N + 1]`` (row pointers by destination).
     """
 
-    def __init__(self, edge_index: Tensor, num_nodes: int, blocks: int):
+    def __init__(self, edge_index: Tensor, num_nodes: int):
         n, device = num_nodes, edge_index.device
         src, dst = edge_index
         keep = src != dst
@@ -263,31 +261,33 @@ class AttentionCSR:
         src, dst = torch.cat([src[keep], loops]), torch.cat([dst[keep], loops])
         order = torch.argsort(dst * n + src)
         self.src, self.dst = src[order], dst[order]
-        self.num_nodes, self.blocks = n, blocks
+        self.num_nodes = n
         self.crow = row_pointers(self.dst, n)
-        offsets = (torch.arange(blocks, device=device) * n).unsqueeze(1)
-        self.rows, self.cols = (self.dst + offsets).reshape(-1), (self.src + offsets).reshape(-1)
-        size = blocks * n
-        index_type = torch.int32 if max(size, self.rows.numel()) < 2 ** 31 else torch.int64
-        self._crow, self._col = row_pointers(self.rows, size).to(index_type), self.cols.to(index_type)
-        self._t_crow, self._t_col, self._t_perm = (
-            t.to(index_type) for t in transpose_plan(self.rows, self.cols, size, size))
+        edges = self.src.numel()
+        index_type = torch.int32 if max(n, edges) < 2 ** 31 else torch.int64
+        by_source = torch.argsort(self.src, stable=True)
+        # (row pointers, edge of each entry): edges are already in destination order
+        self._into_dst = (self.crow.to(index_type), torch.arange(edges, device=device, dtype=index_type))
+        self._into_src = (row_pointers(self.src, n).to(index_type), by_source.to(index_type))
+        self._incidence: dict[tuple, Tensor] = {}
 
     @classmethod
-    def of(cls, edge_index: Tensor, num_nodes: int, blocks: int) -> "AttentionCSR":
+    def of(cls, edge_index: Tensor, num_nodes: int) -> "AttentionCSR":
         cache = graph_cache(edge_index, num_nodes)
-        key = ("attention_csr", blocks, str(edge_index.device))
+        key = ("attention_csr", str(edge_index.device))
         if key not in cache:
-            cache[key] = cls(edge_index, num_nodes, blocks)
+            cache[key] = cls(edge_index, num_nodes)
         return cache[key]
 
-    def matrix(self, values: Tensor, transpose: bool = False) -> Tensor:
-        """The block matrix (or its transpose) with ``values`` ``[blocks E]`` in ``rows`` order."""
-        size = (self.blocks * self.num_nodes,) * 2
-        with quiet_sparse():
-            if transpose:
-                return torch.sparse_csr_tensor(self._t_crow, self._t_col, values.index_select(0, self._t_perm), size)
-            return torch.sparse_csr_tensor(self._crow, self._col, values, size)
+    def incidence(self, at: Literal["dst", "src"], dtype: torch.dtype) -> Tensor:
+        """``[N, E]`` CSR of ones: row i holds the edges into i (``"dst"``) or out of i (``"src"``)."""
+        key = (at, dtype)
+        if key not in self._incidence:
+            crow, col = self._into_dst if at == "dst" else self._into_src
+            with quiet_sparse():
+                self._incidence[key] = torch.sparse_csr_tensor(
+                    crow, col, torch.ones(col.numel(), dtype=dtype, device=col.device), (self.num_nodes, col.numel()))
+        return self._incidence[key]
 
 
 def row_pointers(rows: Tensor, num_rows: int) -> Tensor:
@@ -305,36 +305,43 @@ def transpose_plan(rows: Tensor, cols: Tensor, num_rows: int, num_cols: int) -> 
     return row_pointers(cols, num_cols), rows[perm], perm
 
 
-class _EdgeSpMM(torch.autograd.Function):
+class _EdgeAggregate(torch.autograd.Function):
+    """Per head, the attention-weighted sum of the source rows over each node's in-edges.
+
+    Every step is a gather, an elementwise product over contiguous ``[E, heads C]`` rows, a
+    small matmul or an SpMM with ``heads C`` columns. Spreading ``alpha`` over each head's
+    channels and summing the channels back are matmuls with a 0/1 ``[heads, heads C]``
+    matrix: torch broadcasts and reduces over a last dimension of 4 several times slower
+    (PubMed GAT layer 1, 6k edges, 8 heads of 4: 105 and 158 us against about 20 us each)."""
+
     @staticmethod
-    def forward(ctx, structure: AttentionCSR, values: Tensor, h: Tensor) -> Tensor:
+    def forward(ctx, structure: AttentionCSR, alpha: Tensor, x: Tensor) -> Tensor:
+        heads = alpha.size(1)
+        spread = torch.eye(heads, dtype=x.dtype, device=x.device).repeat_interleave(x.size(1) // heads, dim=1)
+        messages = x.index_select(0, structure.src)  # [E, heads C]
+        weights = alpha @ spread  # [E, heads C]: alpha[e, h] on each of head h's channels
         ctx.structure = structure
-        ctx.save_for_backward(values, h)
-        return csr_matmul(structure.matrix(values), h)
+        ctx.save_for_backward(messages, weights, spread)
+        return csr_matmul(structure.incidence("dst", x.dtype), messages * weights)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        structure, (values, h) = ctx.structure, ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_values = grad_h = None
-        if ctx.needs_input_grad[1]:  # d out[i] / d value(i, j) = h[j]: one dot product per entry
-            # Gathered block by block along dim 1 of [blocks, N, C] views: no transposed copies
-            # (PubMed GAT layer 1, 9k edges, 8 blocks: 0.5 against 0.8 ms node-major). The
-            # [blocks E] dot products of C = 4 entries as one bmm: 0.6 against 1.4 ms for a
-            # multiply and a sum over the last dimension, the same values.
-            blocks, n, channels = structure.blocks, structure.num_nodes, h.size(-1)
-            grad_rows = grad.view(blocks, n, channels).index_select(1, structure.dst).view(-1, 1, channels)
-            h_rows = h.view(blocks, n, channels).index_select(1, structure.src).view(-1, channels, 1)
-            grad_values = torch.bmm(grad_rows, h_rows).view(-1)
+        messages, weights, spread = ctx.saved_tensors
+        structure = ctx.structure
+        grad_rows = grad.contiguous().index_select(0, structure.dst)  # d out[dst_e] for each edge e
+        grad_alpha = grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_alpha = (grad_rows * messages) @ spread.T
         if ctx.needs_input_grad[2]:
-            grad_h = csr_matmul(structure.matrix(values, transpose=True), grad)
-        return None, grad_values, grad_h
+            grad_x = csr_matmul(structure.incidence("src", grad.dtype), grad_rows * weights)
+        return None, grad_alpha, grad_x
 
 
-def edge_spmm(structure: AttentionCSR, values: Tensor, h: Tensor) -> Tensor:
-    """``structure``'s block matrix with ``values`` ``[blocks E]`` times ``h``
-    ``[blocks N, C]`` -> ``[blocks N, C]``; differentiable in ``values`` and ``h``."""
-    return _EdgeSpMM.apply(structure, values, h)
+def edge_aggregate(structure: AttentionCSR, alpha: Tensor, x: Tensor) -> Tensor:
+    r""":math:`out_i^{(h)} = \sum_{e = (j, i)} \alpha_e^{(h)} x_j^{(h)}` for ``alpha``
+    ``[E, heads]`` (in ``structure``'s edge order) and ``x`` ``[N, heads C]`` (head-major
+    columns) -> ``[N, heads C]``; differentiable in ``alpha`` and ``x``."""
+    return _EdgeAggregate.apply(structure, alpha, x)
 
 
 def receptive_subgraph(edge_index: Tensor, num_nodes: int, targets: Tensor | Sequence[Tensor],

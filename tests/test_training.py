@@ -39,9 +39,9 @@ def test_receptive_subgraph_depth_and_layer_edges():
     assert layer_edges(sub, 1) is layer_edges(sub, 1)  # cached: attention structures key on it
     assert layer_edges(edge_index, 2) is edge_index  # a whole graph: every edge
     # Attention adds self-loops only where the layer's output is read: node 0's one edge and loop.
-    second = AttentionCSR(layer_edges(sub, 2), 6, 1)
+    second = AttentionCSR(layer_edges(sub, 2), 6)
     assert list(zip(second.src.tolist(), second.dst.tolist())) == [(0, 0), (1, 0)]
-    assert AttentionCSR(edge_index, 6, 1).src.numel() == 10 + 6  # a whole graph: a loop at every node
+    assert AttentionCSR(edge_index, 6).src.numel() == 10 + 6  # a whole graph: a loop at every node
 
 
 def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):

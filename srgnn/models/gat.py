@@ -7,7 +7,7 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 from torch_geometric.utils import softmax
 
-from ..propagation import AttentionCSR, edge_spmm, layer_edges
+from ..propagation import AttentionCSR, edge_aggregate, layer_edges
 from .base import NodeClassifier, SparseInputLinear, dropout
 
 
@@ -20,10 +20,10 @@ class SparseGATConv(GATConv):
         + a_{dst}^{(h)\top} W x_i)\bigr),\qquad
         x'_i = \big\Vert_h \sum_{j \in N(i) \cup \{i\}} \alpha^{(h)}_{ij} W^{(h)} x_j + b.
 
-    PyG builds the ``[E, heads, C]`` messages forward and backward; here the heads are the
-    diagonal blocks of one sparse matrix (``srgnn.propagation.AttentionCSR``), so a step moves
-    ``[E, heads]`` weights and ``[N, heads C]`` features, and attention dropout draws its mask
-    with ``keep_mask``. Supports ``GATConv``'s defaults beyond ``heads``, ``concat`` and
+    The messages are summed at their destinations by one SpMM with an ``[N, E]`` incidence
+    matrix (``srgnn.propagation.edge_aggregate``), forward and backward, on node-major
+    ``[N, heads C]`` rows without transposes, and attention dropout draws its mask with
+    ``keep_mask``. Supports ``GATConv``'s defaults beyond ``heads``, ``concat`` and
     ``dropout`` (no edge features, no residual). The masks differ from ``GATConv``'s; in eval
     mode (or with ``dropout=0``) outputs and gradients equal it to float tolerance.
 
@@ -33,16 +33,14 @@ class SparseGATConv(GATConv):
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         heads, channels, n = self.heads, self.out_channels, x.size(0)
-        structure = AttentionCSR.of(edge_index, n, heads)
+        structure = AttentionCSR.of(edge_index, n)
         projected = self.lin(x)  # [N, heads C]
         score_src, score_dst = (projected @ self._score_weight()).split(heads, dim=1)  # [N, heads] each
-        h = projected.view(n, heads, channels)
         scores = F.leaky_relu(score_src.index_select(0, structure.src) + score_dst.index_select(0, structure.dst),
                               self.negative_slope)  # [E, heads], edges sorted by destination
         alpha = dropout(softmax(scores, ptr=structure.crow), self.dropout, self.training)
-        out = edge_spmm(structure, alpha.T.reshape(-1), h.transpose(0, 1).reshape(heads * n, channels))
-        out = out.view(heads, n, channels).transpose(0, 1)
-        out = out.reshape(n, heads * channels) if self.concat else out.mean(1)
+        out = edge_aggregate(structure, alpha, projected)  # [N, heads C]
+        out = out if self.concat else out.view(n, heads, channels).mean(1)
         return out + self.bias if self.bias is not None else out
 
     def _score_weight(self) -> Tensor:
