@@ -34,7 +34,7 @@ from torch_geometric.data import Data
 
 from .models import GCN, MLP, GraphSAGE, NodeClassifier
 from .models.base import _SparseMatmul, dropout, keep_mask
-from .propagation import compact_csr, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
+from .propagation import compact_csr, layer_edges, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
 from .robust import ShiftRobust
 from .trainer import check_training_set, classification_scores, graph_on_device, model_input, optimizer_settings, resolve_device, target_hops
 
@@ -96,9 +96,9 @@ class ReplicaBlocks:
 
 
 def _gcn(model: GCN, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
-    adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
     h, last = x, len(model.lins) - 1
     for i in range(last + 1):
+        adj = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), device=x.device)
         h = spmm(adj, blocks.linear(blocks.dropout(h, model.dropout), params[f"lins.{i}.weight"]))
         h = h + params[f"biases.{i}"][blocks.owner]
         if i < last:
@@ -107,9 +107,9 @@ def _gcn(model: GCN, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, b
 
 
 def _sage(model: GraphSAGE, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
-    mean = normalized_adjacency(edge_index, x.size(0), "mean", device=x.device)
     h = x
     for i in range(len(model.roots)):
+        mean = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), "mean", device=x.device)
         h = blocks.dropout(h, model.dropout)
         h = (blocks.linear(h, params[f"roots.{i}.weight"], params[f"roots.{i}.bias"])
              + spmm(mean, blocks.linear(h, params[f"neighbours.{i}.weight"])))
@@ -189,7 +189,7 @@ class ReplicaTrainer:
         lr, weight_decay = optimizer_settings(model, self.lr, self.weight_decay)
 
         # Each replica's receptive field, relabelled into one block-diagonal graph.
-        subsets, edges, degrees, train_rows, iid_rows = [], [], [], [], []
+        subsets, edges, degrees, depths, train_rows, iid_rows = [], [], [], [], [], []
         offset = 0
         for train, robust in zip(train_sets, replicas):
             iid = robust.iid_idx_ if robust.iid_idx_ is not None else train[:0]
@@ -200,13 +200,14 @@ class ReplicaTrainer:
             subsets.append(subset)
             edges.append(edge_index + offset)
             degrees.append(edge_index.full_degree)
+            depths.append(edge_index.depth)
             train_rows.append(local[train.cpu()])
             iid_rows.append(local[iid])
             offset += subset.numel()
         blocks = ReplicaBlocks([s.numel() for s in subsets], generators, self.device)
         rows = torch.cat(subsets)
         edge_index = torch.cat(edges, 1).to(self.device)
-        edge_index.full_degree = torch.cat(degrees)
+        edge_index.full_degree, edge_index.depth = torch.cat(degrees), torch.cat(depths)
         x = model_input(data.x[rows.to(data.x.device)]).to(self.device)
         x = blocks.widen(x) if x.is_sparse_csr else x
         y = data.y.view(-1)[rows.to(data.y.device)].to(self.device)
