@@ -11,7 +11,8 @@ from .base import NodeClassifier, SparseInputLinear, dropout, linear
 
 class GraphSAGE(NodeClassifier):
     r"""Two mean-aggregation layers, :math:`h_v' = W_1 h_v + W_2\,\mathrm{mean}_{u\in N(v)} h_u + b`
-    (PyG's ``SAGEConv`` with its defaults).
+    (PyG's ``SAGEConv`` with its defaults; :math:`N(v)` are the sources of the edges into v,
+    leaving out self-loops, which ``SAGEConv`` would count as neighbours).
 
     The mean is linear, so it is taken after the projection,
     :math:`\mathrm{mean}(h) W_2 = D^{-1}A\,(h W_2)`: a sparse CSR ``x`` is projected by one
