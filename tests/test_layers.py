@@ -154,21 +154,12 @@ def _directed_graph(num_nodes: int = 30, num_edges: int = 90, features: int = 12
     return torch.randn(num_nodes, features, generator=generator), edge_index
 
 
-def test_gcn_equals_pyg_gcn_conv_on_a_directed_graph():
-    # PyG's flow: node i aggregates its in-neighbours (edge_index[1] == i), normalized by in-degree.
-    from torch_geometric.nn import GCNConv
-
-    from srgnn.models import GCN
-
+def _assert_equals_pyg_on_a_directed_graph(model, convs, activation, weight_pairs):
+    """``model``'s hidden layer, logits and weight gradients against two PyG convs holding its
+    weights; ``weight_pairs`` lists (srgnn weight, PyG weight) whose gradients must agree."""
     x, edge_index = _directed_graph()
-    model = GCN(12, 3, hidden_channels=8).eval()
-    convs = [GCNConv(12, 8), GCNConv(8, 3)]
-    with torch.no_grad():
-        for conv, lin, bias in zip(convs, model.lins, model.biases):
-            conv.lin.weight.copy_(lin.weight)
-            conv.bias.copy_(bias)
     logits, hidden = model.forward_with_hidden(x, edge_index)
-    expected_hidden = torch.tanh(convs[0](x, edge_index))
+    expected_hidden = activation(convs[0](x, edge_index))
     expected = convs[1](expected_hidden, edge_index)
     torch.testing.assert_close(hidden, expected_hidden)
     torch.testing.assert_close(logits, expected)
@@ -176,8 +167,24 @@ def test_gcn_equals_pyg_gcn_conv_on_a_directed_graph():
     weights = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
     (logits * weights).sum().backward()
     (expected * weights).sum().backward()
-    for conv, lin in zip(convs, model.lins):
-        torch.testing.assert_close(lin.weight.grad, conv.lin.weight.grad)
+    for ours, theirs in weight_pairs:
+        torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+def test_gcn_equals_pyg_gcn_conv_on_a_directed_graph():
+    # PyG's flow: node i aggregates its in-neighbours (edge_index[1] == i), normalized by in-degree.
+    from torch_geometric.nn import GCNConv
+
+    from srgnn.models import GCN
+
+    model = GCN(12, 3, hidden_channels=8).eval()
+    convs = [GCNConv(12, 8), GCNConv(8, 3)]
+    with torch.no_grad():
+        for conv, lin, bias in zip(convs, model.lins, model.biases):
+            conv.lin.weight.copy_(lin.weight)
+            conv.bias.copy_(bias)
+    _assert_equals_pyg_on_a_directed_graph(model, convs, torch.tanh,
+                                           [(lin.weight, conv.lin.weight) for conv, lin in zip(convs, model.lins)])
 
 
 def test_graphsage_equals_pyg_sage_conv_on_a_directed_graph():
@@ -185,7 +192,6 @@ def test_graphsage_equals_pyg_sage_conv_on_a_directed_graph():
 
     from srgnn.models import GraphSAGE
 
-    x, edge_index = _directed_graph()
     model = GraphSAGE(12, 3, hidden_channels=8).eval()
     convs = [SAGEConv(12, 8), SAGEConv(8, 3)]
     with torch.no_grad():
@@ -193,14 +199,6 @@ def test_graphsage_equals_pyg_sage_conv_on_a_directed_graph():
             conv.lin_r.weight.copy_(root.weight)
             conv.lin_l.bias.copy_(root.bias)
             conv.lin_l.weight.copy_(neighbour.weight)
-    logits, hidden = model.forward_with_hidden(x, edge_index)
-    expected_hidden = torch.relu(convs[0](x, edge_index))
-    expected = convs[1](expected_hidden, edge_index)
-    torch.testing.assert_close(hidden, expected_hidden)
-    torch.testing.assert_close(logits, expected)
-    weights = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
-    (logits * weights).sum().backward()
-    (expected * weights).sum().backward()
-    for conv, root, neighbour in zip(convs, model.roots, model.neighbours):
-        torch.testing.assert_close(root.weight.grad, conv.lin_r.weight.grad)
-        torch.testing.assert_close(neighbour.weight.grad, conv.lin_l.weight.grad)
+    pairs = [(ours, theirs) for conv, root, neighbour in zip(convs, model.roots, model.neighbours)
+             for ours, theirs in ((root.weight, conv.lin_r.weight), (neighbour.weight, conv.lin_l.weight))]
+    _assert_equals_pyg_on_a_directed_graph(model, convs, torch.relu, pairs)
