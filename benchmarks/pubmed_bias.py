@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import (METHODS, PUBLISHED, RunLog, base_of, batchable, pretrain_dgi, run_many, run_one,
-                              train_plain_pyg_gcn)
+from benchmarks.study import (METHODS, PUBLISHED, RunLog, base_of, batchable, keep_freed_memory, pretrain_dgi,
+                              run_many, run_one, train_plain_pyg_gcn)
 from srgnn.data import load_dataset
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample, load_published_splits
 from srgnn.shift import cmd
@@ -285,6 +285,7 @@ def _worker(dataset: str, threads: int, tasks: multiprocessing.Queue, sets: dict
     """One worker process: take chunks from ``tasks`` until a ``None`` and send each chunk's records."""
     try:
         torch.set_num_threads(threads)
+        keep_freed_memory()
         data = load_dataset(dataset)
         for task in iter(tasks.get, None):
             if os.getppid() != parent:  # the study was killed: stop instead of training for nobody
@@ -306,6 +307,7 @@ def run_chunks(args, data, chunks: list, sets: dict, options: dict):
     so none idles while another has work left."""
     if args.workers == 1:
         torch.set_num_threads(args.threads)
+        keep_freed_memory()
         for method, split, chunk, batched in chunks:
             yield run_chunk(data, method, split, chunk, batched, sets[split], args.seed, options)
         return
