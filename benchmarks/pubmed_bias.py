@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import (METHODS, PUBLISHED, RunLog, base_of, batchable, keep_freed_memory, pretrain_dgi,
-                              run_many, run_one, train_plain_pyg_gcn)
+from benchmarks.study import (LOCKSTEP, METHODS, PUBLISHED, RunLog, base_of, batchable, keep_freed_memory,
+                              pretrain_dgi, run_lockstep, run_many, run_one, train_plain_pyg_gcn)
 from srgnn.data import load_dataset
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample, load_published_splits
 from srgnn.shift import cmd
@@ -259,21 +259,47 @@ def batch_size(args, method: str, data) -> int:
     return size if size > 1 and batchable(method, data) else 1
 
 
-def run_chunk(data, method: str, split: str, chunk: list[int], batched: bool, sets: list[torch.Tensor],
-              seed: int, options: dict) -> list[dict]:
-    """Train ``method`` on the sets ``chunk`` (indices into ``sets``), as one replica-batched
-    job if ``batched`` (even a last chunk of one, so that a set's result does not depend on
-    where the chunks fall), else one run; one ``results.jsonl`` record per run."""
-    train_sets = [sets[i] for i in chunk]
-    seeds = [seed * 100_003 + i for i in chunk]
+def run_chunk(data, runs: list[tuple[str, str, int]], mode: str, sets: dict, seed: int, options: dict) -> list[dict]:
+    """Train the ``runs`` ((method, split, index into ``sets[split]``) each) and return one
+    ``results.jsonl`` record per run. ``mode``: ``"one"`` (a single run), ``"replicas"`` (one
+    method and split on several sets as one replica-batched job, even a last chunk of one, so
+    that a set's result does not depend on where the chunks fall) or ``"lockstep"`` (APPNP
+    variants of one index, which share a seed, as one ``LockstepTrainer`` job)."""
+    train_sets = [sets[split][i] for _, split, i in runs]
+    seeds = [seed * 100_003 + i for _, _, i in runs]
     start = time.perf_counter()
-    scores = (run_many(method, data, train_sets, seeds, **options) if batched
-              else [run_one(method, data, train_sets[0], seeds[0], **options)])
-    seconds = (time.perf_counter() - start) / len(chunk)
+    if mode == "replicas":
+        scores = run_many(runs[0][0], data, train_sets, seeds, **options)
+    elif mode == "lockstep":
+        scores = run_lockstep([method for method, _, _ in runs], data, train_sets, seeds[0], **options)
+    else:
+        scores = [run_one(runs[0][0], data, train_sets[0], seeds[0], **options)]
+    seconds = (time.perf_counter() - start) / len(runs)
     test_x = data.x[data.test_mask]  # the standard 1,000 test nodes, the same for every set
     return [{"method": method, "split": split, "index": i, **score,
              "cmd_train_test": cmd(data.x[train], test_x).item(), "seconds": seconds}
-            for i, train, score in zip(chunk, train_sets, scores)]
+            for (method, split, i), train, score in zip(runs, train_sets, scores)]
+
+
+def make_chunks(args, data, jobs: list[tuple[str, str, int]]) -> list[tuple[list, str]]:
+    """Group the pending ``jobs`` into chunks for ``run_chunk``: the ``LOCKSTEP`` runs of each
+    index together, then each method and split in chunks of ``batch_size`` sets."""
+    pending = set(jobs)
+    chunks = []
+    for i in range(args.repeats):
+        runs = [(method, split, i) for method, split in LOCKSTEP if (method, split, i) in pending]
+        if len(runs) > 1:
+            chunks.append((runs, "lockstep"))
+            pending -= set(runs)
+    by_method: dict[tuple[str, str], list[int]] = {}
+    for method, split, i in jobs:
+        if (method, split, i) in pending:
+            by_method.setdefault((method, split), []).append(i)
+    for (method, split), indices in by_method.items():
+        size = batch_size(args, method, data)
+        chunks += [([(method, split, i) for i in indices[first:first + size]], "replicas" if size > 1 else "one")
+                   for first in range(0, len(indices), size)]
+    return chunks
 
 
 #: The task that pretrains DGI into ``--out/dgi_embeddings.pt`` for every later DGI run.
@@ -294,8 +320,7 @@ def _worker(dataset: str, threads: int, tasks: multiprocessing.Queue, sets: dict
             if task == PRETRAIN_DGI:
                 pretrain_dgi(data, options["dgi_embeddings"], options["device"])
                 continue
-            method, split, chunk, batched = task
-            results.put(("runs", run_chunk(data, method, split, chunk, batched, sets[split], seed, options)))
+            results.put(("runs", run_chunk(data, *task, sets, seed, options)))
         results.put(("done", None))
     except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which stops the study
         results.put(("error", traceback.format_exc()))
@@ -308,8 +333,8 @@ def run_chunks(args, data, chunks: list, sets: dict, options: dict):
     if args.workers == 1:
         torch.set_num_threads(args.threads)
         keep_freed_memory()
-        for method, split, chunk, batched in chunks:
-            yield run_chunk(data, method, split, chunk, batched, sets[split], args.seed, options)
+        for runs, mode in chunks:
+            yield run_chunk(data, runs, mode, sets, args.seed, options)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's thread pool exists
     results, tasks = context.Queue(), context.Queue()
@@ -317,7 +342,7 @@ def run_chunks(args, data, chunks: list, sets: dict, options: dict):
     # writes --out/dgi_embeddings.pt, which every DGI run then loads while the other workers
     # train the other methods: one pretraining per study instead of one per worker (on
     # PubMed, about 65 s of a core).
-    uses_dgi = [(base_of(c[0]) or c[0]) == "dgi" for c in chunks]
+    uses_dgi = [(base_of(runs[0][0]) or runs[0][0]) == "dgi" for runs, _ in chunks]
     ordered = [c for c, dgi in zip(chunks, uses_dgi) if not dgi] + [c for c, dgi in zip(chunks, uses_dgi) if dgi]
     count = min(args.workers, len(chunks))
     for task in ([PRETRAIN_DGI] if any(uses_dgi) else []) + ordered + [None] * count:
@@ -382,27 +407,23 @@ def main(argv=None) -> dict:
           f"({len(biased[0])} labelled nodes each) + IID reference; {len(jobs)} runs to do, "
           f"{len(log.records)} already in {args.out / 'results.jsonl'}; "
           f"{args.workers} worker(s) x {args.threads} thread(s)")
-    pending: dict[tuple[str, str], list[int]] = {}
-    for method, split, i in jobs:
-        pending.setdefault((method, split), []).append(i)
-    chunks = []
-    for (method, split), indices in pending.items():
-        size = batch_size(args, method, data)
-        chunks += [(method, split, indices[first:first + size], size > 1) for first in range(0, len(indices), size)]
-    remaining = {key: len(indices) for key, indices in pending.items()}
+    remaining: dict[tuple[str, str], int] = {}
+    for method, split, _ in jobs:
+        remaining[method, split] = remaining.get((method, split), 0) + 1
+    chunks = make_chunks(args, data, jobs)
     progress = tqdm(total=len(jobs), unit="run", file=sys.stderr, dynamic_ncols=True)
     options = {"regularizer": args.regularizer, "lam": args.lam, "lam_linear": args.lam_linear,
                "epochs": args.epochs, "device": args.device, "dgi_embeddings": args.out / "dgi_embeddings.pt"}
     for records in run_chunks(args, data, chunks, {"biased": biased, "iid": iid}, options):
         for record in records:
             log.add(record)
-        method, split = records[0]["method"], records[0]["split"]
-        progress.set_description(f"{method} {split}")
-        progress.update(len(records))
-        remaining[method, split] -= len(records)
-        if not remaining[method, split]:
-            done = log.scores(method=method, split=split)
-            progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} over {done.size} sets")
+            method, split = record["method"], record["split"]
+            progress.set_description(f"{method} {split}")
+            progress.update()
+            remaining[method, split] -= 1
+            if not remaining[method, split]:
+                done = log.scores(method=method, split=split)
+                progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} over {done.size} sets")
     progress.close()
     result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
               **summarize(log, args, data, biased)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srgnn import ReplicaTrainer, ShiftRobust, Trainer
+from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.replicas import supports
 from srgnn.trainer import graph_on_device
@@ -103,6 +103,22 @@ def run_many(method: str, data, sets: list[torch.Tensor], seeds: list[int], *, r
     trainer = ReplicaTrainer(lambda: build(method, data, regularizer, lam, lam_linear, dgi_embeddings),
                              epochs=epochs, device=device)
     return trainer.fit(data, sets, seeds).evaluate(data, [test_nodes(data, train) for train in sets])
+
+
+#: Runs of one set index that share a seed and the same whole-graph masks (APPNP on the
+#: biased set and on the IID set, SR-APPNP on the biased set): ``run_lockstep`` trains them as
+#: one job.
+LOCKSTEP = (("appnp", "biased"), ("appnp", "iid"), ("sr-appnp", "biased"))
+
+
+def run_lockstep(methods: list[str], data, sets: list[torch.Tensor], seed: int, *, regularizer: str = "cmd",
+                 lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
+                 dgi_embeddings: Path | None = None) -> list[dict]:
+    """``run_one`` of ``methods[r]`` on ``sets[r]``, all with ``seed``, as one ``LockstepTrainer``
+    job (APPNP variants); the same scores to float tolerance."""
+    models = [build(method, data, regularizer, lam, lam_linear, dgi_embeddings) for method in methods]
+    trainer = LockstepTrainer(models, epochs=epochs, seed=seed, device=device)
+    return trainer.fit(data, sets).evaluate(data, [test_nodes(data, train) for train in sets])
 
 
 class RunLog:

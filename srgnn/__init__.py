@@ -5,9 +5,9 @@ Modules, in import order: ``data`` -> ``propagation`` -> ``sampling`` / ``shift`
 """
 from . import data, disagreement, models, propagation, replicas, sampling, shift, swa
 from .robust import ShiftRobust
-from .replicas import ReplicaTrainer
+from .replicas import LockstepTrainer, ReplicaTrainer
 from .trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["ShiftRobust", "Trainer", "ReplicaTrainer", "data", "disagreement", "models", "propagation", "replicas",
+__all__ = ["ShiftRobust", "Trainer", "ReplicaTrainer", "LockstepTrainer", "data", "disagreement", "models", "propagation", "replicas",
            "sampling", "shift", "swa"]

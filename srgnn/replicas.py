@@ -22,9 +22,15 @@ tolerance, whatever else shares its batch.
 
 Supported: GCN (without BatchNorm), GraphSAGE and MLP, plain or shift-robust (CMD, MMD, KMM
 weights). Other models train with ``srgnn.Trainer``.
+
+``LockstepTrainer`` batches the other way round: variants of one APPNP (plain and shift-robust,
+on different training sets) that share a *seed*. They start from the same
+weights and draw the same dropout masks, so the masked input and its first-layer product are
+computed once for all of them, as one wider product.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
@@ -32,11 +38,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .models import GCN, MLP, GraphSAGE, NodeClassifier
-from .models.base import _SparseMatmul, dropout, keep_mask
+from .models import APPNP, GCN, MLP, GraphSAGE, NodeClassifier
+from .models.base import _SparseMatmul, dropout, keep_mask, linear, relu_dropout
 from .propagation import compact_csr, layer_edges, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
 from .robust import ShiftRobust
-from .trainer import check_training_set, classification_scores, graph_on_device, model_input, optimizer_settings, resolve_device, target_hops
+from .trainer import (Trainer, check_training_set, classification_scores, graph_on_device, model_input,
+                      optimizer_settings, resolve_device, robust_loss_subgraph, target_hops)
 
 
 class ReplicaBlocks:
@@ -140,7 +147,26 @@ def supports(model: NodeClassifier | ShiftRobust) -> bool:
             and (robust is None or robust.regularizer != "dann"))
 
 
-class ReplicaTrainer:
+class _ManyModels:
+    """``logits`` and ``evaluate`` of a trainer whose ``fit`` leaves R models in ``models_``."""
+
+    device: torch.device
+    models_: list[NodeClassifier]
+
+    def logits(self, data: Data) -> list[Tensor]:
+        """Each model's logits of every node, ``[N, C]`` each, on the CPU."""
+        if not hasattr(self, "models_"):
+            raise RuntimeError("Call fit() before logits() or evaluate().")
+        x, edge_index = graph_on_device(data, self.device)
+        with torch.no_grad():
+            return [model(x, edge_index).cpu() for model in self.models_]
+
+    def evaluate(self, data: Data, idx: Sequence[Tensor]) -> list[dict[str, float]]:
+        """Micro-F1, macro-F1 and cross-entropy of model r on ``idx[r]``."""
+        return [classification_scores(logits, data, nodes) for logits, nodes in zip(self.logits(data), idx)]
+
+
+class ReplicaTrainer(_ManyModels):
     """Train one method on R training sets at once; fit / evaluate like ``srgnn.Trainer``.
 
     Args:
@@ -246,14 +272,96 @@ class ReplicaTrainer:
         return sum(robust.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
                    for t, i in zip(train_rows, iid_rows))
 
-    def logits(self, data: Data) -> list[Tensor]:
-        """Each replica's logits of every node, ``[N, C]`` each, on the CPU."""
-        if not hasattr(self, "models_"):
-            raise RuntimeError("Call fit() before logits() or evaluate().")
-        x, edge_index = graph_on_device(data, self.device)
-        with torch.no_grad():
-            return [model(x, edge_index).cpu() for model in self.models_]
 
-    def evaluate(self, data: Data, idx: list[Tensor]) -> list[dict[str, float]]:
-        """Micro-F1, macro-F1 and cross-entropy of replica r on ``idx[r]``."""
-        return [classification_scores(logits, data, nodes) for logits, nodes in zip(self.logits(data), idx)]
+
+class LockstepTrainer(_ManyModels):
+    """Train variants of one APPNP that share a seed, in lockstep; fit / evaluate like
+    ``srgnn.Trainer``.
+
+    ``Trainer(model, seed=s)`` seeds, sets up the model (IID sample, KMM weights: private
+    generators), initialises it and then draws one dropout mask per layer each epoch. APPNP's
+    10 hops reach nearly every node, so it trains on the whole graph and its masks' shapes are
+    the graph's alone. So APPNPs of one architecture trained with one seed, whatever their
+    training sets, instance weights and regularizers, start from the same weights and draw
+    the same masks every epoch: a study's APPNP on a biased set, APPNP on an IID set and
+    SR-APPNP on the biased set. This trainer drops the input once (the mask and the kept
+    entries, a third of an APPNP epoch on PubMed), multiplies it by the models' first-layer
+    weights side by side (``[F, R H]``) and draws the hidden layer's mask once; each model then
+    goes on alone. Model r ends as ``Trainer(models[r], seed=seed).fit(data, train_sets[r])``
+    does, to float tolerance (on the CPU the logits were equal bit for bit). Where a model's
+    receptive field leaves out so much of the graph that its ``Trainer`` trains on a subgraph
+    (``srgnn.trainer.MAX_RECEPTIVE_SHARE``), the models' masks differ, and they train one
+    after another, each as its ``Trainer``.
+
+    Args:
+        models: R untrained ``APPNP`` (one hidden layer, the same architecture and settings),
+            each plain or in a ``ShiftRobust`` (not DANN).
+        epochs, lr, weight_decay, seed, device: as ``srgnn.Trainer``.
+
+    Attributes (after ``fit``): ``models_``, the R trained models, in eval mode.
+    """
+
+    def __init__(self, models: Sequence[NodeClassifier | ShiftRobust], *, epochs: int = 200, lr: float | None = None,
+                 weight_decay: float | None = None, seed: int = 0, device: str | torch.device | None = None):
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {epochs}.")
+        self.models = [m if isinstance(m, ShiftRobust) else ShiftRobust(m, None, instance_weights=None) for m in models]
+        if not self.models:
+            raise ValueError("Pass at least one model.")
+        first = self.models[0].model
+        for robust in self.models:
+            base = robust.model
+            same = (type(base) is APPNP and type(first) is APPNP and len(base.lins) == 2
+                    and [p.shape for p in base.parameters()] == [p.shape for p in first.parameters()]
+                    and (base.dropout, base.alpha, base.k) == (first.dropout, first.alpha, first.k))
+            if not same or robust.regularizer == "dann":
+                raise ValueError("LockstepTrainer trains APPNPs of one architecture and settings with one hidden "
+                                 f"layer (not DANN); got {type(base).__name__}. Train it with srgnn.Trainer.")
+        self.epochs, self.lr, self.weight_decay, self.seed = epochs, lr, weight_decay, seed
+        self.device = resolve_device(device)
+
+    def fit(self, data: Data, train_sets: Sequence[Tensor]) -> "LockstepTrainer":
+        """Train model r on ``train_sets[r]``; returns ``self``."""
+        if len(train_sets) != len(self.models):
+            raise ValueError(f"Pass one training set per model; got {len(train_sets)} sets for {len(self.models)} models.")
+        train_sets = [check_training_set(data, train) for train in train_sets]
+        inputs, steps = [], []  # per model: its input and (operator, y, train, iid), as its Trainer has them
+        for robust, train in zip(self.models, train_sets):
+            torch.manual_seed(self.seed)  # Trainer.fit's order: seed, set up, initialise
+            robust.setup(data, train, self.seed)
+            robust.to(self.device).reset_parameters()
+            x, operator, y, (train_local, iid_local, _) = robust_loss_subgraph(robust, data, train, self.device)
+            inputs.append(x)
+            steps.append((operator, y, train_local, iid_local))
+        models = [robust.model for robust in self.models]
+        if any(x is not inputs[0] for x in inputs):  # some train on a subgraph: masks of other shapes
+            trainers = [Trainer(robust, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                                seed=self.seed, device=self.device).fit(data, train)
+                        for robust, train in zip(self.models, train_sets)]
+            self.history_ = torch.tensor([t.history_ for t in trainers]).mean(0).tolist()
+            self.models_ = [t.model_ for t in trainers]
+            return self
+        # Every model's global stream now stands where its Trainer run draws its first mask.
+        lr, weight_decay = optimizer_settings(models[0], self.lr, self.weight_decay)
+        params = [p for robust in self.models for p in robust.parameters()]
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=self.device.type in ("cpu", "cuda"))
+        p, hidden_size, count = models[0].dropout, models[0].lins[0].out_features, len(models)
+        losses = []
+        for robust in self.models:
+            robust.train()
+        for _ in range(self.epochs):
+            optimizer.zero_grad()
+            first = linear(dropout(x, p, True), torch.cat([m.lins[0].weight for m in models]))  # [N, R H]
+            keep = keep_mask(x.size(0) * hidden_size, p, device=first.device).view(x.size(0), hidden_size)
+            loss = 0
+            # Each model's block as a contiguous [N, H]: its hidden layer then fits in cache as alone.
+            for robust, block, (operator, y, train, iid) in zip(self.models, first.split(hidden_size, 1), steps):
+                hidden, dropped = relu_dropout(block.contiguous(), robust.model.lins[0].bias, p, True, keep)
+                logits = robust.model.propagate(robust.model.lins[1](dropped), operator)
+                loss = loss + robust.objective(logits, hidden, y, train, iid)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+        self.history_ = (torch.stack(losses) / count).tolist()
+        self.models_ = [model.eval() for model in models]
+        return self

@@ -139,7 +139,11 @@ class ShiftRobust(nn.Module):
         """Weighted cross-entropy over ``train_idx`` plus ``lam`` times the shift penalty
         between ``train_idx`` and ``iid_idx`` (default: the IID sample drawn by ``setup``;
         pass it relabelled when ``x`` is a subgraph)."""
-        logits, hidden = self.model.forward_with_hidden(x, edge_index)
+        return self.objective(*self.model.forward_with_hidden(x, edge_index), y, train_idx, iid_idx)
+
+    def objective(self, logits: Tensor, hidden: Tensor, y: Tensor, train_idx: Tensor,
+                  iid_idx: Tensor | None = None) -> Tensor:
+        """``loss`` from the model's outputs, ``logits`` ``[N, C]`` and ``hidden`` ``[N, H]``."""
         weights = self.weights_.to(logits.device)
         loss = (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()
         if self.regularizer is not None and self.lam > 0:

@@ -32,6 +32,13 @@ def cora(_data_env):
 
 
 @pytest.fixture(scope="session")
+def citeseer(_data_env):
+    from srgnn.data import load_dataset
+
+    return load_dataset("citeseer")
+
+
+@pytest.fixture(scope="session")
 def pubmed(_data_env):
     from srgnn.data import load_dataset
 

@@ -69,6 +69,25 @@ def test_worker_count_does_not_change_results(tmp_path):
     assert (tmp_path / "3" / "dgi_embeddings.pt").exists()
 
 
+def test_appnp_variants_in_lockstep_score_as_their_runs_alone(tmp_path):
+    # APPNP on the biased and IID sets and SR-APPNP share each index's seed and train as one
+    # LockstepTrainer job; each record must be what run_one gives for that run.
+    from benchmarks.pubmed_bias import parse_args, training_sets
+    from benchmarks.study import run_one
+    from srgnn.data import load_dataset
+
+    flags = ["--dataset", "cora", "--repeats", "2", "--methods", "appnp,sr-appnp", "--epochs", "15"]
+    _run(*flags, "--workers", "1", "--out", str(tmp_path / "study"))
+    args = parse_args([*flags, "--out", str(tmp_path / "sets")])
+    data = load_dataset("cora")
+    sets = dict(zip(("biased", "iid"), training_sets(args, data)))
+    records = [json.loads(line) for line in (tmp_path / "study" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    for r in records:
+        alone = run_one(r["method"], data, sets[r["split"]][r["index"]], r["index"], epochs=15)
+        assert r["micro_f1"] == pytest.approx(alone["micro_f1"], abs=1e-3), r
+
+
 def test_kill_then_resume_matches_uninterrupted(reference, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.pubmed_bias", *QUICK, "--out", str(out)],

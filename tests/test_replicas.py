@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from srgnn import ReplicaTrainer, ShiftRobust, Trainer
+from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, GCN, MLP, GraphSAGE
+from srgnn.sampling import iid_sample
 
 BUILDERS = {
     "gcn": lambda d: GCN(d.num_features, d.num_classes),
@@ -60,3 +61,37 @@ def test_unsupported_models_and_mismatched_seeds_are_refused(cora, cora_publishe
         ReplicaTrainer(lambda: APPNP(cora.num_features, 7), epochs=1).fit(cora, cora_published[:1], [0])
     with pytest.raises(ValueError, match="one seed per training set"):
         ReplicaTrainer(lambda: GCN(cora.num_features, 7), epochs=1).fit(cora, cora_published[:2], [0])
+
+
+def _appnp_variants(data):
+    """A study's three APPNP runs of one seed: plain on a biased set and on an IID set, SR-APPNP."""
+    return [APPNP(data.num_features, data.num_classes), APPNP(data.num_features, data.num_classes),
+            ShiftRobust(APPNP(data.num_features, data.num_classes), "cmd", lam=0.1)]
+
+
+@pytest.mark.parametrize("dataset", ["cora", "citeseer"])
+def test_lockstep_models_are_the_trainers_runs_with_their_shared_seed(request, monkeypatch, dataset):
+    data = request.getfixturevalue(dataset)
+    biased = request.getfixturevalue("cora_published")[0] if dataset == "cora" else \
+        torch.cat([torch.nonzero(data.y == c).view(-1)[:20] for c in range(data.num_classes)])
+    sets = [biased, iid_sample(data, biased.numel(), seed=3, exclude=biased), biased]
+    inner_runs = []
+    monkeypatch.setattr("srgnn.replicas.Trainer", lambda *args, **kwargs: inner_runs.append(1) or Trainer(*args, **kwargs))
+    lockstep = LockstepTrainer(_appnp_variants(data), epochs=10, seed=7).fit(data, sets).logits(data)
+    # APPNP reaches nearly all of Cora: one lockstep job. On CiteSeer (largest component: 64%
+    # of the nodes) it trains on a subgraph, whose masks' shapes differ by set: one run each.
+    assert len(inner_runs) == (0 if dataset == "cora" else 3)
+    for model, train, logits in zip(_appnp_variants(data), sets, lockstep):
+        alone = Trainer(model, epochs=10, seed=7).fit(data, train).logits(data)
+        torch.testing.assert_close(logits, alone, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(lockstep[0], lockstep[1]) and not torch.allclose(lockstep[0], lockstep[2])
+
+
+def test_lockstep_refuses_what_it_cannot_share(cora, cora_published):
+    appnp = APPNP(cora.num_features, 7)
+    with pytest.raises(ValueError, match="srgnn.Trainer"):
+        LockstepTrainer([appnp, GCN(cora.num_features, 7)])
+    with pytest.raises(ValueError, match="srgnn.Trainer"):
+        LockstepTrainer([appnp, APPNP(cora.num_features, 7, hidden_channels=64)])
+    with pytest.raises(ValueError, match="one training set per model"):
+        LockstepTrainer([appnp, APPNP(cora.num_features, 7)], epochs=1).fit(cora, cora_published[:1])

@@ -40,9 +40,9 @@ class APPNP(MLP):
             return None
         return TargetRows(appnp_rows(adj, targets, self.alpha, self.k), targets)
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | TargetRows) -> tuple[Tensor, Tensor]:
-        logits, hidden = super().forward_with_hidden(x)
+    def propagate(self, logits: Tensor, edge_index: Tensor | TargetRows) -> Tensor:
+        """The MLP's logits ``[N, C]`` propagated K times (at the targets of a ``TargetRows``)."""
         if isinstance(edge_index, TargetRows):
-            return edge_index.apply(logits), hidden
-        adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
-        return appnp_propagate(adj, logits, self.alpha, self.k), hidden
+            return edge_index.apply(logits)
+        adj = normalized_adjacency(edge_index, logits.size(0), device=logits.device)
+        return appnp_propagate(adj, logits, self.alpha, self.k)

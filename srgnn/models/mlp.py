@@ -30,4 +30,8 @@ class MLP(NodeClassifier):
         h = dropout(x, self.dropout, self.training)
         for lin in self.lins[:-1]:
             hidden, h = relu_dropout(linear(h, lin.weight), lin.bias, self.dropout, self.training)
-        return self.lins[-1](h), hidden
+        return self.propagate(self.lins[-1](h), edge_index), hidden
+
+    def propagate(self, logits: Tensor, edge_index: Tensor | None) -> Tensor:
+        """What follows the MLP, ``[N, C]`` -> ``[N, C]``: nothing here (APPNP propagates)."""
+        return logits
