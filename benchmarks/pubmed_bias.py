@@ -9,8 +9,10 @@ Runs are spread over --workers processes (default: min(4, CPU cores); min(8, CPU
 CUDA), each taking the next chunk of runs as it frees up, with --threads torch threads
 (default: the cores split evenly); on two cores two one-thread workers outrun one two-thread
 process, since a run's small sparse products use a second thread poorly. MLP and SR-MLP train
-20 sets at a time as one replica-batched job (--batch; every batchable method on CUDA). Scores
-do not depend on the number of workers, nor, up to float rounding, on batching.
+20 sets at a time as one replica-batched job (--batch; every batchable method on CUDA), and
+the APPNP runs of one set index (APPNP on the biased and the IID set, SR-APPNP), which share
+a seed and so their dropout masks, train in lockstep as one job. Scores do not depend on the
+number of workers, nor, up to float rounding, on batching.
 
 Files in --out: config.json, results.jsonl (one line per finished run, written as it
 finishes), results.json (config, package versions and per-method results), results.csv,
