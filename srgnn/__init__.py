@@ -9,5 +9,5 @@ from .replicas import LockstepTrainer, ReplicaTrainer
 from .trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["ShiftRobust", "Trainer", "ReplicaTrainer", "LockstepTrainer", "data", "disagreement", "models", "propagation", "replicas",
-           "sampling", "shift", "swa"]
+__all__ = ["ShiftRobust", "Trainer", "ReplicaTrainer", "LockstepTrainer", "data", "disagreement", "models",
+           "propagation", "replicas", "sampling", "shift", "swa"]

@@ -24,9 +24,9 @@ Supported: GCN (without BatchNorm), GraphSAGE and MLP, plain or shift-robust (CM
 weights). Other models train with ``srgnn.Trainer``.
 
 ``LockstepTrainer`` batches the other way round: variants of one APPNP (plain and shift-robust,
-on different training sets) that share a *seed*. They start from the same
-weights and draw the same dropout masks, so the masked input and its first-layer product are
-computed once for all of them, as one wider product.
+on different training sets) that share a *seed*. They start from the same weights and draw
+the same dropout masks, so the masked input is computed once for all of them and meets their
+first-layer weights in one wider product.
 """
 from __future__ import annotations
 
@@ -271,7 +271,6 @@ class ReplicaTrainer(_ManyModels):
             return robust.penalty(train, iid).sum()
         return sum(robust.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
                    for t, i in zip(train_rows, iid_rows))
-
 
 
 class LockstepTrainer(_ManyModels):
