@@ -109,6 +109,18 @@ def test_kill_then_resume_matches_uninterrupted(reference, tmp_path):
     assert _metrics(out) == _metrics(reference)
 
 
+def test_a_smaller_iid_reference_trains_only_its_sets(reference, tmp_path):
+    _run(*QUICK, "--iid-repeats", "1", "--out", str(tmp_path / "small"))
+    records = [json.loads(line) for line in (tmp_path / "small" / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["method"], r["index"]) for r in records if r["split"] == "iid") == [("gcn", 0), ("sgc", 0)]
+    small = json.loads((tmp_path / "small" / "results.json").read_text())["methods"]
+    full = json.loads((reference / "results.json").read_text())["methods"]
+    assert small["gcn"]["micro_f1"] == full["gcn"]["micro_f1"]  # the biased runs are the same runs
+    first_iid = next(r for r in map(json.loads, (reference / "results.jsonl").read_text().splitlines())
+                     if (r["method"], r["split"], r["index"]) == ("gcn", "iid", 0))
+    assert small["gcn"]["iid_micro_f1_mean"] == pytest.approx(first_iid["micro_f1"])
+
+
 def test_existing_results_need_resume(reference):
     result = _run(*QUICK, "--out", str(reference), check=False)
     assert result.returncode == 2 and "pass --resume" in result.stderr
@@ -122,6 +134,7 @@ def test_existing_results_need_resume(reference):
     (["--lam", "-1"], "--lam and --lam-linear must be >= 0"),
     (["--batch", "0"], "--batch must be >= 1"),
     (["--workers", "0"], "--workers and --threads must be >= 1"),
+    (["--repeats", "3", "--iid-repeats", "4"], "--iid-repeats must be between 0 and --repeats"),
 ])
 def test_bad_flags_are_argparse_errors(flags, message, tmp_path):
     result = _run("--out", str(tmp_path / "o"), *flags, check=False)
