@@ -434,7 +434,8 @@ def main(argv=None) -> dict:
             remaining[method, split] -= 1
             if not remaining[method, split]:
                 done = log.scores(method=method, split=split)
-                progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} over {done.size} sets")
+                progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} "
+                               f"over {done.size} sets")
     progress.close()
     result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
               **summarize(log, args, data, biased)}

@@ -322,7 +322,8 @@ class LockstepTrainer(_ManyModels):
     def fit(self, data: Data, train_sets: Sequence[Tensor]) -> "LockstepTrainer":
         """Train model r on ``train_sets[r]``; returns ``self``."""
         if len(train_sets) != len(self.models):
-            raise ValueError(f"Pass one training set per model; got {len(train_sets)} sets for {len(self.models)} models.")
+            raise ValueError(f"Pass one training set per model; got {len(train_sets)} sets for "
+                             f"{len(self.models)} models.")
         train_sets = [check_training_set(data, train) for train in train_sets]
         inputs, steps = [], []  # per model: its input and (operator, y, train, iid), as its Trainer has them
         for robust, train in zip(self.models, train_sets):
@@ -343,7 +344,8 @@ class LockstepTrainer(_ManyModels):
         # Every model's global stream now stands where its Trainer run draws its first mask.
         lr, weight_decay = optimizer_settings(models[0], self.lr, self.weight_decay)
         params = [p for robust in self.models for p in robust.parameters()]
-        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=self.device.type in ("cpu", "cuda"))
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay,
+                                     fused=self.device.type in ("cpu", "cuda"))
         p, hidden_size, count = models[0].dropout, models[0].lins[0].out_features, len(models)
         losses = []
         for robust in self.models:

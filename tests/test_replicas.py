@@ -75,8 +75,9 @@ def test_lockstep_models_are_the_trainers_runs_with_their_shared_seed(request, m
     biased = request.getfixturevalue("cora_published")[0] if dataset == "cora" else \
         torch.cat([torch.nonzero(data.y == c).view(-1)[:20] for c in range(data.num_classes)])
     sets = [biased, iid_sample(data, biased.numel(), seed=3, exclude=biased), biased]
-    inner_runs = []
-    monkeypatch.setattr("srgnn.replicas.Trainer", lambda *args, **kwargs: inner_runs.append(1) or Trainer(*args, **kwargs))
+    inner_runs = []  # Trainer runs started inside LockstepTrainer.fit
+    monkeypatch.setattr("srgnn.replicas.Trainer",
+                        lambda *args, **kwargs: inner_runs.append(1) or Trainer(*args, **kwargs))
     lockstep = LockstepTrainer(_appnp_variants(data), epochs=10, seed=7).fit(data, sets).logits(data)
     # APPNP reaches nearly all of Cora: one lockstep job. On CiteSeer (largest component: 64%
     # of the nodes) it trains on a subgraph, whose masks' shapes differ by set: one run each.
