@@ -284,7 +284,7 @@ class LockstepTrainer(_ManyModels):
     training sets, instance weights and regularizers, start from the same weights and draw
     the same masks every epoch: a study's APPNP on a biased set, APPNP on an IID set and
     SR-APPNP on the biased set. This trainer drops the input once (the mask and the kept
-    entries, a third of an APPNP epoch on PubMed), multiplies it by the models' first-layer
+    entries, about a quarter of an APPNP epoch on PubMed), multiplies it by the models' first-layer
     weights side by side (``[F, R H]``) and draws the hidden layer's mask once; each model then
     goes on alone. Model r ends as ``Trainer(models[r], seed=seed).fit(data, train_sets[r])``
     does, to float tolerance (on the CPU the logits were equal bit for bit). Where a model's
@@ -353,7 +353,9 @@ class LockstepTrainer(_ManyModels):
         for _ in range(self.epochs):
             optimizer.zero_grad()
             first = linear(dropout(x, p, True), torch.cat([m.lins[0].weight for m in models]))  # [N, R H]
-            keep = keep_mask(x.size(0) * hidden_size, p, device=first.device).view(x.size(0), hidden_size)
+            # Drawn only where the Trainer draws one: relu_dropout draws nothing at p = 0.
+            keep = (keep_mask(x.size(0) * hidden_size, p, device=first.device).view(x.size(0), hidden_size)
+                    if p > 0 else None)
             loss = 0
             # Each model's block as a contiguous [N, H]: its hidden layer then fits in cache as alone.
             for robust, block, (operator, y, train, iid) in zip(self.models, first.split(hidden_size, 1), steps):
