@@ -47,11 +47,13 @@ from tqdm import tqdm
 from benchmarks.study import (LOCKSTEP, METHODS, PUBLISHED, RunLog, base_of, batchable, keep_freed_memory,
                               pretrain_dgi, run_lockstep, run_many, run_one, train_plain_pyg_gcn)
 from srgnn.data import load_dataset
-from srgnn.sampling import LocalizedSampler, default_pool, iid_sample, load_published_splits
+from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
 from srgnn.shift import cmd
 
 DEFAULT_METHODS = ",".join(METHODS)
-RESULT_KEYS = ("dataset", "splits", "regularizer", "lam", "lam_linear", "epochs", "seed", "repeats", "iid_repeats")
+RESULT_KEYS = ("dataset", "splits", "teleport", "regularizer", "lam", "lam_linear", "epochs", "seed", "repeats",
+               "iid_repeats")
+DATASETS = ("pubmed", "cora", "citeseer")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,6 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--splits", choices=("generated", "published"), default="generated",
                         help="LocalizedSampler sets, or the authors' published sets (--splits-path)")
     parser.add_argument("--splits-path", type=Path, help="localized_seeds_<dataset>.p for --splits published")
+    teleports = ", ".join(f"{name} {default_teleport(name)}" for name in DATASETS)
+    parser.add_argument("--teleport", type=float, default=None,
+                        help="PPR teleport of the LocalizedSampler sets (--splits generated). Default: the "
+                             f"dataset's, from datasets/registry.json ({teleports}), the teleport the authors' "
+                             "published sets were drawn with; config.json records the one used")
     parser.add_argument("--regularizer", choices=("cmd", "mmd"), default="cmd")
     parser.add_argument("--lam", type=float, default=1.0, help="weight of the shift regularizer (>= 0)")
     parser.add_argument("--lam-linear", type=float, default=0.1,
@@ -77,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seeds the sets and the runs; on the CPU the same seed gives the same scores, on "
                              "CUDA the same up to float rounding (GPU sums are not ordered; docs/benchmarks.md)")
     parser.add_argument("--out", type=Path, default=Path("results/pubmed_bias"))
-    parser.add_argument("--dataset", choices=("pubmed", "cora", "citeseer"), default="pubmed")
+    parser.add_argument("--dataset", choices=DATASETS, default="pubmed")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished runs")
     parser.add_argument("--batch", type=int, default=None, metavar="R",
                         help="train up to R sets of a method as one replica-batched job (GCN, GraphSAGE, MLP and "
@@ -122,6 +129,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.splits == "published":
         if args.splits_path is None or not args.splits_path.is_file():
             parser.error(f"--splits published needs an existing --splits-path; got {args.splits_path}")
+        if args.teleport is not None:
+            parser.error("--teleport sets the sampler of --splits generated; published sets come from their file")
+    elif args.teleport is None:
+        args.teleport = default_teleport(args.dataset)
+    elif not 0.0 < args.teleport < 1.0:
+        parser.error(f"--teleport must lie in (0, 1); got {args.teleport}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
     try:
@@ -137,6 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.resume and config_path.exists():
         saved = json.loads(config_path.read_text())
         saved.setdefault("iid_repeats", saved.get("repeats"))  # studies saved before the flag
+        # Studies saved before --teleport sampled every graph at 0.01.
+        saved.setdefault("teleport", 0.01 if saved.get("splits") == "generated" else None)
         changed = [k for k in RESULT_KEYS if saved.get(k) != _config(args).get(k)]
         if changed:
             parser.error(f"--resume with different {changed} than the saved study; use another --out")
@@ -145,6 +160,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _config(args) -> dict:
     return {"dataset": args.dataset, "splits": args.splits, "splits_path": str(args.splits_path or ""),
+            "teleport": args.teleport,
             "regularizer": args.regularizer, "lam": args.lam, "lam_linear": args.lam_linear, "epochs": args.epochs, "seed": args.seed,
             "repeats": args.repeats, "iid_repeats": args.iid_repeats, "methods": args.methods, "device": args.device}
 
@@ -157,7 +173,7 @@ def training_sets(args, data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             raise SystemExit(f"{args.splits_path} holds {len(biased)} sets; use --repeats {len(biased)} or fewer")
         biased = biased[: args.repeats]
     else:
-        biased = LocalizedSampler(data).sample_many(args.repeats, seed=args.seed)
+        biased = LocalizedSampler(data, teleport=args.teleport).sample_many(args.repeats, seed=args.seed)
     pool = default_pool(data)
     iid = [iid_sample(data, s.numel(), seed=args.seed * 100_003 + i, candidates=pool) for i, s in enumerate(biased)]
     return biased, iid
@@ -414,7 +430,8 @@ def main(argv=None) -> dict:
     jobs = [(m, split, i) for m in args.methods for split in ("biased", "iid")
             if split == "biased" or not m.startswith(("sr-", "dann"))
             for i in range(args.repeats if split == "biased" else args.iid_repeats) if (m, split, i) not in log]
-    print(f"{args.dataset}: {len(args.methods)} methods x {args.repeats} {args.splits} sets "
+    sampled = f" at teleport {args.teleport}" if args.splits == "generated" else ""
+    print(f"{args.dataset}: {len(args.methods)} methods x {args.repeats} {args.splits} sets{sampled} "
           f"({len(biased[0])} labelled nodes each) + IID reference on {args.iid_repeats}; {len(jobs)} runs to do, "
           f"{len(log.records)} already in {args.out / 'results.jsonl'}; "
           f"{args.workers} worker(s) x {args.threads} thread(s)")

@@ -1,9 +1,9 @@
 """Training-set samplers: the paper's localized sampler, IID and degree-biased references,
 the authors' published sets, and the personalized PageRank they rest on."""
 from ..propagation import graph_ppr as personalized_pagerank
-from .localized import LocalizedSampler, default_pool, within_class_hops
+from .localized import DEFAULT_TELEPORT, LocalizedSampler, default_pool, default_teleport, within_class_hops
 from .published import load_published_splits
 from .random_sets import degree_biased_sample, iid_sample
 
-__all__ = ["LocalizedSampler", "default_pool", "iid_sample", "degree_biased_sample",
+__all__ = ["LocalizedSampler", "DEFAULT_TELEPORT", "default_pool", "default_teleport", "iid_sample", "degree_biased_sample",
            "load_published_splits", "personalized_pagerank", "within_class_hops"]

@@ -2,57 +2,100 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
+from torch_geometric.utils import is_undirected
 
 from .._validation import check_graph, check_index
 from ..propagation import _graph_key, normalized_adjacency, ppr, ppr_gram, ppr_sq_norms
+
+#: The teleport for a graph the registry does not know. 0.1 is the teleport of the authors'
+#: large-graph sampler (PPR-S) and of APPNP, and the one whose sets equal the authors' published
+#: PubMed sets (100 of 100) and most of their CiteSeer sets; 0.01 spreads each set over a wider
+#: neighbourhood and only suits small, tightly clustered graphs such as Cora.
+DEFAULT_TELEPORT = 0.1
+
+
+def _registry_entry(data: Data | str) -> dict | None:
+    from ..data import _registry
+
+    name = data if isinstance(data, str) else getattr(data, "name", None)
+    return _registry().get((name or "").lower())
 
 
 def default_pool(data: Data) -> Tensor:
     """The paper's candidate pool: the first 1,500 / 1,000 / 10,000 nodes of Cora / CiteSeer /
     PubMed (as in the authors' code); every node for other graphs."""
-    from ..data import _registry
-
-    info = _registry().get(getattr(data, "name", None) or "")
+    info = _registry_entry(data)
     size = info["localized_pool"] if info else data.num_nodes
     return torch.arange(min(size, data.num_nodes))
 
 
-class LocalizedSampler:
-    r"""Per class, one random seed node and the ``per_class`` pool nodes of that class nearest
-    to it by squared distance between personalized-PageRank vectors,
-    :math:`\lVert \pi_s - \pi_v \rVert_2^2` with :math:`\pi = \alpha(I - (1-\alpha)\hat A)^{-1}e`.
+def default_teleport(data: Data | str) -> float:
+    """The PPR teleport the authors' sets were drawn with, for a graph or a dataset name: ``localized_teleport`` in
+    ``datasets/registry.json`` (Cora 0.01, CiteSeer 0.1, PubMed 0.1, each checked by
+    regenerating the published sets from their seed nodes), else ``DEFAULT_TELEPORT``."""
+    info = _registry_entry(data)
+    return info["localized_teleport"] if info else DEFAULT_TELEPORT
 
-    The seed itself (distance 0) is one of the ``per_class`` nodes, as in the paper.
+
+class LocalizedSampler:
+    r"""Per class, one seed node and the ``per_class`` pool nodes of that class nearest to it
+    by squared distance between personalized-PageRank vectors,
+    :math:`\lVert \pi_s - \pi_v \rVert_2^2` with :math:`\pi = \alpha(I - (1-\alpha)\hat A)^{-1}e`
+    and :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}` (self-loops of ``edge_index`` replaced, as PyG
+    does, not added twice).
+
+    The seed is drawn at random (``sample(seed=...)``) or given (``sample(seed_nodes=...)``,
+    which regenerates a published set from its first node per class). It is one of the
+    ``per_class`` nodes (distance 0), first in its block, as in the paper; the others follow by
+    distance. **Ties:** distances are rounded to 1e-12 of the largest distance from that seed,
+    so nodes whose distances agree to that precision (structural twins, such as the leaves of
+    one hub) are tied, and a tie goes to the lower node id, whatever the solver's rounding.
 
     Distances come from :math:`\lVert\pi_s-\pi_v\rVert^2 = G_{ss} + G_{vv} - 2G_{sv}` with
-    :math:`G = \Pi^2` (:math:`\Pi` is symmetric). ``sketch_dim=None`` computes them exactly:
-    :math:`G_{vv}` for the pool by ``srgnn.propagation.ppr_sq_norms`` (nested dissection
-    or column solves, never a dense N x N matrix) and :math:`G_{sv}` from two solves per seed. ``sketch_dim=k`` replaces
-    :math:`\Pi` by the Johnson-Lindenstrauss sketch :math:`\Pi R`, :math:`R \in
-    \mathbb{R}^{N\times k}` Gaussian, whose squared distances are unbiased with relative
-    standard deviation :math:`\sqrt{2/k}`; it costs k solves in all, for graphs where one
-    solve per pool node is too much. ``"auto"`` is exact up to 20,000 pool nodes on graphs
-    of up to 100,000 nodes, else a 128-dimensional sketch.
+    :math:`G = \Pi^2` (:math:`\Pi` is symmetric, so the graph must be undirected).
+    ``sketch_dim=None`` computes them exactly: :math:`G_{vv}` for the pool by
+    ``srgnn.propagation.ppr_sq_norms`` (nested dissection or column solves, never a dense N x N
+    matrix) and :math:`G_{sv}` from two solves per seed. ``sketch_dim=k`` replaces :math:`\Pi`
+    by the Johnson-Lindenstrauss sketch :math:`\Pi R`, :math:`R \in \mathbb{R}^{N\times k}`
+    Gaussian, whose squared distances are unbiased with relative standard deviation
+    :math:`\sqrt{2/k}`; it costs k solves in all, for graphs where one solve per pool node is
+    too much. ``"auto"`` is exact up to 20,000 pool nodes on graphs of up to 100,000 nodes,
+    else a 128-dimensional sketch.
 
     Args:
-        data: graph with labels ``y`` ``[N]``.
+        data: undirected graph with labels ``y`` ``[N]``.
         per_class: nodes per class in each set.
-        teleport: PPR teleport probability (0.01 in the paper's small-graph study).
+        teleport: PPR teleport probability :math:`\alpha`; default ``default_teleport(data)``:
+            the one the authors' published sets were drawn with (Cora 0.01, CiteSeer 0.1,
+            PubMed 0.1), ``DEFAULT_TELEPORT`` (0.1) for any other graph. A smaller teleport
+            reaches further, so its sets are less concentrated.
         pool: candidate nodes (indices or a boolean mask); default ``default_pool(data)``.
-        sketch_dim: ``None`` (exact), an int, or ``"auto"``.
+        sketch_dim: ``None`` (exact), a positive int, or ``"auto"``.
+        seed_sketch: seed of the sketch's Gaussian matrix.
     """
 
-    def __init__(self, data: Data, per_class: int = 20, teleport: float = 0.01,
+    def __init__(self, data: Data, per_class: int = 20, teleport: float | None = None,
                  pool: Tensor | None = None, sketch_dim: int | str | None = "auto", seed_sketch: int = 0):
         check_graph(data, require_labels=True)
-        if not isinstance(per_class, int) or per_class < 1:
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
             raise ValueError(f"per_class must be a positive int; got {per_class!r}.")
-        if not 0.0 < teleport < 1.0:
-            raise ValueError(f"teleport must lie in (0, 1); got {teleport}.")
+        teleport = default_teleport(data) if teleport is None else teleport
+        if not (isinstance(teleport, (int, float)) and 0.0 < teleport < 1.0):
+            raise ValueError(f"teleport must be a number in (0, 1); got {teleport!r}.")
+        if sketch_dim not in (None, "auto") and (
+                isinstance(sketch_dim, bool) or not isinstance(sketch_dim, int) or sketch_dim < 1):
+            raise ValueError(f"sketch_dim must be None (exact distances), 'auto' or a positive int; "
+                             f"got {sketch_dim!r}.")
+        if not is_undirected(data.edge_index, num_nodes=data.num_nodes):
+            raise ValueError(
+                "LocalizedSampler needs an undirected graph (its PPR distances assume a symmetric "
+                "PageRank matrix), but data.edge_index is directed; pass a copy with "
+                "edge_index=torch_geometric.utils.to_undirected(data.edge_index).")
         pool = default_pool(data) if pool is None else check_index(pool, data.num_nodes, "pool")
         pool = torch.unique(pool)
         y = data.y.view(-1).cpu()
@@ -67,7 +110,7 @@ class LocalizedSampler:
             self.class_pools.append(members)
         if sketch_dim == "auto":
             sketch_dim = None if pool.numel() <= 20_000 and data.num_nodes <= 100_000 else 128
-        self.data, self.per_class, self.teleport, self.pool = data, per_class, teleport, pool
+        self.data, self.per_class, self.teleport, self.pool = data, per_class, float(teleport), pool
         self.sketch_dim, self.seed_sketch = sketch_dim, seed_sketch
         self._adj = normalized_adjacency(data.edge_index, data.num_nodes, "sym", "cpu", torch.float64)
         self._key = _graph_key(data.edge_index, data.num_nodes)
@@ -95,33 +138,88 @@ class LocalizedSampler:
             return self._sketch[seeds] @ self._sketch[nodes].T
         return ppr_gram(self._adj, seeds, self.teleport, cache_key=self._key)[nodes].T
 
-    def _seeds(self, seed: int) -> Tensor:
+    def sq_distances(self, seeds: Tensor, nodes: Tensor) -> Tensor:
+        r""":math:`\lVert \pi_s - \pi_v \rVert_2^2` for pool nodes ``seeds`` ``[S]`` and ``nodes``
+        ``[M]``: ``[S, M]``, float64 (the sketch's estimate when ``sketch_dim`` is set)."""
+        seeds, nodes = self._pool_nodes(seeds, "seeds"), self._pool_nodes(nodes, "nodes")
+        self._prepare()
+        return self._sq_norms[seeds, None] + self._sq_norms[nodes][None] - 2 * self._inner(seeds, nodes)
+
+    def _pool_nodes(self, nodes, name: str) -> Tensor:
+        nodes = check_index(nodes, self.data.num_nodes, name)
+        outside = nodes[~torch.isin(nodes, self.pool)]
+        if outside.numel():
+            raise ValueError(f"{name} holds node(s) {outside[:5].tolist()} outside the sampler's pool; "
+                             "pass pool= containing them.")
+        return nodes
+
+    def _random_seeds(self, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(seed)
         return torch.stack([members[torch.randint(members.numel(), (1,), generator=gen)][0]
                             for members in self.class_pools])
 
-    def sample(self, seed: int) -> Tensor:
-        """One localized set: ``[per_class * C]`` node ids, class by class."""
+    def sample(self, seed: int | None = None, *, seed_nodes: Tensor | Sequence[int] | None = None) -> Tensor:
+        """One localized set: ``[per_class * C]`` node ids, a block per class, seed first.
+
+        Pass ``seed`` (an int: random seed nodes) or ``seed_nodes`` (one pool node per class,
+        ``[C]``, in any class order; the blocks follow that order).
+        """
+        if (seed is None) == (seed_nodes is None):
+            raise TypeError("pass exactly one of seed= (random seed nodes) or seed_nodes= (one node per class).")
+        if seed is None:
+            return self.sample_many(seed_nodes=torch.as_tensor(seed_nodes).view(1, -1))[0]
         return self.sample_many(1, seed)[0]
 
-    def sample_many(self, n: int, seed: int = 0) -> list[Tensor]:
-        """``n`` sets; set ``i`` equals ``sample(seed + i)``."""
-        if not isinstance(n, int) or n < 1:
+    def sample_many(self, n: int | None = None, seed: int = 0, *,
+                    seed_nodes: Tensor | Sequence[Sequence[int]] | None = None) -> list[Tensor]:
+        """``n`` sets; set ``i`` equals ``sample(seed + i)``. Or, with ``seed_nodes`` ``[n, C]``
+        (a row per set, one pool node per class in any order), set ``i`` equals
+        ``sample(seed_nodes=seed_nodes[i])``."""
+        if seed_nodes is not None:
+            if n is not None:
+                raise TypeError("pass n= or seed_nodes=, not both: seed_nodes has a row per set.")
+            return self._grow_given(seed_nodes)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int; got {n!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int; got {seed!r}.")
+        return list(self._grow(torch.stack([self._random_seeds(seed + i) for i in range(n)])).unbind(0))
+
+    def _grow_given(self, seed_nodes) -> list[Tensor]:
+        """Check ``seed_nodes`` ``[n, C]``, grow each row's sets in class order, then put the
+        blocks back in the order the row gave."""
+        seed_nodes = torch.as_tensor(seed_nodes)
+        num_classes = len(self.class_pools)
+        if seed_nodes.dim() != 2 or seed_nodes.size(1) != num_classes or seed_nodes.size(0) < 1:
+            raise ValueError(f"seed_nodes must hold one node per class ({num_classes}) for each set, "
+                             f"shape [n, {num_classes}]; got shape {tuple(seed_nodes.shape)}.")
+        flat = self._pool_nodes(seed_nodes, "seed_nodes").view(seed_nodes.shape)
+        classes = self.data.y.view(-1).cpu()[flat]  # [n, C]
+        order = torch.argsort(classes, dim=1)
+        if not torch.equal(torch.gather(classes, 1, order), torch.arange(num_classes).expand_as(classes)):
+            row = int((torch.sort(classes, 1).values != torch.arange(num_classes)).any(1).nonzero()[0])
+            raise ValueError(f"seed_nodes row {row} has classes {classes[row].tolist()}; each row needs "
+                             f"one node of each class 0..{num_classes - 1}.")
+        blocks = self._grow(torch.gather(flat, 1, order)).view(len(flat), num_classes, self.per_class)
+        # Block j of the output is the block of the class of seed_nodes[:, j].
+        blocks = torch.gather(blocks, 1, classes[:, :, None].expand(-1, -1, self.per_class))
+        return list(blocks.flatten(1).unbind(0))
+
+    def _grow(self, seeds: Tensor) -> Tensor:
+        """``seeds`` ``[n, C]`` (column c a pool node of class c) -> sets ``[n, per_class * C]``."""
         self._prepare()
-        seeds = torch.stack([self._seeds(seed + i) for i in range(n)])  # [n, C]
         chosen = []
         for c, members in enumerate(self.class_pools):
             uniq, inverse = torch.unique(seeds[:, c], return_inverse=True)
             dist = self._sq_norms[uniq, None] + self._sq_norms[members][None] - 2 * self._inner(uniq, members)
-            # Structurally twin nodes (say, leaves of one hub) lie at the same distance up to
-            # rounding, which changes with the solver's blocking: quantize to 1e-12 of the
-            # largest distance so that ties go to the lower node id, whatever the rounding.
+            # Structurally twin nodes lie at the same distance up to rounding, which changes with
+            # the solver's blocking: quantize to 1e-12 of the largest distance so that ties go to
+            # the lower node id, whatever the rounding.
             dist = torch.round(dist / dist.abs().amax(1, keepdim=True).clamp_min(1e-300) * 1e12)
             dist[torch.arange(uniq.numel()), torch.searchsorted(members, uniq)] = -1.0  # the seed comes first
             order = torch.argsort(dist, dim=1, stable=True)[:, : self.per_class]
             chosen.append(members[order][inverse])  # [n, per_class]
-        return list(torch.cat(chosen, dim=1).unbind(0))
+        return torch.cat(chosen, dim=1)
 
 
 def within_class_hops(data: Data, sets: list[Tensor]) -> float:
