@@ -48,9 +48,11 @@ class ShiftRobust(nn.Module):
         instance_weights: ``"kmm"``, ``None``, or ``"auto"`` (KMM for linear models).
         iid_size: size of the unlabelled IID sample; default ``max(n_train, 500)``.
         moments: CMD order (5). kmm_lower: KMM lower bound B (0.2). kmm_teleport: the PPR
-            teleport of the rows KMM matches (0.1; the authors' code uses 0.01, the teleport of
-            the paper's sampler. On PubMed's and CiteSeer's validation nodes 0.1 beat 0.01 on
-            the mean and on most paired sets for SR-SGC, SR-DGI and SR-APPNP alike:
+            teleport of the rows KMM matches (0.1; the authors' code uses 0.01 for every graph,
+            while their published sets were sampled at 0.01 on Cora and 0.1 on CiteSeer and
+            PubMed, ``srgnn.sampling.default_teleport``. On PubMed's and CiteSeer's validation
+            nodes 0.1 beat 0.01 on the mean and on most paired sets for SR-SGC, SR-DGI and
+            SR-APPNP alike:
             ``benchmarks.select_on_validation``, docs/reproduction.md).
 
     Call ``setup(data, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
