@@ -23,14 +23,19 @@ embeddings, shared by the workers and by a resumed run).
 results.json format: {"config": {...}, "methods": {name: {"micro_f1_mean", "micro_f1_std",
 "macro_f1_mean", "macro_f1_std", "n_runs", "micro_f1": [per-set scores in split order],
 "macro_f1": [...], "iid_micro_f1_mean", "wins_vs_base", "recovered", "published"}},
-"f1_vs_cmd_pearson_r": r}. Scores are fractions in [0, 1]; "recovered" is
-(SR - biased) / (IID - biased) of the base model's bias drop.
+"f1_vs_cmd_pearson_r": r, "f1_vs_cmd_n": n}. Scores, "published" among them, are fractions in
+[0, 1]; "recovered" is (SR - biased) / (IID - biased) of the base model's bias drop; r is
+null with fewer than MIN_SETS_FOR_R (10) GCN runs, too few for a meaningful correlation.
+results.csv holds the same per-method figures as plain numbers (fractions; empty where there
+is none), one row per method. A resumed study with fewer --methods still summarises every
+method in results.jsonl.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -46,14 +51,22 @@ from tqdm import tqdm
 
 from benchmarks.study import (LOCKSTEP, METHODS, PUBLISHED, RunLog, base_of, batchable, keep_freed_memory,
                               pretrain_dgi, run_lockstep, run_many, run_one, train_plain_pyg_gcn)
-from srgnn.data import load_dataset
+from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, load_dataset
 from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
 from srgnn.shift import cmd
+from srgnn.trainer import resolve_device
 
 DEFAULT_METHODS = ",".join(METHODS)
 RESULT_KEYS = ("dataset", "splits", "teleport", "regularizer", "lam", "lam_linear", "epochs", "seed", "repeats",
                "iid_repeats")
 DATASETS = ("pubmed", "cora", "citeseer")
+#: Fewest GCN runs for which the F1-vs-CMD Pearson r is reported.
+MIN_SETS_FOR_R = 10
+#: The largest --seed: run seeds are seed * 100_003 + index, which must fit torch's 64-bit seeds.
+MAX_SEED = 2 ** 32 - 1
+#: Columns of results.csv, each a plain number (or empty).
+CSV_COLUMNS = ("micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std", "n_runs", "iid_micro_f1_mean",
+               "wins_vs_base", "recovered", "published")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -112,6 +125,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--iid-repeats must be between 0 and --repeats ({args.repeats}); got {args.iid_repeats}")
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1; got {args.epochs}")
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be between 0 and {MAX_SEED}; got {args.seed}")
+    if not 0 <= args.compare_sequential <= args.repeats:
+        parser.error(f"--compare-sequential must be between 0 and --repeats ({args.repeats}); "
+                     f"got {args.compare_sequential}")
     if args.batch is not None and args.batch < 1:
         parser.error(f"--batch must be >= 1; got {args.batch}")
     cores = os.cpu_count() or 1
@@ -124,19 +142,24 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--workers and --threads must be >= 1; got {args.workers}, {args.threads}")
     if args.threads is None:
         args.threads = max(1, min(cores, torch.get_num_threads()) // args.workers)
-    if args.lam < 0 or args.lam_linear < 0:
-        parser.error(f"--lam and --lam-linear must be >= 0; got {args.lam}, {args.lam_linear}")
+    if not (math.isfinite(args.lam) and math.isfinite(args.lam_linear)) or args.lam < 0 or args.lam_linear < 0:
+        parser.error(f"--lam and --lam-linear must be finite numbers >= 0; got {args.lam}, {args.lam_linear}")
     if args.splits == "published":
         if args.splits_path is None or not args.splits_path.is_file():
             parser.error(f"--splits published needs an existing --splits-path; got {args.splits_path}")
         if args.teleport is not None:
             parser.error("--teleport sets the sampler of --splits generated; published sets come from their file")
+    elif args.splits_path is not None:
+        parser.error("--splits-path is read only with --splits published; add --splits published or drop it")
     elif args.teleport is None:
         args.teleport = default_teleport(args.dataset)
     elif not 0.0 < args.teleport < 1.0:
         parser.error(f"--teleport must lie in (0, 1); got {args.teleport}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        if resolve_device(args.device).type not in ("cpu", "cuda"):
+            raise ValueError("the study runs on the CPU or CUDA")
+    except ValueError as err:
+        parser.error(f"--device {args.device}: {err}; use cpu, cuda or cuda:N")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         probe = args.out / ".write-test"
@@ -148,7 +171,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     if (args.out / "results.jsonl").exists() and not args.resume:
         parser.error(f"{args.out} already holds results; pass --resume to continue them or choose another --out")
     if args.resume and config_path.exists():
-        saved = json.loads(config_path.read_text())
+        try:
+            saved = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            parser.error(f"--resume: {config_path} is not valid JSON ({err}); restore it, or start a fresh study "
+                         "in another --out")
+        if not isinstance(saved, dict):
+            parser.error(f"--resume: {config_path} does not hold a study's settings; use another --out")
         saved.setdefault("iid_repeats", saved.get("repeats"))  # studies saved before the flag
         # Studies saved before --teleport sampled every graph at 0.01.
         saved.setdefault("teleport", 0.01 if saved.get("splits") == "generated" else None)
@@ -168,7 +197,7 @@ def _config(args) -> dict:
 def training_sets(args, data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The biased sets and IID sets of the same size drawn from the same candidate pool."""
     if args.splits == "published":
-        biased = load_published_splits(args.splits_path, data.num_nodes)
+        biased = load_published_splits(args.splits_path, data=data)
         if len(biased) < args.repeats:
             raise SystemExit(f"{args.splits_path} holds {len(biased)} sets; use --repeats {len(biased)} or fewer")
         biased = biased[: args.repeats]
@@ -179,19 +208,29 @@ def training_sets(args, data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return biased, iid
 
 
+def summarized_methods(log: RunLog, args) -> list[str]:
+    """``--methods``, then every other method with runs in the log (a resumed study with fewer
+    --methods keeps them in its summary), in ``METHODS`` order."""
+    logged = {record["method"] for record in log.records.values()}
+    return args.methods + [m for m in METHODS if m in logged and m not in args.methods]
+
+
 def summarize(log: RunLog, args, data, biased) -> dict:
     methods = {}
-    for method in args.methods:
+    summarized = summarized_methods(log, args)
+    for method in summarized:
         micro = log.scores(method=method, split="biased")
         macro = log.scores("macro_f1", method=method, split="biased")
         entry = {"micro_f1_mean": micro.mean() / 100, "micro_f1_std": micro.std() / 100,
                  "macro_f1_mean": macro.mean() / 100, "macro_f1_std": macro.std() / 100,
                  "n_runs": int(micro.size), "micro_f1": list(micro / 100), "macro_f1": list(macro / 100),
-                 "published": PUBLISHED.get(args.dataset, {}).get(method)}
+                 "published": None}
+        if method in PUBLISHED.get(args.dataset, {}):
+            entry["published"] = PUBLISHED[args.dataset][method] / 100
         iid = log.scores(method=method, split="iid")
         entry["iid_micro_f1_mean"] = iid.mean() / 100 if iid.size else None
         base = base_of(method)
-        if base in args.methods:
+        if base in summarized:
             base_micro = log.scores(method=base, split="biased")
             base_iid = log.scores(method=base, split="iid")
             n = min(micro.size, base_micro.size)
@@ -200,11 +239,13 @@ def summarize(log: RunLog, args, data, biased) -> dict:
             entry["recovered"] = float((micro.mean() - base_micro.mean()) / gap) if gap > 0 else None
         methods[method] = entry
     result = {"methods": methods}
-    if "gcn" in args.methods:
+    if "gcn" in summarized:
         shift = [log.records[("gcn", "biased", i)]["cmd_train_test"] for i in range(len(biased))
                  if ("gcn", "biased", i) in log]
         f1 = log.scores(method="gcn", split="biased")
-        result["f1_vs_cmd_pearson_r"] = float(np.corrcoef(shift, f1)[0, 1]) if len(shift) > 2 else None
+        result["f1_vs_cmd_n"] = len(shift)
+        result["f1_vs_cmd_pearson_r"] = (float(np.corrcoef(shift, f1)[0, 1]) if len(shift) >= MIN_SETS_FOR_R
+                                         else None)
     return result
 
 
@@ -220,7 +261,7 @@ def table_rows(result: dict) -> list[list[str]]:
             "" if e["iid_micro_f1_mean"] is None else f"{100 * e['iid_micro_f1_mean']:.1f}",
             "" if "wins_vs_base" not in e else f"{e['wins_vs_base']}/{e['n_runs']}",
             "" if e.get("recovered") is None else f"{e['recovered']:.0%}",
-            "" if e["published"] is None else f"{e['published']:.1f}",
+            "" if e["published"] is None else f"{100 * e['published']:.1f}",
         ])
     return [header, *rows]
 
@@ -229,8 +270,28 @@ def print_table(rows: list[list[str]], result: dict) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-    if result.get("f1_vs_cmd_pearson_r") is not None:
-        print(f"GCN Micro-F1 vs CMD(train, test) over the biased sets: Pearson r = {result['f1_vs_cmd_pearson_r']:.2f}")
+    print(f1_vs_cmd_line(result))
+
+
+def f1_vs_cmd_line(result: dict) -> str:
+    """The GCN F1-vs-CMD correlation with its n, or why it is not given."""
+    n = result.get("f1_vs_cmd_n")
+    if n is None:
+        return "GCN Micro-F1 vs CMD(train, test): no GCN runs"
+    if result["f1_vs_cmd_pearson_r"] is None:
+        return (f"GCN Micro-F1 vs CMD(train, test): r not given, n = {n} sets (fewer than {MIN_SETS_FOR_R} "
+                "make a Pearson r meaningless)")
+    return (f"GCN Micro-F1 vs CMD(train, test) over the biased sets: Pearson r = "
+            f"{result['f1_vs_cmd_pearson_r']:.2f} (n = {n})")
+
+
+def write_csv(path: Path, result: dict) -> None:
+    """results.csv: a row per method of plain numbers (fractions), empty where there is none."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", *CSV_COLUMNS])
+        for method, e in result["methods"].items():
+            writer.writerow([method, *("" if e.get(c) is None else e[c] for c in CSV_COLUMNS)])
 
 
 def plot(result: dict, log: RunLog, args) -> None:
@@ -249,13 +310,13 @@ def plot(result: dict, log: RunLog, args) -> None:
         ax.scatter([r["cmd_train_test"] for r in runs], [100 * r["micro_f1"] for r in runs], s=14)
         ax.set_xlabel("CMD(training set, test nodes), raw features")
         ax.set_ylabel("GCN test Micro-F1 (%)")
-        r = result.get("f1_vs_cmd_pearson_r")
-        ax.set_title(f"{args.dataset}: " + ("r undefined (fewer than 3 sets)" if r is None else f"r = {r:.2f}"))
+        r, n = result.get("f1_vs_cmd_pearson_r"), result.get("f1_vs_cmd_n")
+        ax.set_title(f"{args.dataset}: " + (f"n = {n}, too few sets for r" if r is None else f"r = {r:.2f}, n = {n}"))
         fig.tight_layout()
         fig.savefig(args.out / "f1_vs_cmd.png", dpi=120)
         plt.close(fig)
     bases = [m for m in result["methods"] if not m.startswith("sr-")]
-    fig, ax = plt.subplots(figsize=(1.2 * len(bases) + 2, 4))
+    fig, ax = plt.subplots(figsize=(1.2 * len(bases) + 2, 4.6))
     x = np.arange(len(bases))
     for offset, prefix, label in ((-0.2, "", "base"), (0.2, "sr-", "shift-robust")):
         names = [prefix + b if b != "dann" or not prefix else None for b in bases]
@@ -264,10 +325,15 @@ def plot(result: dict, log: RunLog, args) -> None:
         means = [100 * result["methods"][n]["micro_f1_mean"] if n in result["methods"] else np.nan for n in names]
         stds = [100 * result["methods"][n]["micro_f1_std"] if n in result["methods"] else np.nan for n in names]
         ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=label)
+    iid = [100 * result["methods"][b]["iid_micro_f1_mean"] if result["methods"][b]["iid_micro_f1_mean"] is not None
+           else np.nan for b in bases]
+    if not np.isnan(iid).all():
+        ax.hlines(iid, x - 0.4, x + 0.4, colors="black", linestyles="dashed", label="base on IID sets (mean)")
     ax.set_xticks(x, bases)
-    ax.set_ylabel("Micro-F1 (%)")
-    ax.set_title(f"{args.dataset}: {args.repeats} biased sets")
-    ax.legend()
+    ax.set_ylabel("Micro-F1 (%), mean ± std over sets")
+    ax.set_title(f"{args.dataset}: {args.repeats} biased sets; error bars: one standard deviation")
+    # Below the axes, so that no bar is hidden behind it.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(args.out / "methods.png", dpi=120)
     plt.close(fig)
@@ -419,11 +485,24 @@ def compare_sequential(data, sets, epochs: int) -> None:
           f"sequential {plain / timings['srgnn sequential']:.1f}x")
 
 
+#: What a user can fix, reported in one line (exit status 2) instead of a traceback.
+USER_ERRORS = (DataNotFoundError, ChecksumError, CacheNotWritableError, ValueError, IndexError)
+
+
+def fail(message: str, status: int = 2) -> None:
+    """Report an expected failure in one line on stderr and exit with ``status``."""
+    print(f"python -m benchmarks.pubmed_bias: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
-    data = load_dataset(args.dataset)
-    biased, iid = training_sets(args, data)
+    try:  # the data and the sets come from the user's files: their errors are theirs to fix
+        data = load_dataset(args.dataset)
+        biased, iid = training_sets(args, data)
+    except USER_ERRORS as err:
+        fail(str(err))
     config = _config(args)
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))
@@ -442,7 +521,33 @@ def main(argv=None) -> dict:
     progress = tqdm(total=len(jobs), unit="run", file=sys.stderr, dynamic_ncols=True)
     options = {"regularizer": args.regularizer, "lam": args.lam, "lam_linear": args.lam_linear,
                "epochs": args.epochs, "device": args.device, "dgi_embeddings": args.out / "dgi_embeddings.pt"}
-    for records in run_chunks(args, data, chunks, {"biased": biased, "iid": iid}, options):
+    try:
+        train_chunks(args, data, chunks, {"biased": biased, "iid": iid}, options, log, remaining, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        fail(f"interrupted; the {len(log.records)} finished runs are saved in {args.out / 'results.jsonl'}. "
+             "Rerun the same command with --resume to continue.", status=130)
+    progress.close()
+    result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
+              **summarize(log, args, data, biased)}
+    extra = [m for m in result["methods"] if m not in args.methods]
+    if extra:
+        print(f"The summary also covers {', '.join(extra)}, from earlier runs in {args.out / 'results.jsonl'}.")
+    rows = table_rows(result)
+    print_table(rows, result)
+    (args.out / "results.json").write_text(json.dumps(result, indent=2))
+    write_csv(args.out / "results.csv", result)
+    plot(result, log, args)
+    print(f"Done in {time.perf_counter() - start:.0f} s; results in {args.out}")
+    if args.compare_sequential:
+        compare_sequential(data, biased[: args.compare_sequential], args.epochs)
+    return result
+
+
+def train_chunks(args, data, chunks: list, sets: dict, options: dict, log: RunLog, remaining: dict,
+                 progress: tqdm) -> None:
+    """Train the ``chunks``, saving each run to ``log`` as it finishes."""
+    for records in run_chunks(args, data, chunks, sets, options):
         for record in records:
             log.add(record)
             method, split = record["method"], record["split"]
@@ -453,19 +558,6 @@ def main(argv=None) -> dict:
                 done = log.scores(method=method, split=split)
                 progress.write(f"{method:9s} {split:6s} Micro-F1 {done.mean():.1f} ± {done.std():.1f} "
                                f"over {done.size} sets")
-    progress.close()
-    result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
-              **summarize(log, args, data, biased)}
-    rows = table_rows(result)
-    print_table(rows, result)
-    (args.out / "results.json").write_text(json.dumps(result, indent=2))
-    with (args.out / "results.csv").open("w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    plot(result, log, args)
-    print(f"Done in {time.perf_counter() - start:.0f} s; results in {args.out}")
-    if args.compare_sequential:
-        compare_sequential(data, biased[: args.compare_sequential], args.epochs)
-    return result
 
 
 if __name__ == "__main__":

@@ -4,19 +4,28 @@ Internals trust their inputs; every public entry point calls these first.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
 
-def check_graph(data, *, require_labels: bool = False) -> None:
-    """Check a ``Data`` object: finite features, in-range edges, labels if asked."""
+def check_graph(data, *, require_labels: bool = False, require_features: bool = False) -> None:
+    """Check a ``Data`` object: float finite features (required if asked), an integer
+    in-range ``edge_index``, integer labels if asked."""
     num_nodes = data.num_nodes
     x = getattr(data, "x", None)
+    if x is None and require_features:
+        raise ValueError("data.x is missing: the graph has no node features. Give it some, e.g. "
+                         "data.x = torch.eye(data.num_nodes) or a degree one-hot "
+                         "(torch_geometric.transforms.OneHotDegree).")
     if x is not None:
-        if x.size(0) != num_nodes:
-            raise ValueError(f"data.x has {x.size(0)} rows but the graph has {num_nodes} nodes.")
+        if x.dim() != 2 or x.size(0) != num_nodes:
+            raise ValueError(f"data.x must have shape [num_nodes={num_nodes}, F]; got {tuple(x.shape)}.")
+        if require_features and not x.is_floating_point():
+            raise TypeError(f"data.x has dtype {x.dtype}; models need float features: data.x = data.x.float().")
         # A pass over all of x (70 ms on PubMed) per fit: remembered per version of x, so a
         # study checks it once and an in-place edit is checked again.
         if x.is_floating_point() and getattr(x, "srgnn_finite_version", None) != x._version:
@@ -24,17 +33,48 @@ def check_graph(data, *, require_labels: bool = False) -> None:
                 bad = int((~torch.isfinite(x)).any(dim=1).sum())
                 raise ValueError(
                     f"data.x contains NaN or infinite values in {bad} node(s); "
-                    "impute or drop them before training (e.g. torch.nan_to_num).")
+                    "impute or drop them first (e.g. torch.nan_to_num).")
             x.srgnn_finite_version = x._version
-    edge_index = data.edge_index
+    edge_index = getattr(data, "edge_index", None)
+    if edge_index is None:
+        raise ValueError("data.edge_index is missing; a graph needs edges as a [2, E] integer tensor.")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"data.edge_index must have shape [2, E]; got {tuple(edge_index.shape)}.")
+    if edge_index.is_floating_point() or edge_index.dtype == torch.bool:
+        raise TypeError(f"data.edge_index has dtype {edge_index.dtype}; it must hold integer node ids: "
+                        "data.edge_index = data.edge_index.long().")
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
         raise IndexError(
             f"data.edge_index refers to node {int(edge_index.max())} (or a negative index) "
             f"but the graph has {num_nodes} nodes (valid: 0..{num_nodes - 1}).")
-    if require_labels and getattr(data, "y", None) is None:
-        raise ValueError("data.y is required here: the graph carries no node labels.")
+    if require_labels:
+        y = getattr(data, "y", None)
+        if y is None:
+            raise ValueError("data.y is required here: the graph carries no node labels.")
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise TypeError(f"data.y has dtype {y.dtype}; labels must be integer class ids 0..C-1: "
+                            "data.y = data.y.long() (or argmax of one-hot rows).")
+        if y.view(-1).numel() != num_nodes:
+            raise ValueError(f"data.y has {y.numel()} entries but the graph has {num_nodes} nodes.")
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int, refused unless it is an integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}.")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_number(value, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+    """``value`` as a float, refused unless finite and at least (``strict``: above) ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r}.")
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+    return float(value)
 
 
 def check_index(index, num_nodes: int, name: str = "index") -> Tensor:

@@ -36,6 +36,10 @@ class ChecksumError(RuntimeError):
     """A raw file does not match the SHA-256 recorded in the dataset registry."""
 
 
+class CacheNotWritableError(OSError):
+    """The srgnn cache directory cannot be created or written."""
+
+
 def _registry() -> dict:
     with open(REGISTRY_PATH) as f:
         return json.load(f)["planetoid"]["datasets"]
@@ -59,6 +63,20 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("srgnn"))
+
+
+def _writable_cache(path: Path) -> Path:
+    """``path``, created, after checking that srgnn can write there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".srgnn-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise CacheNotWritableError(
+            f"The srgnn cache {path} is not writable ({err.strerror or err}); set SRGNN_CACHE to a "
+            "directory you can write (it holds copies of the raw files and PyG's processed/ output).") from err
+    return path
 
 
 def _normalize(name: str) -> str:
@@ -134,7 +152,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
     folder, expected = info["name"], info["raw_sha256"]
     files = sorted(expected)
 
-    cache_root = cache_dir() / "planetoid"
+    cache_root = _writable_cache(cache_dir() / "planetoid")
     cached_raw = cache_root / folder / "raw"
     searched = _search_roots(root)
     source = _find_raw_dir(searched, folder, files)
@@ -165,7 +183,17 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
 
     from torch_geometric.transforms import NormalizeFeatures
 
-    dataset = Planetoid(str(cache_root), folder, transform=NormalizeFeatures() if normalize_features else None)
+    transform = NormalizeFeatures() if normalize_features else None
+    try:
+        dataset = Planetoid(str(cache_root), folder, transform=transform)
+    except Exception:  # noqa: BLE001 - a truncated or stale processed/ file, in whatever way torch.load fails
+        # processed/ is derived from the raw files just verified: rebuild it from them.
+        shutil.rmtree(cache_root / folder / "processed", ignore_errors=True)
+        try:
+            dataset = Planetoid(str(cache_root), folder, transform=transform)
+        except Exception as err:
+            raise RuntimeError(f"PyG could not build {cache_root / folder / 'processed'} from the verified raw "
+                               f"files ({type(err).__name__}: {err}); delete {cache_root / folder} and retry.") from err
     data = dataset[0]
     data.num_classes = dataset.num_classes
     data.name = key
@@ -178,7 +206,7 @@ def _load_ogb(key: str, root: str | os.PathLike | None) -> Data:
     from ogb.nodeproppred import PygNodePropPredDataset
 
     folder = key.replace("-", "_")
-    cache_root = cache_dir() / "ogb"
+    cache_root = _writable_cache(cache_dir() / "ogb")
     for candidate in _search_roots(root):
         source = candidate / folder
         if (source / "raw").is_dir() and source.resolve() != (cache_root / folder).resolve():

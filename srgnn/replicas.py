@@ -41,9 +41,10 @@ from torch_geometric.data import Data
 from .models import APPNP, GCN, MLP, GraphSAGE, NodeClassifier
 from .models.base import _SparseMatmul, dropout, keep_mask, linear, relu_dropout
 from .propagation import compact_csr, layer_edges, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
+from ._validation import check_int
 from .robust import ShiftRobust
-from .trainer import (Trainer, check_training_set, classification_scores, graph_on_device, model_input,
-                      optimizer_settings, resolve_device, robust_loss_subgraph, target_hops)
+from .trainer import (Trainer, check_output_classes, check_training_set, classification_scores, graph_on_device,
+                      model_input, optimizer_settings, resolve_device, robust_loss_subgraph, target_hops)
 
 
 class ReplicaBlocks:
@@ -180,8 +181,7 @@ class ReplicaTrainer(_ManyModels):
     def __init__(self, build: Callable[[], NodeClassifier | ShiftRobust], *, epochs: int = 200,
                  lr: float | None = None, weight_decay: float | None = None,
                  device: str | torch.device | None = None):
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1; got {epochs}.")
+        epochs = check_int(epochs, "epochs")
         self.build, self.epochs, self.lr, self.weight_decay = build, epochs, lr, weight_decay
         self.device = resolve_device(device)
 
@@ -207,10 +207,13 @@ class ReplicaTrainer(_ManyModels):
 
     def fit(self, data: Data, train_sets: list[Tensor], seeds: list[int]) -> "ReplicaTrainer":
         """Train replica r on ``train_sets[r]`` with seed ``seeds[r]``; returns ``self``."""
-        if len(train_sets) != len(seeds) or not train_sets:
+        if not train_sets:
+            raise ValueError("train_sets is empty: pass at least one training set (and one seed per set).")
+        if len(train_sets) != len(seeds):
             raise ValueError(f"Pass one seed per training set; got {len(train_sets)} sets and {len(seeds)} seeds.")
         train_sets = [check_training_set(data, train) for train in train_sets]
         replicas, generators = self._replicas(data, train_sets, seeds)
+        check_output_classes(replicas[0].model, data)
         model = replicas[0].model
         lr, weight_decay = optimizer_settings(model, self.lr, self.weight_decay)
 
@@ -302,8 +305,7 @@ class LockstepTrainer(_ManyModels):
 
     def __init__(self, models: Sequence[NodeClassifier | ShiftRobust], *, epochs: int = 200, lr: float | None = None,
                  weight_decay: float | None = None, seed: int = 0, device: str | torch.device | None = None):
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1; got {epochs}.")
+        epochs, seed = check_int(epochs, "epochs"), check_int(seed, "seed", minimum=0)
         self.models = [m if isinstance(m, ShiftRobust) else ShiftRobust(m, None, instance_weights=None) for m in models]
         if not self.models:
             raise ValueError("Pass at least one model.")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ._validation import check_choice, check_index
+from ._validation import check_choice, check_index, check_int, check_number
 from .models.base import NodeClassifier
 from .propagation import graph_cache, graph_ppr_sq_distances
 from .sampling import iid_sample
@@ -64,8 +64,12 @@ class ShiftRobust(nn.Module):
         super().__init__()
         check_choice(regularizer, REGULARIZERS, "regularizer")
         check_choice(instance_weights, INSTANCE_WEIGHTS, "instance_weights")
-        if lam < 0:
-            raise ValueError(f"lam must be >= 0; got {lam}.")
+        lam = check_number(lam, "lam")
+        iid_size = None if iid_size is None else check_int(iid_size, "iid_size")
+        moments = check_int(moments, "moments")
+        kmm_lower = check_number(kmm_lower, "kmm_lower")
+        if not 0.0 < check_number(kmm_teleport, "kmm_teleport") < 1.0:
+            raise ValueError(f"kmm_teleport must lie in (0, 1); got {kmm_teleport!r}.")
         self.model, self.regularizer, self.lam = model, regularizer, lam
         if instance_weights == "auto":
             instance_weights = "kmm" if getattr(model, "linear", False) else None

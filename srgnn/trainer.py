@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_graph, check_index, check_same_device
+from ._validation import check_graph, check_index, check_int, check_number, check_same_device
 from .models.base import NodeClassifier
 from .propagation import compact_csr, quiet_sparse, receptive_subgraph
 from .robust import ShiftRobust
@@ -66,24 +66,40 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device={device!r} is not a device ({err}); use 'cpu', 'cuda' or 'cuda:N'.") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"numbered from 0; use 'cuda:0'..'cuda:{torch.cuda.device_count() - 1}'.")
     return resolved
 
 
 def optimizer_settings(model: NodeClassifier, lr: float | None, weight_decay: float | None) -> tuple[float, float]:
-    """``lr`` and ``weight_decay``, each defaulting to the model's ``optimizer_defaults``."""
+    """``lr`` (> 0) and ``weight_decay`` (>= 0), each defaulting to the model's ``optimizer_defaults``."""
     defaults = model.optimizer_defaults
-    return (defaults["lr"] if lr is None else lr,
-            defaults["weight_decay"] if weight_decay is None else weight_decay)
+    return (check_number(defaults["lr"] if lr is None else lr, "lr", strict=True),
+            check_number(defaults["weight_decay"] if weight_decay is None else weight_decay, "weight_decay"))
+
+
+def check_output_classes(model: NodeClassifier, data: Data) -> None:
+    """Refuse a model whose logits (``out_channels``, where it declares them) miss classes of ``data.y``."""
+    num_classes = int(getattr(data, "num_classes", None) or int(data.y.max()) + 1)
+    out_channels = getattr(model, "out_channels", None)
+    if out_channels is not None and out_channels < num_classes:
+        raise ValueError(f"{type(model).__name__} has {out_channels} output classes but the labels have "
+                         f"{num_classes}; build it with out_channels={num_classes} (data.num_classes).")
 
 
 def check_training_set(data: Data, train_idx: Tensor) -> Tensor:
     """Validate a training set at the public boundary; returns it as a CPU index tensor."""
-    check_graph(data, require_labels=True)
+    check_graph(data, require_labels=True, require_features=True)
     if isinstance(train_idx, Tensor):
         check_same_device(x=data.x, edge_index=data.edge_index, train_idx=train_idx)
     train_idx = check_index(train_idx, data.num_nodes, "train_idx")
     if train_idx.numel() == 0:
         raise ValueError("train_idx is empty: there is nothing to train on.")
+    unique = torch.unique(train_idx)
+    if unique.numel() != train_idx.numel():
+        raise ValueError(f"train_idx repeats {train_idx.numel() - unique.numel()} node(s), which would weight "
+                         "their loss several times; pass each node once (torch.unique(train_idx)).")
     y = data.y.view(-1)[train_idx.to(data.y.device)].cpu()
     num_classes = int(getattr(data, "num_classes", None) or int(data.y.max()) + 1)
     if bool(((y < 0) | (y >= num_classes)).any()):
@@ -195,8 +211,8 @@ class Trainer:
     def __init__(self, model: NodeClassifier | ShiftRobust, *, epochs: int = 200, lr: float | None = None,
                  weight_decay: float | None = None, patience: int | None = None, seed: int = 0,
                  device: str | torch.device | None = None, swa=None):
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1; got {epochs}.")
+        epochs, seed = check_int(epochs, "epochs"), check_int(seed, "seed", minimum=0)
+        patience = None if patience is None else check_int(patience, "patience")
         self.model = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
         lr, weight_decay = optimizer_settings(self.model.model, lr, weight_decay)
         self.epochs, self.lr, self.weight_decay, self.patience, self.seed = epochs, lr, weight_decay, patience, seed
@@ -207,6 +223,10 @@ class Trainer:
             iid_idx: Tensor | None = None) -> "Trainer":
         """Train on ``train_idx``; returns ``self``."""
         train_idx = check_training_set(data, train_idx)
+        check_output_classes(self.model.model, data)
+        if self.patience is not None and val_idx is None:
+            raise ValueError(f"patience={self.patience} stops early on validation accuracy, but fit() got no "
+                             "val_idx; pass val_idx=..., or build the Trainer with patience=None.")
         torch.manual_seed(self.seed)
         robust = self.model
         hidden_size = None
@@ -262,6 +282,7 @@ class Trainer:
         """Logits of every node, ``[N, C]``, on the CPU."""
         if not hasattr(self, "model_"):
             raise RuntimeError("Call fit() before predict() or evaluate().")
+        check_graph(data, require_features=True)
         with torch.no_grad():
             return self.model_(*graph_on_device(data, self.device)).cpu()
 

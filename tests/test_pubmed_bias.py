@@ -42,7 +42,7 @@ def test_results_format_and_plots(reference):
     for name in ("f1_vs_cmd.png", "methods.png"):
         png = (reference / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
-    assert (reference / "results.csv").read_text().startswith("method,Micro-F1")
+    assert (reference / "results.csv").read_text().startswith("method,micro_f1_mean,micro_f1_std")
 
 
 def test_same_seed_same_metrics(reference, tmp_path):

@@ -219,6 +219,8 @@ def test_tampered_seeds_pickle_is_refused(tmp_path):
         load_published_splits(wrong)
 
 
-def test_published_splits_range_checked():
+def test_published_splits_range_checked(tmp_path):
+    unnamed = tmp_path / "sets.p"  # no dataset in the name: the ids' range is what catches it
+    unnamed.write_bytes((SEEDS_DIR / "localized_seeds_pubmed.p").read_bytes())
     with pytest.raises(IndexError, match="another dataset"):
-        load_published_splits(SEEDS_DIR / "localized_seeds_pubmed.p", num_nodes=2708)
+        load_published_splits(unnamed, num_nodes=2708)

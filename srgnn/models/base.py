@@ -16,6 +16,8 @@ class NodeClassifier(nn.Module):
     acts on. ``in_channels`` is checked against ``x`` at every call."""
 
     in_channels: int
+    #: Classes C, the logits' width; the Trainer checks the labels against it.
+    out_channels: int
     #: Optimizer settings the Trainer uses unless told otherwise (the paper's small-graph ones).
     optimizer_defaults = {"lr": 0.01, "weight_decay": 5e-4}
     #: Hops K such that a node's output depends only on its K-hop neighbourhood (given the full

@@ -43,6 +43,7 @@ class DGI(NodeClassifier):
                  pretrain_epochs: int = 100, lr: float = 1e-3, pretrain_seed: int = 0,
                  embeddings_file: str | os.PathLike | None = None):
         super().__init__()
+        self.out_channels = out_channels
         self.in_channels, self.pretrain_epochs, self.lr = in_channels, pretrain_epochs, lr
         self.pretrain_seed = pretrain_seed
         self.embeddings_file = None if embeddings_file is None else Path(embeddings_file)

@@ -70,6 +70,7 @@ class GAT(NodeClassifier):
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, heads: int = 8):
         super().__init__()
+        self.out_channels = out_channels
         self.in_channels, self.dropout = in_channels, dropout
         self.project = SparseInputLinear(in_channels, hidden_channels, bias=False)
         self.conv1 = SparseGATConv(hidden_channels, hidden_channels // heads, heads=heads, dropout=dropout)

@@ -37,6 +37,7 @@ class GCN(NodeClassifier):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not supported; expected one of {sorted(ACTIVATIONS)}.")
+        self.out_channels = out_channels
         self.in_channels, self.dropout, self.activation = in_channels, dropout, ACTIVATIONS[activation]
         check_num_layers(num_layers, "GCN")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]

@@ -20,6 +20,7 @@ class MLP(NodeClassifier):
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, num_layers: int = 2):
         super().__init__()
+        self.out_channels = out_channels
         self.in_channels, self.dropout = in_channels, dropout
         check_num_layers(num_layers, "MLP")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]

@@ -27,6 +27,7 @@ class GraphSAGE(NodeClassifier):
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32, dropout: float = 0.5):
         super().__init__()
+        self.out_channels = out_channels
         self.in_channels, self.dropout = in_channels, dropout
         sizes = [(in_channels, hidden_channels), (hidden_channels, out_channels)]
         self.roots = nn.ModuleList(SparseInputLinear(a, b) for a, b in sizes)

@@ -29,6 +29,7 @@ class SGC(NodeClassifier):
 
     def __init__(self, in_channels: int, out_channels: int, k: int = 2, cached: bool = True):
         super().__init__()
+        self.out_channels = out_channels
         self.in_channels, self.k, self.cached = in_channels, k, cached
         self.lin = SparseInputLinear(in_channels, out_channels)
 

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import is_undirected
 
-from .._validation import check_graph, check_index
+from .._validation import check_graph, check_index, check_int
 from ..propagation import _graph_key, normalized_adjacency, ppr, ppr_gram, ppr_sq_norms
 
 #: The teleport for a graph the registry does not know. 0.1 is the teleport of the authors'
@@ -82,8 +82,7 @@ class LocalizedSampler:
     def __init__(self, data: Data, per_class: int = 20, teleport: float | None = None,
                  pool: Tensor | None = None, sketch_dim: int | str | None = "auto", seed_sketch: int = 0):
         check_graph(data, require_labels=True)
-        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-            raise ValueError(f"per_class must be a positive int; got {per_class!r}.")
+        per_class = check_int(per_class, "per_class")
         teleport = default_teleport(data) if teleport is None else teleport
         if not (isinstance(teleport, (int, float)) and 0.0 < teleport < 1.0):
             raise ValueError(f"teleport must be a number in (0, 1); got {teleport!r}.")
@@ -179,10 +178,7 @@ class LocalizedSampler:
             if n is not None:
                 raise TypeError("pass n= or seed_nodes=, not both: seed_nodes has a row per set.")
             return self._grow_given(seed_nodes)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int; got {n!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int; got {seed!r}.")
+        n, seed = check_int(n, "n"), check_int(seed, "seed", minimum=0)
         return list(self._grow(torch.stack([self._random_seeds(seed + i) for i in range(n)])).unbind(0))
 
     def _grow_given(self, seed_nodes) -> list[Tensor]:

@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import degree
 
-from .._validation import check_graph, check_index
+from .._validation import check_graph, check_index, check_int, check_number
 
 
 def _candidates(data: Data, candidates: Tensor | None, exclude: Tensor | None) -> Tensor:
@@ -31,9 +31,8 @@ def iid_sample(data: Data, size: int, seed: int, candidates: Tensor | None = Non
         candidates: nodes to draw from (indices or mask); default every node.
         exclude: nodes never drawn (e.g. the biased training set).
     """
+    size = check_int(size, "size")
     nodes = _candidates(data, candidates, exclude)
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int; got {size!r}.")
     gen = torch.Generator().manual_seed(seed)
     if not balanced:
         if size > nodes.numel():
@@ -59,6 +58,8 @@ def degree_biased_sample(data: Data, per_class: int, seed: int, candidates: Tens
 
     Models annotators who label well-known (highly cited) nodes. ``[per_class * C]``.
     """
+    per_class = check_int(per_class, "per_class")
+    power = check_number(power, "power")
     check_graph(data, require_labels=True)
     nodes = _candidates(data, candidates, None)
     weight = degree(data.edge_index[0].cpu(), data.num_nodes).clamp_min(1.0) ** power
