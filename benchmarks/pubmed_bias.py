@@ -226,7 +226,7 @@ def summarize(log: RunLog, args, data, biased) -> dict:
                  "n_runs": int(micro.size), "micro_f1": list(micro / 100), "macro_f1": list(macro / 100),
                  "published": None}
         if method in PUBLISHED.get(args.dataset, {}):
-            entry["published"] = PUBLISHED[args.dataset][method] / 100
+            entry["published"] = round(PUBLISHED[args.dataset][method] / 100, 6)
         iid = log.scores(method=method, split="iid")
         entry["iid_micro_f1_mean"] = iid.mean() / 100 if iid.size else None
         base = base_of(method)
@@ -316,7 +316,7 @@ def plot(result: dict, log: RunLog, args) -> None:
         fig.savefig(args.out / "f1_vs_cmd.png", dpi=120)
         plt.close(fig)
     bases = [m for m in result["methods"] if not m.startswith("sr-")]
-    fig, ax = plt.subplots(figsize=(1.2 * len(bases) + 2, 4.6))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(bases) + 2), 4.6))
     x = np.arange(len(bases))
     for offset, prefix, label in ((-0.2, "", "base"), (0.2, "sr-", "shift-robust")):
         names = [prefix + b if b != "dann" or not prefix else None for b in bases]
@@ -331,11 +331,11 @@ def plot(result: dict, log: RunLog, args) -> None:
         ax.hlines(iid, x - 0.4, x + 0.4, colors="black", linestyles="dashed", label="base on IID sets (mean)")
     ax.set_xticks(x, bases)
     ax.set_ylabel("Micro-F1 (%), mean ± std over sets")
-    ax.set_title(f"{args.dataset}: {args.repeats} biased sets; error bars: one standard deviation")
+    ax.set_title(f"{args.dataset}: {args.repeats} biased sets\nerror bars: one standard deviation over the sets")
     # Below the axes, so that no bar is hidden behind it.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3 if len(bases) > 3 else 1, frameon=False)
     fig.tight_layout()
-    fig.savefig(args.out / "methods.png", dpi=120)
+    fig.savefig(args.out / "methods.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -18,6 +18,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import Data
 
+from ._validation import check_int, check_number
+
 
 @dataclass(frozen=True)
 class SWAConfig:
@@ -42,6 +44,11 @@ class SWAConfig:
             raise ValueError(f"SWAConfig.start must lie in (0, 1); got {self.start}.")
         if self.strategy not in ("cos", "linear"):
             raise ValueError(f"SWAConfig.strategy={self.strategy!r} is not supported; expected 'cos' or 'linear'.")
+        if self.lr is not None:
+            check_number(self.lr, "SWAConfig.lr", strict=True)
+        check_int(self.anneal_epochs, "SWAConfig.anneal_epochs", minimum=0)
+        if not 0.0 < check_number(self.ema_decay, "SWAConfig.ema_decay") < 1.0:
+            raise ValueError(f"SWAConfig.ema_decay must lie in (0, 1); got {self.ema_decay}.")
 
     def start_training(self, model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int) -> "_SWARun":
         return _SWARun(self, model, optimizer, epochs)

@@ -292,3 +292,27 @@ def test_results_csv_is_numeric_and_a_narrower_resume_keeps_every_method(tmp_pat
     assert "r not given, n = 3 sets" in resumed.stdout
     assert "also covers sr-gcn" in resumed.stdout
     assert set(json.loads((out / "results.json").read_text())["methods"]) == {"gcn", "sr-gcn"}
+
+
+# Found beyond the 33, of the same kind: SWA settings and ShiftRobust's other numbers.
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": 0.0}, "SWAConfig.lr must be a finite number > 0"),
+    ({"anneal_epochs": 2.5}, "SWAConfig.anneal_epochs must be an int"),
+    ({"ema_decay": 1.0}, "SWAConfig.ema_decay must lie in"),
+])
+def test_swa_config_refuses_bad_settings(kwargs, message):
+    from srgnn.swa import SWAConfig
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        SWAConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"iid_size": 0}, "iid_size must be an int >= 1"),
+    ({"moments": 0}, "moments must be an int >= 1"),
+    ({"kmm_lower": float("nan")}, "kmm_lower must be a finite number"),
+    ({"kmm_teleport": 1.0}, "kmm_teleport must lie in"),
+])
+def test_shift_robust_refuses_bad_settings(cora, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ShiftRobust(GCN(cora.num_features, cora.num_classes), **kwargs)
