@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -199,12 +200,22 @@ def test_an_unwritable_cache_is_named(tmp_path, monkeypatch):
         load_dataset("cora")
 
 
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
 # 22. a garbage or malicious splits file
-def test_cli_refuses_a_garbage_splits_file_in_one_line(tmp_path):
-    garbage = tmp_path / "localized_seeds_x.p"
-    garbage.write_bytes(b"\x80\x04garbage")
-    result = _cli("--splits", "published", "--splits-path", str(garbage), "--out", str(tmp_path / "o"))
-    _one_line_error(result, "is not a valid splits file")
+@pytest.mark.parametrize("payload, message", [
+    (b"\x80\x04garbage", "is not a valid splits file"),
+    (pickle.dumps([[1, 2, _Exploit()]]), "refused to load global"),
+])
+def test_cli_refuses_a_garbage_or_malicious_splits_file_in_one_line(payload, message, tmp_path):
+    bad = tmp_path / "localized_seeds_x.p"
+    bad.write_bytes(payload)
+    result = _cli("--splits", "published", "--splits-path", str(bad), "--out", str(tmp_path / "o"))
+    _one_line_error(result, message)
+    assert "pwned" not in result.stdout
 
 
 # 23. --dataset cora with PubMed's splits
