@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgnn.data import load_dataset
+from srgnn.data import ChecksumError, load_dataset
 from srgnn.sampling import (LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits,
                             within_class_hops)
 from srgnn.shift import cmd
@@ -36,9 +36,13 @@ def main(argv=None) -> None:
         parser.error(f"--teleports takes numbers in (0, 1) or 'default'; got {args.teleports!r}")
     print(f"{'dataset':9s} {'sets':25s} {'mean CMD':>9s} {'hops':>6s}")
     for name in args.datasets.split(","):
-        data = load_dataset(name)
+        try:  # the user's data and files: report what is wrong with them in one line
+            data = load_dataset(name)
+            published = load_published_splits(Path(args.seeds_dir) / f"localized_seeds_{name}.p",
+                                              data=data)[: args.sets]
+        except (OSError, ChecksumError, ValueError, IndexError) as err:
+            parser.error(str(err))
         test = data.test_mask.nonzero().view(-1)
-        published = load_published_splits(Path(args.seeds_dir) / f"localized_seeds_{name}.p", data.num_nodes)[: args.sets]
         size = published[0].numel()
         families = {}
         for teleport in teleports:
