@@ -66,12 +66,23 @@ def predict_all(models, data: Data) -> list[Tensor]:
     return outputs
 
 
+def _check_probabilities(probs: Tensor, labels: Tensor) -> None:
+    """Refuse anything but ``[n, C]`` rows of probabilities (logits among them) with ``[n]`` labels."""
+    if probs.dim() != 2 or probs.size(0) != labels.numel() or probs.size(0) == 0:
+        raise ValueError(f"Expected probs [n, C] and labels [n] with n > 0; got {tuple(probs.shape)} and "
+                         f"{tuple(labels.shape)}.")
+    if not (torch.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
+            and torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4)):
+        raise ValueError(f"probs must hold probabilities, rows in [0, 1] summing to 1; got values in "
+                         f"[{float(probs.min()):.3g}, {float(probs.max()):.3g}]. For logits pass "
+                         "logits.softmax(dim=1).")
+
+
 def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) -> float:
     r"""ECE with ``n_bins`` equal-width confidence bins:
     :math:`\sum_b \tfrac{|B_b|}{n}\,|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)|`."""
     probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels).long()
-    if probs.dim() != 2 or probs.size(0) != labels.numel() or probs.size(0) == 0:
-        raise ValueError(f"Expected probs [n, C] and labels [n] with n > 0; got {tuple(probs.shape)} and {tuple(labels.shape)}.")
+    _check_probabilities(probs, labels)
     confidence, predicted = probs.max(1)
     correct = (predicted == labels).double()
     # Bin b holds confidences in (b/n_bins, (b+1)/n_bins]; a confidence of exactly 0 goes to bin 0.
@@ -87,6 +98,7 @@ def classwise_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15)
     """Class-wise ECE of (ensemble) probabilities: for each class k, the binned gap between
     the predicted probability of k and the frequency of k, averaged over classes."""
     probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels).long()
+    _check_probabilities(probs, labels)
     total = 0.0
     for k in range(probs.size(1)):
         p = probs[:, k]

@@ -65,6 +65,11 @@ class _SWARun:
         self.scheduler = None if config.lr is None else SWALR(
             optimizer, swa_lr=config.lr, anneal_epochs=config.anneal_epochs, anneal_strategy=config.strategy)
 
+    @property
+    def n_averaged(self) -> int:
+        """Epochs averaged so far (0 when training stopped before averaging began)."""
+        return int(self.averaged.n_averaged)
+
     def step(self, epoch: int) -> None:
         if epoch >= self.start_epoch:
             self.averaged.update_parameters(self.model)

@@ -203,9 +203,14 @@ class Trainer:
             ``None`` trains all epochs.
         seed: seeds parameter initialisation, dropout and the IID sample.
         device: ``"cpu"``, ``"cuda"``…; default ``$SRGNN_DEVICE``, else CUDA when available.
-        swa: an ``srgnn.swa.SWAConfig`` to average weights late in training.
+        swa: an ``srgnn.swa.SWAConfig`` to average weights late in training. With
+            ``patience`` too, the average of the epochs trained before the stop competes with
+            the best early-stopped weights on validation accuracy (the average wins ties); if
+            training stopped before averaging began, the early-stopped weights are used.
 
-    Attributes (after ``fit``): ``model_`` (the module evaluated), ``history_`` (losses).
+    Attributes (after ``fit``): ``model_`` (the module evaluated), ``history_`` (losses),
+    ``selected_``: which weights ``model_`` holds, ``"last"``, ``"best"`` (early stopping) or
+    ``"swa"``.
     """
 
     def __init__(self, model: NodeClassifier | ShiftRobust, *, epochs: int = 200, lr: float | None = None,
@@ -265,9 +270,16 @@ class Trainer:
                     if waited >= self.patience:
                         break
         self.history_ = torch.stack(losses).tolist()
+        self.selected_ = "last"
         if best_state is not None:
             robust.model.load_state_dict(best_state)
-        self.model_ = swa_state.finish(data, x, edge_index) if swa_state is not None else robust.model
+            self.selected_ = "best"
+        self.model_ = robust.model
+        if swa_state is not None and swa_state.n_averaged > 0:
+            averaged = swa_state.finish(data, x, edge_index)
+            # Early stopping picked its weights on validation nodes: the average must beat them there.
+            if best_state is None or self._accuracy(averaged, x, edge_index, y, val_local) >= best:
+                self.model_, self.selected_ = averaged, "swa"
         self.model_.eval()
         return self
 

@@ -60,3 +60,13 @@ def test_study_replaces_only_its_own_section_of_the_doc(tmp_path):
     text = doc.read_text()
     assert text.startswith("# Title") and "cora v2" in text and "pubmed v1" in text and "cora v1" not in text
     assert text.index("cora v2") < text.index("pubmed v1")
+
+
+def test_calibration_errors_refuse_logits():
+    # Regression: logits were taken as probabilities (an ECE of 4.24).
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 3.0, -2.0]])
+    labels = torch.tensor([0, 1])
+    for error in (expected_calibration_error, classwise_calibration_error):
+        with pytest.raises(ValueError, match="logits.softmax"):
+            error(logits, labels)
+        assert 0 <= error(logits.softmax(dim=1), labels) <= 1

@@ -99,3 +99,30 @@ def test_swag_on_cuda_draws_what_it_draws_on_the_cpu(cora, cora_published):
 def test_start_outside_unit_interval(start):
     with pytest.raises(ValueError, match="start must lie in \\(0, 1\\)"):
         SWAConfig(start=start)
+
+
+def _validation(cora, train):
+    val = cora.val_mask.nonzero().view(-1)
+    return val[~torch.isin(val, train)]
+
+
+def test_early_stopping_before_averaging_keeps_the_early_stopped_weights(cora, cora_published):
+    # Regression: the Trainer returned AveragedModel's copy of the initial weights (12.9% F1).
+    train = cora_published[0]
+    val = _validation(cora, train)
+    plain = Trainer(GCN(1433, 7), patience=20, seed=0).fit(cora, train, val_idx=val)
+    with_swa = Trainer(GCN(1433, 7), patience=20, seed=0, swa=SWAConfig(start=0.95)).fit(cora, train, val_idx=val)
+    assert len(with_swa.history_) < 190 and with_swa.selected_ == "best"
+    torch.testing.assert_close(with_swa.logits(cora), plain.logits(cora))
+    assert with_swa.evaluate(cora, val)["micro_f1"] > 0.5
+
+
+def test_averaging_competes_with_the_early_stopped_weights_on_validation(cora, cora_published):
+    train = cora_published[1]
+    val = _validation(cora, train)
+    plain = Trainer(GCN(1433, 7), patience=30, seed=0).fit(cora, train, val_idx=val)
+    with_swa = Trainer(GCN(1433, 7), patience=30, seed=0, swa=SWAConfig(start=0.1)).fit(cora, train, val_idx=val)
+    assert with_swa.selected_ in ("best", "swa")
+    assert with_swa.evaluate(cora, val)["micro_f1"] >= plain.evaluate(cora, val)["micro_f1"]
+    if with_swa.selected_ == "best":
+        torch.testing.assert_close(with_swa.logits(cora), plain.logits(cora))
