@@ -82,11 +82,11 @@ class _SWARun:
         return averaged
 
 
-def update_bn(model: nn.Module, data: Data, *, x: Tensor | None = None, edge_index: Tensor | None = None,
+def update_bn(model: nn.Module, data: Data | None, *, x: Tensor | None = None, edge_index: Tensor | None = None,
               warn: bool = True) -> None:
     """Reset every BatchNorm's running statistics to the batch statistics of one full-graph
-    forward pass (other layers, e.g. dropout, stay in eval mode). A model without BatchNorm
-    is left unchanged, with a warning."""
+    forward pass on ``data`` (or the ``x`` and ``edge_index`` given instead; other layers, e.g.
+    dropout, stay in eval mode). A model without BatchNorm is left unchanged, with a warning."""
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     if not norms:
         if warn:
@@ -155,7 +155,9 @@ class SWAG:
 
     def predict_proba(self, x: Tensor, edge_index: Tensor, n_samples: int = 20, seed: int = 0) -> Tensor:
         """Bayesian model average of softmax outputs over ``n_samples`` draws, ``[N, C]``, on the
-        model's device (``x`` and ``edge_index`` are moved there)."""
+        model's device (``x`` and ``edge_index`` are moved there). Each draw's BatchNorm
+        statistics are recomputed on the full graph before it predicts (Maddox et al., Alg. 1):
+        statistics of other weights do not fit it."""
         model = copy.deepcopy(self.model).eval()
         x, edge_index = x.to(self.mean.device), edge_index.to(self.mean.device)
         generator = torch.Generator().manual_seed(seed)
@@ -163,6 +165,7 @@ class SWAG:
         with torch.no_grad():
             for _ in range(n_samples):
                 vector_to_parameters(self.sample(generator=generator), model.parameters())
+                update_bn(model, None, x=x, edge_index=edge_index, warn=False)
                 probs = model(x, edge_index).softmax(-1)
                 total = probs if total is None else total + probs
         return total / n_samples

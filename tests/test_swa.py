@@ -2,7 +2,7 @@ import copy
 
 import pytest
 import torch
-from torch.nn.utils import parameters_to_vector
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from srgnn import Trainer
 from srgnn.models import GCN
@@ -126,3 +126,23 @@ def test_averaging_competes_with_the_early_stopped_weights_on_validation(cora, c
     assert with_swa.evaluate(cora, val)["micro_f1"] >= plain.evaluate(cora, val)["micro_f1"]
     if with_swa.selected_ == "best":
         torch.testing.assert_close(with_swa.logits(cora), plain.logits(cora))
+
+
+def test_swag_recomputes_batchnorm_statistics_for_each_draw(cora, cora_published):
+    # Regression: every draw predicted with the statistics of the weights SWAG was built from.
+    trainer = Trainer(GCN(1433, 7, batch_norm=True), epochs=30, seed=0).fit(cora, cora_published[0])
+    swag = SWAG(trainer.model_, max_rank=3)
+    with torch.no_grad():
+        for step in range(4):
+            for p in swag.model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+            swag.collect()
+    probs = swag.predict_proba(cora.x, cora.edge_index, n_samples=1, seed=3)
+    draw = copy.deepcopy(swag.model).eval()
+    with torch.no_grad():
+        vector_to_parameters(swag.sample(generator=torch.Generator().manual_seed(3)), draw.parameters())
+        stale = draw(cora.x, cora.edge_index).softmax(-1)
+        update_bn(draw, cora)
+        fresh = draw(cora.x, cora.edge_index).softmax(-1)
+    torch.testing.assert_close(probs, fresh)
+    assert not torch.allclose(probs, stale, atol=1e-3)
