@@ -94,9 +94,35 @@ def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) 
     return float(ece)
 
 
+def ensemble_vote(*predictions: Tensor, num_classes: int | None = None) -> Tensor:
+    r"""The ensemble's vote :math:`\tilde h_k(x)`, the share of members predicting class k,
+    ``[N, C]``, from M members' labels ``[N]`` or logits / probabilities ``[N, C]``."""
+    if not predictions:
+        raise ValueError("ensemble_vote needs at least one member's predictions.")
+    labels = torch.stack([_labels(p).cpu() for p in predictions])  # [M, N]
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    return torch.nn.functional.one_hot(labels, num_classes).double().mean(0)
+
+
+def class_aggregated_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) -> float:
+    r"""Class-aggregated calibration error (CACE; Jiang et al., ICLR 2022, Def. 4.2), the
+    quantity that bounds GDE's error: over confidence bins :math:`q`,
+    :math:`\sum_q \bigl|\sum_k P(Y=k, \tilde h_k(X)=q) - q\sum_k P(\tilde h_k(X)=q)\bigr|`,
+    the classes summed *inside* the absolute value. Pass the ensemble's vote
+    (``ensemble_vote``) as ``probs`` for the bound; softmax outputs give the same quantity for
+    them. Equal-width bins as ``expected_calibration_error``."""
+    probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels).long()
+    _check_probabilities(probs, labels)
+    hit = torch.nn.functional.one_hot(labels, probs.size(1)).double()  # [n, C]
+    bins = (torch.ceil(probs * n_bins).long() - 1).clamp(0, n_bins - 1)
+    gap = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins.view(-1), (hit - probs).view(-1))
+    return float(gap.abs().sum() / probs.size(0))
+
+
 def classwise_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) -> float:
-    """Class-wise ECE of (ensemble) probabilities: for each class k, the binned gap between
-    the predicted probability of k and the frequency of k, averaged over classes."""
+    """Class-wise ECE of (ensemble) probabilities (Kull et al., 2019): for each class k, the
+    binned gap between the predicted probability of k and the frequency of k, averaged over
+    classes. Not the quantity in the GDE bound: that is ``class_aggregated_calibration_error``."""
     probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels).long()
     _check_probabilities(probs, labels)
     total = 0.0

@@ -70,3 +70,21 @@ def test_calibration_errors_refuse_logits():
         with pytest.raises(ValueError, match="logits.softmax"):
             error(logits, labels)
         assert 0 <= error(logits.softmax(dim=1), labels) <= 1
+
+
+def test_class_aggregated_calibration_error_sums_classes_inside_the_absolute_value():
+    from srgnn.disagreement import class_aggregated_calibration_error, ensemble_vote
+
+    # Two members, three nodes, two classes; the vote is 1/2 or 1 per class.
+    first, second = torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1])
+    vote = ensemble_vote(first, second, num_classes=2)
+    assert torch.equal(vote, torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]], dtype=torch.float64))
+    labels = torch.tensor([1, 0, 1])
+    # By hand, with 2 bins ([0, .5] and (.5, 1]), hit - p per (node, class) entry: bin 0 holds
+    # node 0 class 1 (p 0, a hit: +1), node 1's two (+.5, -.5) and node 2 class 0 (0); bin 1
+    # holds node 0 class 0 (p 1, a miss: -1) and node 2 class 1 (0). |1| + |-1| over 3 nodes.
+    assert class_aggregated_calibration_error(vote, labels, n_bins=2) == pytest.approx(2 / 3)
+    # Class-wise ECE takes binned absolute gaps per class and averages them: (1/2 + 1/6) / 2 here.
+    assert classwise_calibration_error(vote, labels, n_bins=2) == pytest.approx(1 / 3)
+    perfect = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert class_aggregated_calibration_error(perfect, torch.tensor([0, 1])) == 0.0
