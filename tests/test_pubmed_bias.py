@@ -131,7 +131,7 @@ def test_existing_results_need_resume(reference):
     (["--repeats", "0"], "--repeats must be >= 1"),
     (["--splits", "published", "--splits-path", "/nonexistent/seeds.p"], "needs an existing --splits-path"),
     (["--out", "/proc/forbidden"], "is not writable"),
-    (["--lam", "-1"], "--lam and --lam-linear must be >= 0"),
+    (["--lam", "-1"], "--lam and --lam-linear must be finite numbers >= 0"),
     (["--batch", "0"], "--batch must be >= 1"),
     (["--workers", "0"], "--workers and --threads must be >= 1"),
     (["--repeats", "3", "--iid-repeats", "4"], "--iid-repeats must be between 0 and --repeats"),
