@@ -37,7 +37,7 @@ def _srgnn(name: str, sketch_dim, queue) -> None:
 def _paper(name: str, queue) -> None:
     """Dense inverse, dense pairwise distances, top-k per class (the authors' recipe)."""
     from srgnn.data import load_dataset
-    from srgnn.sampling import default_pool
+    from srgnn.sampling import default_pool, default_teleport
 
     data = load_dataset(name)
     base = _peak_gib()
@@ -47,7 +47,8 @@ def _paper(name: str, queue) -> None:
     a[data.edge_index[0], data.edge_index[1]] = 1.0
     a += torch.eye(n, dtype=torch.float64)
     d = a.sum(1).rsqrt()
-    ppr = 0.01 * torch.linalg.inv(torch.eye(n, dtype=torch.float64) - 0.99 * d[:, None] * a * d[None])
+    teleport = default_teleport(data)  # the teleport srgnn's rows use
+    ppr = teleport * torch.linalg.inv(torch.eye(n, dtype=torch.float64) - (1 - teleport) * d[:, None] * a * d[None])
     del a
     pool = default_pool(data)
     rows = ppr[pool]
