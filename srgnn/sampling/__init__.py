@@ -5,5 +5,5 @@ from .localized import DEFAULT_TELEPORT, LocalizedSampler, default_pool, default
 from .published import load_published_splits
 from .random_sets import degree_biased_sample, iid_sample
 
-__all__ = ["LocalizedSampler", "DEFAULT_TELEPORT", "default_pool", "default_teleport", "iid_sample", "degree_biased_sample",
-           "load_published_splits", "personalized_pagerank", "within_class_hops"]
+__all__ = ["LocalizedSampler", "DEFAULT_TELEPORT", "default_pool", "default_teleport", "iid_sample",
+           "degree_biased_sample", "load_published_splits", "personalized_pagerank", "within_class_hops"]

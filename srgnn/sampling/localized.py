@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import is_undirected
 
-from .._validation import check_graph, check_index, check_int
+from .._validation import check_graph, check_index, check_int, check_number
 from ..propagation import _graph_key, normalized_adjacency, ppr, ppr_gram, ppr_sq_norms
 
 #: The teleport for a graph the registry does not know. 0.1 is the teleport of the authors'
@@ -35,9 +35,10 @@ def default_pool(data: Data) -> Tensor:
 
 
 def default_teleport(data: Data | str) -> float:
-    """The PPR teleport the authors' sets were drawn with, for a graph or a dataset name: ``localized_teleport`` in
-    ``datasets/registry.json`` (Cora 0.01, CiteSeer 0.1, PubMed 0.1, each checked by
-    regenerating the published sets from their seed nodes), else ``DEFAULT_TELEPORT``."""
+    """The PPR teleport the authors' sets were drawn with, for a graph or a dataset name:
+    ``localized_teleport`` in ``datasets/registry.json`` (Cora 0.01, CiteSeer 0.1, PubMed 0.1,
+    each checked by regenerating the published sets from their seed nodes), else
+    ``DEFAULT_TELEPORT``."""
     info = _registry_entry(data)
     return info["localized_teleport"] if info else DEFAULT_TELEPORT
 
@@ -84,12 +85,14 @@ class LocalizedSampler:
         check_graph(data, require_labels=True)
         per_class = check_int(per_class, "per_class")
         teleport = default_teleport(data) if teleport is None else teleport
-        if not (isinstance(teleport, (int, float)) and 0.0 < teleport < 1.0):
-            raise ValueError(f"teleport must be a number in (0, 1); got {teleport!r}.")
-        if sketch_dim not in (None, "auto") and (
-                isinstance(sketch_dim, bool) or not isinstance(sketch_dim, int) or sketch_dim < 1):
-            raise ValueError(f"sketch_dim must be None (exact distances), 'auto' or a positive int; "
-                             f"got {sketch_dim!r}.")
+        if not check_number(teleport, "teleport", strict=True) < 1.0:
+            raise ValueError(f"teleport must lie in (0, 1); got {teleport!r}.")
+        if sketch_dim not in (None, "auto"):
+            try:
+                check_int(sketch_dim, "sketch_dim")
+            except (TypeError, ValueError):
+                raise ValueError(f"sketch_dim must be None (exact distances), 'auto' or a positive int; "
+                                 f"got {sketch_dim!r}.") from None
         if not is_undirected(data.edge_index, num_nodes=data.num_nodes):
             raise ValueError(
                 "LocalizedSampler needs an undirected graph (its PPR distances assume a symmetric "
@@ -140,7 +143,9 @@ class LocalizedSampler:
     def sq_distances(self, seeds: Tensor, nodes: Tensor) -> Tensor:
         r""":math:`\lVert \pi_s - \pi_v \rVert_2^2` for pool nodes ``seeds`` ``[S]`` and ``nodes``
         ``[M]``: ``[S, M]``, float64 (the sketch's estimate when ``sketch_dim`` is set)."""
-        seeds, nodes = self._pool_nodes(seeds, "seeds"), self._pool_nodes(nodes, "nodes")
+        return self._sq_distances(self._pool_nodes(seeds, "seeds"), self._pool_nodes(nodes, "nodes"))
+
+    def _sq_distances(self, seeds: Tensor, nodes: Tensor) -> Tensor:
         self._prepare()
         return self._sq_norms[seeds, None] + self._sq_norms[nodes][None] - 2 * self._inner(seeds, nodes)
 
@@ -191,9 +196,10 @@ class LocalizedSampler:
                              f"shape [n, {num_classes}]; got shape {tuple(seed_nodes.shape)}.")
         flat = self._pool_nodes(seed_nodes, "seed_nodes").view(seed_nodes.shape)
         classes = self.data.y.view(-1).cpu()[flat]  # [n, C]
-        order = torch.argsort(classes, dim=1)
-        if not torch.equal(torch.gather(classes, 1, order), torch.arange(num_classes).expand_as(classes)):
-            row = int((torch.sort(classes, 1).values != torch.arange(num_classes)).any(1).nonzero()[0])
+        in_order, order = torch.sort(classes, dim=1)
+        wrong = (in_order != torch.arange(num_classes)).any(1)
+        if wrong.any():
+            row = int(wrong.nonzero()[0])
             raise ValueError(f"seed_nodes row {row} has classes {classes[row].tolist()}; each row needs "
                              f"one node of each class 0..{num_classes - 1}.")
         blocks = self._grow(torch.gather(flat, 1, order)).view(len(flat), num_classes, self.per_class)
@@ -203,11 +209,10 @@ class LocalizedSampler:
 
     def _grow(self, seeds: Tensor) -> Tensor:
         """``seeds`` ``[n, C]`` (column c a pool node of class c) -> sets ``[n, per_class * C]``."""
-        self._prepare()
         chosen = []
         for c, members in enumerate(self.class_pools):
             uniq, inverse = torch.unique(seeds[:, c], return_inverse=True)
-            dist = self._sq_norms[uniq, None] + self._sq_norms[members][None] - 2 * self._inner(uniq, members)
+            dist = self._sq_distances(uniq, members)
             # Structurally twin nodes lie at the same distance up to rounding, which changes with
             # the solver's blocking: quantize to 1e-12 of the largest distance so that ties go to
             # the lower node id, whatever the rounding.

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from .localized import _registry_entry
+
 
 class _ListsOfIntsUnpickler(pickle.Unpickler):
     """Admits only the opcodes of lists and ints: any global (a class or function) is refused,
@@ -49,9 +51,7 @@ def load_published_splits(path: str | os.PathLike, num_nodes: int | None = None,
     if num_nodes is None:
         return tensors
     named = re.fullmatch(r"localized_seeds_(\w+)\.p", Path(path).name)
-    from ..data import _registry
-
-    info = _registry().get(named.group(1).lower()) if named else None
+    info = _registry_entry(named.group(1)) if named else None
     if info is not None and info["num_nodes"] != num_nodes:
         raise ValueError(f"{path} holds the published sets of {named.group(1)} ({info['num_nodes']} nodes), "
                          f"but the graph has {num_nodes} nodes; pass localized_seeds_<this dataset>.p.")
