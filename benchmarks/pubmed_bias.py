@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from benchmarks.study import (LOCKSTEP, METHODS, PUBLISHED, RunLog, base_of, batchable, keep_freed_memory,
                               pretrain_dgi, run_lockstep, run_many, run_one, train_plain_pyg_gcn)
-from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, load_dataset
+from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, ensure_writable_dir, load_dataset
 from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
 from srgnn.shift import cmd
 from srgnn.trainer import resolve_device
@@ -161,10 +161,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     except ValueError as err:
         parser.error(f"--device {args.device}: {err}; use cpu, cuda or cuda:N")
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        probe = args.out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        ensure_writable_dir(args.out)
     except OSError as err:
         parser.error(f"--out {args.out} is not writable ({err.strerror}); choose another directory")
     config_path = args.out / "config.json"

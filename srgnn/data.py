@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -65,18 +66,25 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("srgnn"))
 
 
+def ensure_writable_dir(path: Path) -> Path:
+    """``path``, created, after writing a probe file there; raises ``OSError`` if it cannot.
+
+    The probe has a unique name, so processes checking the same directory at once (the study's
+    workers all load the dataset together) never remove each other's probe."""
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
+    return path
+
+
 def _writable_cache(path: Path) -> Path:
     """``path``, created, after checking that srgnn can write there."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".srgnn-write-test"
-        probe.write_text("")
-        probe.unlink()
+        return ensure_writable_dir(path)
     except OSError as err:
         raise CacheNotWritableError(
             f"The srgnn cache {path} is not writable ({err.strerror or err}); set SRGNN_CACHE to a "
             "directory you can write (it holds copies of the raw files and PyG's processed/ output).") from err
-    return path
 
 
 def _normalize(name: str) -> str:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 DATA_ROOT = Path(os.environ.get("SRGNN_DATA", SHARED / "planetoid"))
 SEEDS_DIR = Path(os.environ.get("SRGNN_SEEDS", SHARED / "srgnn_localized_seeds"))
+
+
+def run_module(module: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` from the repository root; with ``check``, a nonzero exit
+    fails the test with the command's stderr, which says why (CalledProcessError hides it)."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=600)
+    if check and done.returncode != 0:
+        pytest.fail(f"python -m {module} exited {done.returncode}:\n{done.stderr[-4000:]}")
+    return done
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from conftest import REPO, SEEDS_DIR
+from conftest import REPO, SEEDS_DIR, run_module
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler, degree_biased_sample, load_published_splits
@@ -32,9 +32,7 @@ def _copy(data, **changes) -> Data:
 
 
 def _cli(*args, env=None, check=False):
-    return subprocess.run([sys.executable, "-m", "benchmarks.pubmed_bias", *args], cwd=REPO,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, check=check,
-                          timeout=600)
+    return run_module("benchmarks.pubmed_bias", *args, env=env, check=check)
 
 
 def _one_line_error(result, message: str, status: int = 2) -> None:
@@ -187,6 +185,18 @@ def test_a_truncated_processed_file_is_rebuilt(tmp_path, monkeypatch):
     processed.write_bytes(processed.read_bytes()[:1000])
     again = load_dataset("cora")
     assert torch.equal(again.x, first.x) and torch.equal(again.edge_index, first.edge_index)
+
+
+def test_processes_checking_one_cache_at_once_do_not_fail(tmp_path):
+    # The study's workers load the dataset together; a fixed-name write probe let one worker
+    # delete another's, which then failed as "not writable" (a CI failure of the study test).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from srgnn.data import ensure_writable_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: [ensure_writable_dir(tmp_path) for _ in range(200)], range(8)))
+    assert list(tmp_path.iterdir()) == []  # no probe left behind
 
 
 # 21. an unwritable SRGNN_CACHE
