@@ -17,14 +17,16 @@ from tqdm import tqdm
 from benchmarks.study import RunLog, build, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.data import load_dataset
+from srgnn.graph import Graph
 from srgnn.disagreement import estimate_error
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample
 
 
-def one_set(method: str, data, train: torch.Tensor, seed: int) -> dict:
+def one_set(method: str, graph: Graph, train: torch.Tensor, seed: int) -> dict:
+    data = graph.data
     unlabelled = torch.ones(data.num_nodes, dtype=torch.bool)
     unlabelled[train] = False
-    first, second = (Trainer(build(method, data), seed=seed + k).fit(data, train) for k in (0, 1))
+    first, second = (Trainer(build(method, data), seed=seed + k).fit(graph, train) for k in (0, 1))
     test = test_nodes(data, train)
     true_error = 1.0 - first.evaluate(data, test)["micro_f1"]
     return {"estimate": estimate_error(first.logits(data), second.logits(data), nodes=unlabelled),
@@ -47,9 +49,10 @@ def main(argv=None) -> None:
     log = RunLog(runs, ("method", "split", "index"))
     methods = args.methods.split(",")
     jobs = [(m, s, i) for m in methods for s in ("biased", "iid") for i in range(args.repeats) if (m, s, i) not in log]
+    graph = Graph.from_data(data)
     for method, split, i in tqdm(jobs, unit="set"):
         train = (biased if split == "biased" else iid)[i]
-        log.add({"method": method, "split": split, "index": i, **one_set(method, data, train, seed=2 * i)})
+        log.add({"method": method, "split": split, "index": i, **one_set(method, graph, train, seed=2 * i)})
     lines = [f"## {args.dataset}, {args.repeats} localized sets and {args.repeats} IID sets", "",
              f"Command: `python -m benchmarks.disagreement_bias --dataset {args.dataset} --repeats {args.repeats} "
              f"--methods {args.methods}`", "",

@@ -49,9 +49,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import (LOCKSTEP, METHODS, PUBLISHED, RunLog, base_of, batchable, keep_freed_memory,
-                              pretrain_dgi, run_lockstep, run_many, run_one, train_plain_pyg_gcn)
+from benchmarks.study import (LOCKSTEP, METHODS, PUBLISHED, RunLog, base_of, batchable, is_plugin, keep_freed_memory,
+                              load_plugin, pretrain_dgi, run_lockstep, run_many, run_one, train_plain_pyg_gcn)
 from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, ensure_writable_dir, load_dataset
+from srgnn.graph import Graph
 from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
 from srgnn.shift import cmd
 from srgnn.trainer import resolve_device
@@ -73,7 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pubmed_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
+                        help=f"comma-separated, from {', '.join(METHODS)} (default: all), or your own model "
+                             "as package.module:factory, factory(data) -> NodeClassifier (sr-package.module:factory "
+                             "for its shift-robust variant)")
     parser.add_argument("--repeats", type=int, default=100, help="biased sets, one run each (default 100)")
     parser.add_argument("--iid-repeats", type=int, default=None, metavar="K",
                         help="IID sets each base model trains on for the IID reference, the first K (default: "
@@ -87,7 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="PPR teleport of the LocalizedSampler sets (--splits generated). Default: the "
                              f"dataset's, from datasets/registry.json ({teleports}), the teleport the authors' "
                              "published sets were drawn with; config.json records the one used")
-    parser.add_argument("--regularizer", choices=("cmd", "mmd"), default="cmd")
+    parser.add_argument("--regularizer", default="cmd",
+                        help="the SR variants' shift penalty: cmd (default), mmd, or your own as "
+                             "package.module:function, function(h_train, h_iid) -> scalar")
     parser.add_argument("--lam", type=float, default=1.0, help="weight of the shift regularizer (>= 0)")
     parser.add_argument("--lam-linear", type=float, default=0.1,
                         help="regularizer weight for the linear models' SR variants, which also use KMM (>= 0)")
@@ -114,9 +119,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "and print the speed ratios")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS and not is_plugin(m)]
     if unknown or not methods:
-        parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}, or name your own "
+                     "as package.module:factory")
+    for spec in [base_of(m) or m for m in methods if is_plugin(m)] + [args.regularizer] * is_plugin(args.regularizer):
+        try:
+            load_plugin(spec)
+        except ValueError as err:
+            parser.error(str(err))
+    if not is_plugin(args.regularizer) and args.regularizer not in ("cmd", "mmd"):
+        parser.error(f"--regularizer {args.regularizer!r}: choose cmd, mmd or package.module:function")
     args.methods = methods
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
@@ -349,8 +362,10 @@ def batch_size(args, method: str, data) -> int:
     return size if size > 1 and batchable(method, data) else 1
 
 
-def run_chunk(data, runs: list[tuple[str, str, int]], mode: str, sets: dict, seed: int, options: dict) -> list[dict]:
-    """Train the ``runs`` ((method, split, index into ``sets[split]``) each) and return one
+def run_chunk(graph: Graph, runs: list[tuple[str, str, int]], mode: str, sets: dict, seed: int,
+              options: dict) -> list[dict]:
+    """Train the ``runs`` ((method, split, index into ``sets[split]``) each) on ``graph`` (one
+    ``Graph.from_data`` per process, shared by its runs) and return one
     ``results.jsonl`` record per run. ``mode``: ``"one"`` (a single run), ``"replicas"`` (one
     method and split on several sets as one replica-batched job, even a last chunk of one, so
     that a set's result does not depend on where the chunks fall) or ``"lockstep"`` (APPNP
@@ -359,11 +374,12 @@ def run_chunk(data, runs: list[tuple[str, str, int]], mode: str, sets: dict, see
     seeds = [seed * 100_003 + i for _, _, i in runs]
     start = time.perf_counter()
     if mode == "replicas":
-        scores = run_many(runs[0][0], data, train_sets, seeds, **options)
+        scores = run_many(runs[0][0], graph, train_sets, seeds, **options)
     elif mode == "lockstep":
-        scores = run_lockstep([method for method, _, _ in runs], data, train_sets, seeds[0], **options)
+        scores = run_lockstep([method for method, _, _ in runs], graph, train_sets, seeds[0], **options)
     else:
-        scores = [run_one(runs[0][0], data, train_sets[0], seeds[0], **options)]
+        scores = [run_one(runs[0][0], graph, train_sets[0], seeds[0], **options)]
+    data = graph.data
     seconds = (time.perf_counter() - start) / len(runs)
     test_x = data.x[data.test_mask]  # the standard 1,000 test nodes, the same for every set
     return [{"method": method, "split": split, "index": i, **score,
@@ -403,6 +419,7 @@ def _worker(dataset: str, threads: int, tasks: multiprocessing.Queue, sets: dict
         torch.set_num_threads(threads)
         keep_freed_memory()
         data = load_dataset(dataset)
+        graph = Graph.from_data(data)
         for task in iter(tasks.get, None):
             if os.getppid() != parent:  # the study was killed: stop instead of training for nobody
                 results.cancel_join_thread()
@@ -410,7 +427,7 @@ def _worker(dataset: str, threads: int, tasks: multiprocessing.Queue, sets: dict
             if task == PRETRAIN_DGI:
                 pretrain_dgi(data, options["dgi_embeddings"], options["device"])
                 continue
-            results.put(("runs", run_chunk(data, *task, sets, seed, options)))
+            results.put(("runs", run_chunk(graph, *task, sets, seed, options)))
         results.put(("done", None))
     except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which stops the study
         results.put(("error", traceback.format_exc()))
@@ -423,8 +440,9 @@ def run_chunks(args, data, chunks: list, sets: dict, options: dict):
     if args.workers == 1:
         torch.set_num_threads(args.threads)
         keep_freed_memory()
+        graph = Graph.from_data(data)
         for runs, mode in chunks:
-            yield run_chunk(data, runs, mode, sets, args.seed, options)
+            yield run_chunk(graph, runs, mode, sets, args.seed, options)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's thread pool exists
     results, tasks = context.Queue(), context.Queue()
@@ -467,9 +485,9 @@ def run_chunks(args, data, chunks: list, sets: dict, options: dict):
 def compare_sequential(data, sets, epochs: int) -> None:
     """Time GCN on the same sets three ways: srgnn replica-batched, srgnn one run at a time, and
     a plain PyG loop (two GCNConv, dense x, Adam)."""
-    seeds = list(range(len(sets)))
-    ways = {"srgnn batched": lambda: run_many("gcn", data, sets, seeds, epochs=epochs),
-            "srgnn sequential": lambda: [run_one("gcn", data, t, s, epochs=epochs) for t, s in zip(sets, seeds)],
+    seeds, graph = list(range(len(sets))), Graph.from_data(data)
+    ways = {"srgnn batched": lambda: run_many("gcn", graph, sets, seeds, epochs=epochs),
+            "srgnn sequential": lambda: [run_one("gcn", graph, t, s, epochs=epochs) for t, s in zip(sets, seeds)],
             "plain PyG loop": lambda: [train_plain_pyg_gcn(data, t, epochs) for t in sets]}
     timings = {}
     for label, fn in ways.items():

@@ -25,6 +25,7 @@ from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.study import BASES, RunLog, write_section
 from srgnn import ShiftRobust, Trainer
 from srgnn.data import load_dataset
+from srgnn.graph import Graph
 from srgnn.sampling import load_published_splits
 
 def _kmm(teleport: float, lam: float | None) -> dict:
@@ -89,14 +90,15 @@ def main(argv=None) -> None:
              "| dataset | model | variant | validation Micro-F1 | wins vs base | wins vs study's SR |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, (data, sets) in graphs.items():
+        graph = Graph.from_data(data)  # one per dataset: its adjacency, features and PPR factors serve every run
         todo = [(model, variant, i) for model, variants in CANDIDATES.items() for variant in variants
                 for i in range(len(sets)) if (name, model, variant, i) not in log]
         for model, variant, i in tqdm(todo, desc=name, disable=not todo):
             net = BASES[model](data.num_features, data.num_classes)
             if VARIANTS[variant] is not None:
                 net = ShiftRobust(net, **VARIANTS[variant])
-            trainer = Trainer(net, seed=i).fit(data, sets[i])
-            score = trainer.evaluate(data, validation_nodes(data, sets[i]))["micro_f1"]
+            trainer = Trainer(net, seed=i).fit(graph, sets[i])
+            score = trainer.evaluate(graph, validation_nodes(data, sets[i]))["micro_f1"]
             log.add({"dataset": name, "model": model, "variant": variant, "index": i, "micro_f1": score})
         for model, variants in CANDIDATES.items():
             base = log.scores(dataset=name, model=model, variant="base")

@@ -3,8 +3,10 @@ and a results log that survives interruption (append-only JSONL, fsync'd per run
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.replicas import supports
-from srgnn.trainer import graph_on_device
+from srgnn.graph import Graph
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]
@@ -49,9 +51,32 @@ def base_of(method: str) -> str | None:
     return method[3:] if method.startswith("sr-") else None
 
 
+def is_plugin(spec: str) -> bool:
+    """Whether a method or penalty name is ``package.module:name`` (your own), not a built-in."""
+    return ":" in spec
+
+
+def load_plugin(spec: str) -> Callable:
+    """The callable ``package.module:name`` names: a model factory ``f(data) -> NodeClassifier``
+    for ``--methods`` (``sr-package.module:name`` for its shift-robust variant), or a penalty
+    ``d(h_train, h_iid) -> scalar`` for ``--regularizer``. The module must be importable in
+    the study's worker processes too (on ``PYTHONPATH``, or a package in the current directory)."""
+    module, _, name = spec.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"{spec!r} names nothing importable ({type(err).__name__}: {err}); give "
+                         "package.module:name of a module on the Python path") from None
+    if not callable(found):
+        raise ValueError(f"{spec!r} is a {type(found).__name__}, not a callable")
+    return found
+
+
 def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_linear: float = 0.1,
           dgi_embeddings: Path | None = None):
-    """An untrained model for a method name. SR variants use ``regularizer`` on the hidden
+    """An untrained model for a method name: a built-in (``BASES``), ``dann``, or a plug-in
+    ``package.module:factory`` (``load_plugin``), called as ``factory(data)``; ``sr-`` before any of
+    them wraps it in ``ShiftRobust``. ``regularizer`` is ``cmd``, ``mmd`` or a plug-in penalty. SR variants use ``regularizer`` on the hidden
     layer with weight ``lam``; the linear models (APPNP, SGC, DGI) add KMM instance weights and
     use ``lam_linear`` (0.1: first read off Cora's test nodes, then checked on validation
     nodes, where KMM + 0.1 CMD beat KMM alone for SGC and DGI on PubMed and CiteSeer;
@@ -60,11 +85,15 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
     if method == "dann":
         return ShiftRobust(GCN(data.num_features, data.num_classes), "dann", lam=0.1)
     name = base_of(method) or method
-    extra = {"embeddings_file": dgi_embeddings} if name == "dgi" and dgi_embeddings is not None else {}
-    model = BASES[name](data.num_features, data.num_classes, **extra)
+    if is_plugin(name):
+        model = load_plugin(name)(data)
+    else:
+        extra = {"embeddings_file": dgi_embeddings} if name == "dgi" and dgi_embeddings is not None else {}
+        model = BASES[name](data.num_features, data.num_classes, **extra)
     if not method.startswith("sr-"):
         return model
-    return ShiftRobust(model, regularizer, lam_linear if getattr(model, "linear", False) else lam)
+    penalty = load_plugin(regularizer) if is_plugin(regularizer) else regularizer
+    return ShiftRobust(model, penalty, lam_linear if getattr(model, "linear", False) else lam)
 
 
 def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
@@ -76,19 +105,21 @@ def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
     return data.test_mask
 
 
-def run_one(method: str, data, train: torch.Tensor, seed: int, *, regularizer: str = "cmd", lam: float = 1.0,
+def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regularizer: str = "cmd", lam: float = 1.0,
             lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu", dgi_embeddings: Path | None = None) -> dict:
-    """Train one method on one training set and score it on the test nodes."""
-    model = build(method, data, regularizer, lam, lam_linear, dgi_embeddings)
+    """Train one method on one training set of ``graph`` (``Graph.from_data``, shared by every run
+    on it) and score it on the test nodes."""
+    model = build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings)
     trainer = Trainer(model, epochs=epochs, seed=seed, device=device)
-    return trainer.fit(data, train).evaluate(data, test_nodes(data, train))
+    return trainer.fit(graph, train).evaluate(graph, test_nodes(graph.data, train))
 
 
 def pretrain_dgi(data, path: Path, device: str = "cpu") -> None:
     """Pretrain DGI on ``data`` into ``path`` (``DGI``'s ``embeddings_file``), unless the file
     already holds these embeddings; the runs of ``run_one`` then load them."""
     model = build("dgi", data, dgi_embeddings=path).to(device)
-    model.node_features(*graph_on_device(data, device))
+    graph = Graph.from_data(data, device)
+    model.node_features(graph.x, graph)
 
 
 def batchable(method: str, data) -> bool:
@@ -96,13 +127,13 @@ def batchable(method: str, data) -> bool:
     return supports(build(method, data))
 
 
-def run_many(method: str, data, sets: list[torch.Tensor], seeds: list[int], *, regularizer: str = "cmd",
+def run_many(method: str, graph: Graph, sets: list[torch.Tensor], seeds: list[int], *, regularizer: str = "cmd",
              lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
              dgi_embeddings: Path | None = None) -> list[dict]:
     """``run_one`` for several training sets at once, as one replica-batched job."""
-    trainer = ReplicaTrainer(lambda: build(method, data, regularizer, lam, lam_linear, dgi_embeddings),
+    trainer = ReplicaTrainer(lambda: build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings),
                              epochs=epochs, device=device)
-    return trainer.fit(data, sets, seeds).evaluate(data, [test_nodes(data, train) for train in sets])
+    return trainer.fit(graph, sets, seeds).evaluate(graph, [test_nodes(graph.data, train) for train in sets])
 
 
 #: Runs of one set index that share a seed and the same whole-graph masks (APPNP on the
@@ -111,14 +142,14 @@ def run_many(method: str, data, sets: list[torch.Tensor], seeds: list[int], *, r
 LOCKSTEP = (("appnp", "biased"), ("appnp", "iid"), ("sr-appnp", "biased"))
 
 
-def run_lockstep(methods: list[str], data, sets: list[torch.Tensor], seed: int, *, regularizer: str = "cmd",
+def run_lockstep(methods: list[str], graph: Graph, sets: list[torch.Tensor], seed: int, *, regularizer: str = "cmd",
                  lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
                  dgi_embeddings: Path | None = None) -> list[dict]:
     """``run_one`` of ``methods[r]`` on ``sets[r]``, all with ``seed``, as one ``LockstepTrainer``
     job (APPNP variants); the same scores to float tolerance."""
-    models = [build(method, data, regularizer, lam, lam_linear, dgi_embeddings) for method in methods]
+    models = [build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings) for method in methods]
     trainer = LockstepTrainer(models, epochs=epochs, seed=seed, device=device)
-    return trainer.fit(data, sets).evaluate(data, [test_nodes(data, train) for train in sets])
+    return trainer.fit(graph, sets).evaluate(graph, [test_nodes(graph.data, train) for train in sets])
 
 
 class RunLog:

@@ -16,17 +16,19 @@ from srgnn import ShiftRobust
 from srgnn.data import load_dataset
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler
-from srgnn.trainer import model_input, robust_loss_subgraph
+from srgnn.graph import Graph
+from srgnn.trainer import robust_loss_subgraph
 
 
 def srgnn_epochs(model, data, train, epochs: int, receptive_field: bool = False) -> float:
     """Seconds per epoch of srgnn's loss and step, on the whole graph or on the receptive
     field of the training and IID nodes."""
     robust = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
-    robust.setup(data, train, seed=0)
-    x, edge_index, y, (train, iid) = model_input(data.x), data.edge_index, data.y, (train, robust.iid_idx_)
+    graph = Graph.from_data(data)
+    robust.setup(graph, train, seed=0)
+    x, edge_index, y, (train, iid) = graph.x, graph, data.y, (train, robust.iid_idx_)
     if receptive_field:  # what the Trainer trains on
-        x, edge_index, y, (train, iid, _) = robust_loss_subgraph(robust, data, train, torch.device("cpu"))
+        x, edge_index, y, (train, iid, _) = robust_loss_subgraph(robust, graph, train, torch.device("cpu"))
     optimizer = torch.optim.Adam(robust.parameters(), lr=0.01, weight_decay=5e-4)
     start = time.perf_counter()
     for _ in range(epochs):

@@ -13,8 +13,9 @@ from torch import Tensor
 
 
 def check_graph(data, *, require_labels: bool = False, require_features: bool = False) -> None:
-    """Check a ``Data`` object: float finite features (required if asked), an integer
-    in-range ``edge_index``, integer labels if asked."""
+    """Check a ``Data`` object: float finite features if asked (``require_features``; a pass
+    over all of ``x``, 70 ms on PubMed, which ``srgnn.graph.Graph.from_data`` makes once per
+    graph), an integer in-range ``edge_index``, integer labels if asked."""
     num_nodes = data.num_nodes
     x = getattr(data, "x", None)
     if x is None and require_features:
@@ -26,15 +27,10 @@ def check_graph(data, *, require_labels: bool = False, require_features: bool = 
             raise ValueError(f"data.x must have shape [num_nodes={num_nodes}, F]; got {tuple(x.shape)}.")
         if require_features and not x.is_floating_point():
             raise TypeError(f"data.x has dtype {x.dtype}; models need float features: data.x = data.x.float().")
-        # A pass over all of x (70 ms on PubMed) per fit: remembered per version of x, so a
-        # study checks it once and an in-place edit is checked again.
-        if x.is_floating_point() and getattr(x, "srgnn_finite_version", None) != x._version:
-            if not torch.isfinite(x).all():
-                bad = int((~torch.isfinite(x)).any(dim=1).sum())
-                raise ValueError(
-                    f"data.x contains NaN or infinite values in {bad} node(s); "
-                    "impute or drop them first (e.g. torch.nan_to_num).")
-            x.srgnn_finite_version = x._version
+        if require_features and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).any(dim=1).sum())
+            raise ValueError(f"data.x contains NaN or infinite values in {bad} node(s); "
+                             "impute or drop them first (e.g. torch.nan_to_num).")
     edge_index = getattr(data, "edge_index", None)
     if edge_index is None:
         raise ValueError("data.edge_index is missing; a graph needs edges as a [2, E] integer tensor.")

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .trainer import graph_on_device
+from .graph import Graph
 
 
 def _labels(prediction: Tensor) -> Tensor:
@@ -55,14 +55,17 @@ def estimate_error(*predictions: Tensor, nodes: Tensor | None = None) -> float:
     return sum(disagreement_rate(a, b, nodes) for a, b in pairs) / len(pairs)
 
 
-def predict_all(models, data: Data) -> list[Tensor]:
-    """Logits ``[N, C]`` of each (trained) model on a ``Data``, for the functions above: the
-    same input as ``srgnn.Trainer.logits`` (sparse features as CSR), on each model's device."""
+def predict_all(models, data: Data | Graph) -> list[Tensor]:
+    """Logits ``[N, C]`` of each (trained) model on a ``Data`` or ``Graph``, for the functions
+    above: the same input as ``srgnn.Trainer.logits`` (sparse features as CSR), on each model's
+    device."""
+    graph = data if isinstance(data, Graph) else Graph.from_data(data)
     outputs = []
     with torch.no_grad():
         for model in models:
             model.eval()
-            outputs.append(model(*graph_on_device(data, next(model.parameters()).device)).cpu())
+            on_device = graph.on(next(model.parameters()).device)
+            outputs.append(model(*on_device.inputs_for(model)).cpu())
     return outputs
 
 

@@ -5,7 +5,7 @@ run pays Python and dispatch overhead on every operation; batched, the R replica
 model on one graph:
 
 * their parameters are stacked, ``[R, ...]`` (``torch.func.stack_module_state``);
-* their receptive fields (``srgnn.propagation.receptive_subgraph``) are stacked as one
+* their receptive fields (``srgnn.graph.Graph.receptive_subgraph``) are stacked as one
   block-diagonal graph, so each layer's propagation is one SpMM for all replicas;
 * the sparse input layer is one SpMM: replica r's feature columns are shifted by ``r F``, so
   its rows meet only its own block of the stacked ``[R F, H]`` weight;
@@ -39,12 +39,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .models import APPNP, GCN, MLP, GraphSAGE, NodeClassifier
+from .graph import Graph, model_input
 from .models.base import _SparseMatmul, dropout, keep_mask, linear, relu_dropout
-from .propagation import compact_csr, layer_edges, normalized_adjacency, quiet_sparse, receptive_subgraph, spmm
+from .propagation import compact_csr, quiet_sparse, spmm
 from ._validation import check_int
 from .robust import ShiftRobust
-from .trainer import (Trainer, check_output_classes, check_training_set, classification_scores, graph_on_device,
-                      model_input, optimizer_settings, resolve_device, robust_loss_subgraph, target_hops)
+from .trainer import (Trainer, check_output_classes, check_training_set, classification_scores, evaluation_graph,
+                      fitted_graph, optimizer_settings, resolve_device, robust_loss_subgraph, target_hops)
 
 
 class ReplicaBlocks:
@@ -103,10 +104,10 @@ class ReplicaBlocks:
         return out if bias is None else out + bias[self.owner]
 
 
-def _gcn(model: GCN, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
+def _gcn(model: GCN, params: dict[str, Tensor], x: Tensor, graph: Graph, blocks: ReplicaBlocks):
     h, last = x, len(model.lins) - 1
     for i in range(last + 1):
-        adj = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), device=x.device)
+        adj = graph.layer(i + 1).adjacency()
         h = spmm(adj, blocks.linear(blocks.dropout(h, model.dropout), params[f"lins.{i}.weight"]))
         h = h + params[f"biases.{i}"][blocks.owner]
         if i < last:
@@ -114,10 +115,10 @@ def _gcn(model: GCN, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, b
     return h, hidden
 
 
-def _sage(model: GraphSAGE, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
+def _sage(model: GraphSAGE, params: dict[str, Tensor], x: Tensor, graph: Graph, blocks: ReplicaBlocks):
     h = x
     for i in range(len(model.roots)):
-        mean = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), "mean", device=x.device)
+        mean = graph.layer(i + 1).adjacency("mean")
         h = blocks.dropout(h, model.dropout)
         h = (blocks.linear(h, params[f"roots.{i}.weight"], params[f"roots.{i}.bias"])
              + spmm(mean, blocks.linear(h, params[f"neighbours.{i}.weight"])))
@@ -126,7 +127,7 @@ def _sage(model: GraphSAGE, params: dict[str, Tensor], x: Tensor, edge_index: Te
     return h, hidden
 
 
-def _mlp(model: MLP, params: dict[str, Tensor], x: Tensor, edge_index: Tensor, blocks: ReplicaBlocks):
+def _mlp(model: MLP, params: dict[str, Tensor], x: Tensor, graph: Graph, blocks: ReplicaBlocks):
     h, last = x, len(model.lins) - 1
     for i in range(last + 1):
         h = blocks.linear(blocks.dropout(h, model.dropout), params[f"lins.{i}.weight"], params[f"lins.{i}.bias"])
@@ -153,16 +154,17 @@ class _ManyModels:
 
     device: torch.device
     models_: list[NodeClassifier]
+    graph_: Graph
 
-    def logits(self, data: Data) -> list[Tensor]:
+    def logits(self, data: Data | Graph) -> list[Tensor]:
         """Each model's logits of every node, ``[N, C]`` each, on the CPU."""
         if not hasattr(self, "models_"):
             raise RuntimeError("Call fit() before logits() or evaluate().")
-        x, edge_index = graph_on_device(data, self.device)
+        graph = evaluation_graph(self.graph_, data, self.device)
         with torch.no_grad():
-            return [model(x, edge_index).cpu() for model in self.models_]
+            return [model(*graph.inputs_for(model)).cpu() for model in self.models_]
 
-    def evaluate(self, data: Data, idx: Sequence[Tensor]) -> list[dict[str, float]]:
+    def evaluate(self, data: Data | Graph, idx: Sequence[Tensor]) -> list[dict[str, float]]:
         """Micro-F1, macro-F1 and cross-entropy of model r on ``idx[r]``."""
         return [classification_scores(logits, data, nodes) for logits, nodes in zip(self.logits(data), idx)]
 
@@ -175,7 +177,11 @@ class ReplicaTrainer(_ManyModels):
             around one); called once per replica under that replica's seed.
         epochs, lr, weight_decay, device: as ``srgnn.Trainer``.
 
-    Attributes (after ``fit``): ``models_``, the R trained models, in eval mode.
+    A model ``supports`` does not cover (another class, BatchNorm, DANN) trains replica by
+    replica, each as ``Trainer(build(), seed=seeds[r])``, with the same results as batched.
+
+    Attributes (after ``fit``): ``models_``, the R trained models, in eval mode; ``batched_``,
+    whether they trained as one job, and ``unbatched_reason_``, why not (``None`` if they did).
     """
 
     def __init__(self, build: Callable[[], NodeClassifier | ShiftRobust], *, epochs: int = 200,
@@ -185,7 +191,7 @@ class ReplicaTrainer(_ManyModels):
         self.build, self.epochs, self.lr, self.weight_decay = build, epochs, lr, weight_decay
         self.device = resolve_device(device)
 
-    def _replicas(self, data: Data, train_sets: list[Tensor],
+    def _replicas(self, graph: Graph, train_sets: list[Tensor],
                   seeds: list[int]) -> tuple[list[ShiftRobust], list[torch.Generator]]:
         """The R set-up, initialised replicas, and for each a generator holding the device's
         global stream after its set-up, where ``Trainer.fit`` starts drawing dropout masks."""
@@ -194,10 +200,7 @@ class ReplicaTrainer(_ManyModels):
             model = self.build()
             torch.manual_seed(seed)  # srgnn.Trainer.fit's order: seed, IID sample and KMM, initialise
             robust = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
-            if not supports(robust):
-                raise ValueError(f"ReplicaTrainer trains {', '.join(c.__name__ for c in FORWARDS)} (without "
-                                 f"BatchNorm or DANN); train {type(robust.model).__name__} with srgnn.Trainer.")
-            replicas.append(robust.setup(data, train, seed).to(self.device))
+            replicas.append(robust.setup(graph, train, seed).to(self.device))
             robust.reset_parameters()
             generator = torch.Generator(self.device)
             generator.set_state(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
@@ -205,14 +208,27 @@ class ReplicaTrainer(_ManyModels):
             generators.append(generator)
         return replicas, generators
 
-    def fit(self, data: Data, train_sets: list[Tensor], seeds: list[int]) -> "ReplicaTrainer":
+    def fit(self, data: Data | Graph, train_sets: list[Tensor], seeds: list[int]) -> "ReplicaTrainer":
         """Train replica r on ``train_sets[r]`` with seed ``seeds[r]``; returns ``self``."""
         if not train_sets:
             raise ValueError("train_sets is empty: pass at least one training set (and one seed per set).")
         if len(train_sets) != len(seeds):
             raise ValueError(f"Pass one seed per training set; got {len(train_sets)} sets and {len(seeds)} seeds.")
-        train_sets = [check_training_set(data, train) for train in train_sets]
-        replicas, generators = self._replicas(data, train_sets, seeds)
+        self.graph_ = graph = fitted_graph(data, self.device)
+        data = graph.data
+        train_sets = [check_training_set(graph, train) for train in train_sets]
+        replicas, generators = self._replicas(graph, train_sets, seeds)
+        self.batched_ = all(supports(robust) for robust in replicas)
+        self.unbatched_reason_ = None if self.batched_ else (
+            f"{type(replicas[0].model).__name__} is not one of {', '.join(c.__name__ for c in FORWARDS)} (without "
+            "BatchNorm or DANN), whose replica-batched forward ReplicaTrainer has; it trained one replica at a time")
+        if not self.batched_:  # each replica as its Trainer, which seeds, sets up and initialises it again
+            trainers = [Trainer(robust, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, seed=seed,
+                                device=self.device).fit(graph, train)
+                        for robust, train, seed in zip(replicas, train_sets, seeds)]
+            self.history_ = torch.tensor([t.history_ for t in trainers]).mean(0).tolist()
+            self.models_ = [t.model_ for t in trainers]
+            return self
         check_output_classes(replicas[0].model, data)
         model = replicas[0].model
         lr, weight_decay = optimizer_settings(model, self.lr, self.weight_decay)
@@ -222,23 +238,23 @@ class ReplicaTrainer(_ManyModels):
         offset = 0
         for train, robust in zip(train_sets, replicas):
             iid = robust.iid_idx_ if robust.iid_idx_ is not None else train[:0]
-            subset, edge_index = receptive_subgraph(data.edge_index.cpu(), data.num_nodes, [train.cpu(), iid],
-                                                    [target_hops(model), target_hops(model, hidden_only=True)])
+            subset, field = graph.on("cpu").receptive_subgraph(
+                [train.cpu(), iid], [target_hops(model), target_hops(model, hidden_only=True)])
             local = torch.full((data.num_nodes,), -1, dtype=torch.long)
             local[subset] = torch.arange(subset.numel()) + offset
             subsets.append(subset)
-            edges.append(edge_index + offset)
-            degrees.append(edge_index.full_degree)
-            depths.append(edge_index.depth)
+            edges.append(field.edge_index + offset)
+            degrees.append(field.full_degree)
+            depths.append(field.depth)
             train_rows.append(local[train.cpu()])
             iid_rows.append(local[iid])
             offset += subset.numel()
         blocks = ReplicaBlocks([s.numel() for s in subsets], generators, self.device)
         rows = torch.cat(subsets)
-        edge_index = torch.cat(edges, 1).to(self.device)
-        edge_index.full_degree, edge_index.depth = torch.cat(degrees), torch.cat(depths)
         x = model_input(data.x[rows.to(data.x.device)]).to(self.device)
         x = blocks.widen(x) if x.is_sparse_csr else x
+        fields = Graph(torch.cat(edges, 1).to(self.device), rows.numel(), x=x, full_degree=torch.cat(degrees),
+                       depth=torch.cat(depths))
         y = data.y.view(-1)[rows.to(data.y.device)].to(self.device)
         train_index = torch.cat(train_rows).to(self.device)
         # Each replica's loss is its mean over its own training nodes.
@@ -251,11 +267,9 @@ class ReplicaTrainer(_ManyModels):
         losses = []  # tensors until the end, as in srgnn.Trainer (no GPU sync per epoch)
         for _ in range(self.epochs):
             optimizer.zero_grad()
-            logits, hidden = forward(model, params, x, edge_index, blocks)
+            logits, hidden = forward(model, params, x, fields, blocks)
             loss = (weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")).sum()
-            robust = replicas[0]
-            if robust.regularizer is not None and robust.lam > 0:
-                loss = loss + robust.lam * self._penalty(robust, hidden, train_rows, iid_rows)
+            loss = loss + self._shift_term(replicas, hidden, train_rows, iid_rows)
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
@@ -265,8 +279,23 @@ class ReplicaTrainer(_ManyModels):
         self.models_ = [robust.model.eval() for robust in replicas]
         return self
 
+    def _shift_term(self, replicas: list[ShiftRobust], hidden: Tensor, train_rows: list[Tensor],
+                    iid_rows: list[Tensor]) -> Tensor | float:
+        """Sum over replicas of lam_r d_r(h[train_r], h[iid_r]). Replicas that share one built-in
+        penalty and one lam take it as one factor of the penalties' sum (batched when the sizes
+        agree); others, user penalties among them, one replica at a time."""
+        first = replicas[0]
+        if all(r.regularizer == first.regularizer and r.lam == first.lam for r in replicas):
+            if first.regularizer is None or first.lam == 0:
+                return 0.0
+            if not callable(first.regularizer):
+                return first.lam * self._penalty(first, hidden, train_rows, iid_rows)
+        return sum(r.lam * r.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
+                   for r, t, i in zip(replicas, train_rows, iid_rows) if r.regularizer is not None and r.lam > 0)
+
     def _penalty(self, robust: ShiftRobust, hidden: Tensor, train_rows: list[Tensor], iid_rows: list[Tensor]) -> Tensor:
-        """Sum over replicas of d(h[train_r], h[iid_r]); one batched call when the sizes agree."""
+        """Sum over replicas of d(h[train_r], h[iid_r]) for a built-in penalty; one batched call
+        when the sizes agree."""
         if len({t.numel() for t in train_rows}) == 1 and len({i.numel() for i in iid_rows}) == 1:
             count = len(train_rows)
             train = hidden[torch.cat(train_rows).to(hidden.device)].view(count, train_rows[0].numel(), -1)
@@ -321,24 +350,25 @@ class LockstepTrainer(_ManyModels):
         self.epochs, self.lr, self.weight_decay, self.seed = epochs, lr, weight_decay, seed
         self.device = resolve_device(device)
 
-    def fit(self, data: Data, train_sets: Sequence[Tensor]) -> "LockstepTrainer":
+    def fit(self, data: Data | Graph, train_sets: Sequence[Tensor]) -> "LockstepTrainer":
         """Train model r on ``train_sets[r]``; returns ``self``."""
         if len(train_sets) != len(self.models):
             raise ValueError(f"Pass one training set per model; got {len(train_sets)} sets for "
                              f"{len(self.models)} models.")
-        train_sets = [check_training_set(data, train) for train in train_sets]
+        self.graph_ = graph = fitted_graph(data, self.device)
+        train_sets = [check_training_set(graph, train) for train in train_sets]
         inputs, steps = [], []  # per model: its input and (operator, y, train, iid), as its Trainer has them
         for robust, train in zip(self.models, train_sets):
             torch.manual_seed(self.seed)  # Trainer.fit's order: seed, set up, initialise
-            robust.setup(data, train, self.seed)
+            robust.setup(graph, train, self.seed)
             robust.to(self.device).reset_parameters()
-            x, operator, y, (train_local, iid_local, _) = robust_loss_subgraph(robust, data, train, self.device)
+            x, operator, y, (train_local, iid_local, _) = robust_loss_subgraph(robust, graph, train, self.device)
             inputs.append(x)
             steps.append((operator, y, train_local, iid_local))
         models = [robust.model for robust in self.models]
         if any(x is not inputs[0] for x in inputs):  # some train on a subgraph: masks of other shapes
             trainers = [Trainer(robust, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                                seed=self.seed, device=self.device).fit(data, train)
+                                seed=self.seed, device=self.device).fit(graph, train)
                         for robust, train in zip(self.models, train_sets)]
             self.history_ = torch.tensor([t.history_ for t in trainers]).mean(0).tolist()
             self.models_ = [t.model_ for t in trainers]

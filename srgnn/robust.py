@@ -11,6 +11,8 @@ the linear models APPNP and SGC) or ones.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,11 +20,15 @@ from torch_geometric.data import Data
 
 from ._validation import check_choice, check_index, check_int, check_number
 from .models.base import NodeClassifier
-from .propagation import graph_cache, graph_ppr_sq_distances
+from .graph import Graph, graph_input
+from .ppr import graph_ppr_sq_distances
 from .sampling import iid_sample
 from .shift import cmd, kmm_weights_from_sq_distances, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
+#: A shift penalty of your own: hidden rows of the training nodes ``[n, H]`` and of the IID
+#: sample ``[m, H]`` -> a differentiable scalar.
+Penalty = Callable[[Tensor, Tensor], Tensor]
 INSTANCE_WEIGHTS = (None, "kmm", "auto")
 
 
@@ -43,7 +49,9 @@ class ShiftRobust(nn.Module):
     Args:
         model: the GNN; its ``forward_with_hidden`` gives the hidden layer regularized.
         regularizer: ``"cmd"`` (SR-GNN's default), ``"mmd"``, ``"dann"`` (the adversarial
-            baseline) or ``None``.
+            baseline), ``None``, or your own penalty: a callable ``d(h_train, h_iid) -> scalar``
+            on ``[n, H]`` and ``[m, H]`` hidden rows (differentiable; ``ReplicaTrainer`` calls
+            it once per replica).
         lam: weight of the regularizer.
         instance_weights: ``"kmm"``, ``None``, or ``"auto"`` (KMM for linear models).
         iid_size: size of the unlabelled IID sample; default ``max(n_train, 500)``.
@@ -55,14 +63,15 @@ class ShiftRobust(nn.Module):
             SR-APPNP alike:
             ``benchmarks.select_on_validation``, docs/reproduction.md).
 
-    Call ``setup(data, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
+    Call ``setup(graph, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
     """
 
-    def __init__(self, model: NodeClassifier, regularizer: str | None = "cmd", lam: float = 1.0,
+    def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1):
         super().__init__()
-        check_choice(regularizer, REGULARIZERS, "regularizer")
+        if not callable(regularizer):
+            check_choice(regularizer, REGULARIZERS, "regularizer")
         check_choice(instance_weights, INSTANCE_WEIGHTS, "instance_weights")
         lam = check_number(lam, "lam")
         iid_size = None if iid_size is None else check_int(iid_size, "iid_size")
@@ -82,10 +91,10 @@ class ShiftRobust(nn.Module):
         return self.model.in_channels
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        return self.model(x, edge_index)
+        return self.model(x, graph_input(self.model, edge_index))
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model.forward_with_hidden(x, edge_index)
+        return self.model.forward_with_hidden(x, graph_input(self.model, edge_index))
 
     def reset_parameters(self) -> None:
         self.model.reset_parameters()
@@ -94,9 +103,14 @@ class ShiftRobust(nn.Module):
                 if hasattr(layer, "reset_parameters"):
                     layer.reset_parameters()
 
-    def setup(self, data: Data, train_idx: Tensor, seed: int = 0, iid_idx: Tensor | None = None,
+    def setup(self, graph: Graph | Data, train_idx: Tensor, seed: int = 0, iid_idx: Tensor | None = None,
               hidden_channels: int | None = None) -> "ShiftRobust":
-        """Draw the IID sample and compute instance weights for one training set."""
+        """Draw the IID sample and compute instance weights for one training set. A ``Graph``
+        (``Graph.from_data``) keeps the KMM weights and the PPR factorization behind them for
+        the next model set up on it; a ``Data`` computes them afresh."""
+        data = graph.data if isinstance(graph, Graph) else graph
+        if data is None:
+            raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
         train_idx = check_index(train_idx, data.num_nodes, "train_idx").cpu()
         needs_iid = self.regularizer is not None or self.instance_weights is not None
         if iid_idx is not None:
@@ -114,15 +128,15 @@ class ShiftRobust(nn.Module):
         if self.instance_weights == "kmm":
             # Label-free up to the training labels, so every model trained on one set with one
             # IID sample (SR-APPNP, SR-SGC, SR-DGI in a study) shares one PPR solve and QP.
-            cache = graph_cache(data.edge_index, data.num_nodes)
             key = ("kmm", tuple(train_idx.tolist()), tuple(iid_idx.tolist()), tuple(data.y[train_idx].tolist()),
                    self.kmm_teleport, self.kmm_lower)
-            if key not in cache:
+
+            def weights() -> Tensor:
                 n = train_idx.numel()
-                sq = graph_ppr_sq_distances(data, train_idx, torch.cat([train_idx, iid_idx]), self.kmm_teleport)
-                cache[key] = kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y[train_idx].cpu(),
-                                                           lower=self.kmm_lower)
-            self.weights_ = cache[key].float()
+                sq = graph_ppr_sq_distances(graph, train_idx, torch.cat([train_idx, iid_idx]), self.kmm_teleport)
+                return kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y[train_idx].cpu(), lower=self.kmm_lower)
+
+            self.weights_ = (graph.cached(key, weights) if isinstance(graph, Graph) else weights()).float()
         if self.regularizer == "dann" and self.discriminator is None:
             if hidden_channels is None:
                 raise ValueError("DANN needs hidden_channels to size its discriminator.")
@@ -132,6 +146,8 @@ class ShiftRobust(nn.Module):
 
     def penalty(self, hidden_train: Tensor, hidden_iid: Tensor) -> Tensor:
         """The shift term d(h_train, h_iid) (before multiplying by ``lam``)."""
+        if callable(self.regularizer):
+            return self.regularizer(hidden_train, hidden_iid)
         if self.regularizer == "cmd":
             return cmd(hidden_train, hidden_iid, self.moments)
         if self.regularizer == "mmd":
@@ -145,7 +161,7 @@ class ShiftRobust(nn.Module):
         """Weighted cross-entropy over ``train_idx`` plus ``lam`` times the shift penalty
         between ``train_idx`` and ``iid_idx`` (default: the IID sample drawn by ``setup``;
         pass it relabelled when ``x`` is a subgraph)."""
-        return self.objective(*self.model.forward_with_hidden(x, edge_index), y, train_idx, iid_idx)
+        return self.objective(*self.forward_with_hidden(x, edge_index), y, train_idx, iid_idx)
 
     def objective(self, logits: Tensor, hidden: Tensor, y: Tensor, train_idx: Tensor,
                   iid_idx: Tensor | None = None) -> Tensor:

@@ -118,7 +118,7 @@ def kmm_weights_from_sq_distances(source_sq: Tensor, cross_sq: Tensor, labels: T
                                   gammas: Sequence[float] = (1.0, 0.1, 1e-3)) -> Tensor:
     r"""``kmm_weights`` from squared distances instead of feature rows: ``source_sq`` ``[n, n]``
     among the source nodes and ``cross_sq`` ``[n, m]`` from each source to each target node
-    (for PPR rows, ``srgnn.propagation.graph_ppr_sq_distances`` gives them without the
+    (for PPR rows, ``srgnn.ppr.graph_ppr_sq_distances`` gives them without the
     targets' rows). Returns ``beta`` ``[n]`` (float64) on ``cross_sq``'s device."""
     if source_sq.dim() != 2 or cross_sq.dim() != 2 or source_sq.shape != (cross_sq.size(0),) * 2 or cross_sq.size(1) == 0:
         raise ValueError(f"Expected source_sq [n, n] and cross_sq [n, m] with m > 0; got {tuple(source_sq.shape)} "

@@ -19,6 +19,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import Data
 
 from ._validation import check_int, check_number
+from .graph import Graph, graph_input, graph_on
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,14 @@ class _SWARun:
             if self.scheduler is not None:
                 self.scheduler.step()
 
-    def finish(self, data: Data, x: Tensor, edge_index: Tensor) -> nn.Module:
+    def finish(self, data: Data, x: Tensor, edge_index: Tensor | Graph) -> nn.Module:
         averaged = self.averaged.module
         update_bn(averaged, data, x=x, edge_index=edge_index, warn=False)
         return averaged
 
 
-def update_bn(model: nn.Module, data: Data | None, *, x: Tensor | None = None, edge_index: Tensor | None = None,
-              warn: bool = True) -> None:
+def update_bn(model: nn.Module, data: Data | None, *, x: Tensor | None = None,
+              edge_index: Tensor | Graph | None = None, warn: bool = True) -> None:
     """Reset every BatchNorm's running statistics to the batch statistics of one full-graph
     forward pass on ``data`` (or the ``x`` and ``edge_index`` given instead; other layers, e.g.
     dropout, stay in eval mode). A model without BatchNorm is left unchanged, with a warning."""
@@ -94,7 +95,7 @@ def update_bn(model: nn.Module, data: Data | None, *, x: Tensor | None = None, e
         return
     device = next(model.parameters()).device
     x = (data.x if x is None else x).to(device)
-    edge_index = (data.edge_index if edge_index is None else edge_index).to(device)
+    edge_index = graph_on(data.edge_index if edge_index is None else edge_index, device)
     was_training = model.training
     momenta = {m: m.momentum for m in norms}
     model.eval()
@@ -103,7 +104,7 @@ def update_bn(model: nn.Module, data: Data | None, *, x: Tensor | None = None, e
         m.momentum = None  # a cumulative average: after one pass, exactly that pass's statistics
         m.train()
     with torch.no_grad():
-        model(x, edge_index)
+        model(x, graph_input(model, edge_index))
     for m in norms:
         m.momentum = momenta[m]
     model.train(was_training)
@@ -153,19 +154,19 @@ class SWAG:
             draw = draw + d @ normal(d.size(1)) / (2 * (len(self.deviations) - 1)) ** 0.5
         return self.mean + scale * draw
 
-    def predict_proba(self, x: Tensor, edge_index: Tensor, n_samples: int = 20, seed: int = 0) -> Tensor:
+    def predict_proba(self, x: Tensor, edge_index: Tensor | Graph, n_samples: int = 20, seed: int = 0) -> Tensor:
         """Bayesian model average of softmax outputs over ``n_samples`` draws, ``[N, C]``, on the
         model's device (``x`` and ``edge_index`` are moved there). Each draw's BatchNorm
         statistics are recomputed on the full graph before it predicts (Maddox et al., Alg. 1):
         statistics of other weights do not fit it."""
         model = copy.deepcopy(self.model).eval()
-        x, edge_index = x.to(self.mean.device), edge_index.to(self.mean.device)
+        x, edge_index = x.to(self.mean.device), graph_on(edge_index, self.mean.device)
         generator = torch.Generator().manual_seed(seed)
         total = None
         with torch.no_grad():
             for _ in range(n_samples):
                 vector_to_parameters(self.sample(generator=generator), model.parameters())
                 update_bn(model, None, x=x, edge_index=edge_index, warn=False)
-                probs = model(x, edge_index).softmax(-1)
+                probs = model(x, graph_input(model, edge_index)).softmax(-1)
                 total = probs if total is None else total + probs
         return total / n_samples

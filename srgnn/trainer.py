@@ -12,47 +12,32 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from ._validation import check_graph, check_index, check_int, check_number, check_same_device
+from .graph import Graph, graph_input, model_input
 from .models.base import NodeClassifier
-from .propagation import compact_csr, quiet_sparse, receptive_subgraph
+from .propagation import TargetRows
 from .robust import ShiftRobust
 
 
-def _kept_on(t: Tensor, name: str, compute: Callable[[], Tensor]) -> Tensor:
-    """``compute()``, kept on ``t`` as attribute ``name`` until ``t`` is modified in place."""
-    cached = getattr(t, name, None)
-    if cached is None or cached[0] != t._version:
-        cached = (t._version, compute())
-        setattr(t, name, cached)
-    return cached[1]
+def fitted_graph(data: Data | Graph, device: torch.device) -> Graph:
+    """The ``Graph`` a trainer runs on: ``data`` itself on ``device`` (a copy kept in its cache
+    if it lives elsewhere), or one built from a ``Data`` (``Graph.from_data``). Build a
+    ``Graph`` once and pass it to every trainer on a graph, so its adjacency, SGC's features,
+    DGI's embeddings and PPR factorizations are computed once for all of them."""
+    if isinstance(data, Graph):
+        if data.data is None:
+            raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
+        data.check_current()
+        return data.on(device)
+    return Graph.from_data(data, device)
 
 
-def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
-    """Sparse bag-of-words features as CSR (first-layer SpMM and O(nnz) dropout), others as is.
-
-    The conversion is kept on ``x`` (until ``x`` is modified in place), so fitting and
-    evaluating many runs on one graph converts once and reuses one CSR transpose plan."""
-    def convert() -> Tensor:
-        if x.is_floating_point() and x.dim() == 2 and float((x != 0).float().mean()) < max_density:
-            with quiet_sparse():
-                return compact_csr(x.to_sparse_csr())
-        return x
-
-    return _kept_on(x, "srgnn_model_input", convert)
-
-
-def _on_device(t: Tensor, device: torch.device) -> Tensor:
-    """``t.to(device)``, kept on ``t`` until ``t`` is modified in place."""
-    return t if t.device == device else _kept_on(t, f"srgnn_copy_on_{device}", lambda: t.to(device))
-
-
-def graph_on_device(data: Data, device: str | torch.device) -> tuple[Tensor, Tensor]:
-    """The whole graph's model input (``model_input(data.x)``) and ``edge_index`` on ``device``.
-
-    Copied once per graph and device, so the runs on one graph share one copy and with it what
-    srgnn caches on a graph's tensors (normalized adjacency, SGC's propagated features, DGI's
-    embeddings, the CSR transpose plan); on CUDA, copying per run recomputed all of them."""
-    device = torch.device(device)
-    return _on_device(model_input(data.x), device), _on_device(data.edge_index, device)
+def evaluation_graph(fitted: Graph, data: Data | Graph, device: torch.device) -> Graph:
+    """The ``Graph`` to predict on: ``fitted`` (the one trained on) for the ``Data`` it was built
+    from, so that what it computed is reused, else ``fitted_graph(data, device)``."""
+    if data is fitted.data:
+        fitted.check_current()
+        return fitted
+    return fitted_graph(data, device)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -79,18 +64,29 @@ def optimizer_settings(model: NodeClassifier, lr: float | None, weight_decay: fl
             check_number(defaults["weight_decay"] if weight_decay is None else weight_decay, "weight_decay"))
 
 
+def num_classes(data: Data) -> int:
+    """``data.num_classes`` where it is set, else the largest label plus one."""
+    return int(getattr(data, "num_classes", None) or int(data.y.max()) + 1)
+
+
 def check_output_classes(model: NodeClassifier, data: Data) -> None:
     """Refuse a model whose logits (``out_channels``, where it declares them) miss classes of ``data.y``."""
-    num_classes = int(getattr(data, "num_classes", None) or int(data.y.max()) + 1)
+    classes = num_classes(data)
     out_channels = getattr(model, "out_channels", None)
-    if out_channels is not None and out_channels < num_classes:
+    if out_channels is not None and out_channels < classes:
         raise ValueError(f"{type(model).__name__} has {out_channels} output classes but the labels have "
-                         f"{num_classes}; build it with out_channels={num_classes} (data.num_classes).")
+                         f"{classes}; build it with out_channels={classes} (data.num_classes).")
 
 
-def check_training_set(data: Data, train_idx: Tensor) -> Tensor:
-    """Validate a training set at the public boundary; returns it as a CPU index tensor."""
-    check_graph(data, require_labels=True, require_features=True)
+def check_training_set(data: Data | Graph, train_idx: Tensor) -> Tensor:
+    """Validate a training set at the public boundary; returns it as a CPU index tensor. A
+    ``Graph`` checked its ``Data`` when it was built; a ``Data`` is checked here."""
+    if isinstance(data, Graph):
+        data.check_current()
+        data = data.data
+        check_graph(data, require_labels=True)  # features and labels were checked when it was built
+    else:
+        check_graph(data, require_labels=True, require_features=True)
     if isinstance(train_idx, Tensor):
         check_same_device(x=data.x, edge_index=data.edge_index, train_idx=train_idx)
     train_idx = check_index(train_idx, data.num_nodes, "train_idx")
@@ -101,19 +97,20 @@ def check_training_set(data: Data, train_idx: Tensor) -> Tensor:
         raise ValueError(f"train_idx repeats {train_idx.numel() - unique.numel()} node(s), which would weight "
                          "their loss several times; pass each node once (torch.unique(train_idx)).")
     y = data.y.view(-1)[train_idx.to(data.y.device)].cpu()
-    num_classes = int(getattr(data, "num_classes", None) or int(data.y.max()) + 1)
-    if bool(((y < 0) | (y >= num_classes)).any()):
-        raise ValueError(f"{int(((y < 0) | (y >= num_classes)).sum())} training node(s) have no valid label "
-                         f"(labels must lie in 0..{num_classes - 1}); drop unlabelled nodes from train_idx.")
-    missing = sorted(set(range(num_classes)) - set(y.tolist()))
+    classes = num_classes(data)
+    if bool(((y < 0) | (y >= classes)).any()):
+        raise ValueError(f"{int(((y < 0) | (y >= classes)).sum())} training node(s) have no valid label "
+                         f"(labels must lie in 0..{classes - 1}); drop unlabelled nodes from train_idx.")
+    missing = sorted(set(range(classes)) - set(y.tolist()))
     if missing:
         raise ValueError(f"Class(es) {missing} have no training node; every class needs at least one "
                          "labelled node (sample per class, or relabel to the classes present).")
     return train_idx
 
 
-def classification_scores(logits: Tensor, data: Data, idx: Tensor) -> dict[str, float]:
+def classification_scores(logits: Tensor, data: Data | Graph, idx: Tensor) -> dict[str, float]:
     """Micro-F1 (= accuracy), macro-F1 and cross-entropy of ``logits`` ``[N, C]`` on ``idx``."""
+    data = data.data if isinstance(data, Graph) else data
     idx = check_index(idx, data.num_nodes, "idx").cpu()
     if idx.numel() == 0:
         raise ValueError("idx is empty: there are no nodes to evaluate.")
@@ -137,33 +134,38 @@ def target_hops(model: NodeClassifier, hidden_only: bool = False) -> int | None:
     return model.hidden_receptive_field
 
 
-def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], device: torch.device,
-                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Tensor | None, Tensor, list[Tensor]]:
-    """What one training step needs: the model input, edge_index and labels of the receptive
-    field of ``targets`` (the nodes the loss and early stopping read), and ``targets`` relabelled.
+def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tensor], device: torch.device,
+                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
+                                                                       list[Tensor]]:
+    """What one training step needs: the model input, graph and labels of the receptive field
+    of ``targets`` (the nodes the loss and early stopping read) on ``graph`` (from
+    ``Graph.from_data``), and ``targets`` relabelled.
 
     A model with ``receptive_field = K`` hops gives the same outputs at the targets on their
-    K-hop subgraph (``srgnn.propagation.receptive_subgraph``) as on the whole graph, so every
+    K-hop subgraph (``Graph.receptive_subgraph``) as on the whole graph, so every
     epoch skips the rest: on PubMed 60 localized nodes reach 3,200 of 19,717 nodes in 2 hops.
     Groups flagged in ``hidden_only`` (the IID sample, read by the shift term at the hidden
     layer only) need just ``hidden_receptive_field`` hops. A model whose outputs are per-node
     functions of whole-graph features (``NodeClassifier.node_features``: SGC, DGI) gets the
-    targets' rows of those features and ``edge_index=None``. A model that propagates with a
+    targets' rows of those features and ``None`` for the graph. A model that propagates with a
     fixed linear operator (``NodeClassifier.target_rows``: APPNP) gets the whole graph's input
-    and, in place of ``edge_index``, that operator's rows at the nodes whose logits are read.
+    and, in place of the graph, that operator's rows at the nodes whose logits are read.
     """
     hidden_only = hidden_only or [False] * len(targets)
+    graph = fitted_graph(graph, device)
+    data = graph.data
     hops, n = [target_hops(model, flag) for flag in hidden_only], data.num_nodes
     if None not in hops:
-        subset, edge_index = receptive_subgraph(data.edge_index.cpu(), n, [t.cpu() for t in targets], hops)
+        subset, field = graph.on("cpu").receptive_subgraph([t.cpu() for t in targets], hops)
         if subset.numel() <= MAX_RECEPTIVE_SHARE * n:
             local = torch.full((n,), -1, dtype=torch.long)
             local[subset] = torch.arange(subset.numel())
-            moved = edge_index.to(device)
-            moved.full_degree, moved.depth = edge_index.full_degree, edge_index.depth
-            x = model_input(data.x[subset.to(data.x.device)]).to(device)
-            return x, moved, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
-    x, edge_index = graph_on_device(data, device)
+            x = data.x[subset.to(data.x.device)]
+            x = (model_input(x) if model.accepts_graph else x).to(device)
+            field = Graph(field.edge_index.to(device), field.num_nodes, x=x, full_degree=field.full_degree,
+                          depth=field.depth)
+            return x, field, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
+    x, edge_index = graph.inputs_for(model)
     features = model.node_features(x, edge_index)
     if features is not None:  # outputs are per-node functions of whole-graph features
         subset, local = torch.cat([t.cpu() for t in targets]).unique(return_inverse=True)
@@ -172,18 +174,19 @@ def loss_subgraph(model: NodeClassifier, data: Data, targets: list[Tensor], devi
                 [g.to(device) for g in groups])
     targets = [t.to(device) for t in targets]
     read = [t for t, flag in zip(targets, hidden_only) if not flag]  # nodes whose logits the loss reads
-    rows = model.target_rows(edge_index, n, torch.cat(read).unique()) if read else None
+    rows = model.target_rows(graph, torch.cat(read).unique()) if read else None
     return x, rows if rows is not None else edge_index, data.y.view(-1).to(device), targets
 
 
-def robust_loss_subgraph(robust: ShiftRobust, data: Data, train_idx: Tensor, device: torch.device,
-                         val_idx: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor, list[Tensor | None]]:
+def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, device: torch.device,
+                         val_idx: Tensor | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
+                                                                 list[Tensor | None]]:
     """``loss_subgraph`` for what ``ShiftRobust.loss`` reads after ``setup``: the logits of the
     training (and validation) nodes and the hidden layer alone of the IID sample. Returns
     ``x, edge_index, y, [train, iid, val]`` relabelled (``None`` for an absent group)."""
     groups = [train_idx, robust.iid_idx_, val_idx]
     present = [i for i, group in enumerate(groups) if group is not None]
-    x, edge_index, y, local = loss_subgraph(robust.model, data, [groups[i] for i in present], device,
+    x, edge_index, y, local = loss_subgraph(robust.model, graph, [groups[i] for i in present], device,
                                             [i == 1 for i in present])
     relabelled: list[Tensor | None] = [None, None, None]
     for i, group in zip(present, local):
@@ -208,9 +211,14 @@ class Trainer:
             the best early-stopped weights on validation accuracy (the average wins ties); if
             training stopped before averaging began, the early-stopped weights are used.
 
+    ``fit``, ``predict`` and ``evaluate`` take a ``Data`` or a ``srgnn.graph.Graph``
+    (``Graph.from_data(data)``): pass one ``Graph`` to many trainers to compute what is derived
+    from the graph once (``fitted_graph``).
+
     Attributes (after ``fit``): ``model_`` (the module evaluated), ``history_`` (losses),
     ``selected_``: which weights ``model_`` holds, ``"last"``, ``"best"`` (early stopping) or
-    ``"swa"``.
+    ``"swa"``; ``graph_``, the ``Graph`` it trained on, which ``evaluate`` reuses for the
+    ``Data`` it was built from.
     """
 
     def __init__(self, model: NodeClassifier | ShiftRobust, *, epochs: int = 200, lr: float | None = None,
@@ -224,10 +232,12 @@ class Trainer:
         self.device = resolve_device(device)
         self.swa = swa
 
-    def fit(self, data: Data, train_idx: Tensor, val_idx: Tensor | None = None,
+    def fit(self, data: Data | Graph, train_idx: Tensor, val_idx: Tensor | None = None,
             iid_idx: Tensor | None = None) -> "Trainer":
         """Train on ``train_idx``; returns ``self``."""
-        train_idx = check_training_set(data, train_idx)
+        graph = fitted_graph(data, self.device)
+        train_idx = check_training_set(graph, train_idx)
+        data = graph.data
         check_output_classes(self.model.model, data)
         if self.patience is not None and val_idx is None:
             raise ValueError(f"patience={self.patience} stops early on validation accuracy, but fit() got no "
@@ -237,13 +247,13 @@ class Trainer:
         hidden_size = None
         if robust.regularizer == "dann":
             with torch.no_grad():
-                hidden = robust.model.to(self.device).forward_with_hidden(*graph_on_device(data, self.device))[1]
+                hidden = robust.to(self.device).forward_with_hidden(graph.x, graph)[1]
                 hidden_size = hidden.size(1)
-        robust.setup(data, train_idx, self.seed, iid_idx, hidden_size)
+        robust.setup(graph, train_idx, self.seed, iid_idx, hidden_size)
         robust.to(self.device).reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
         x, edge_index, y, (train_idx, iid_local, val_local) = robust_loss_subgraph(
-            robust, data, train_idx, self.device, check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None)
+            robust, graph, train_idx, self.device, check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None)
         # Fused Adam: one kernel for every parameter (5-10% of a PubMed GCN run on the CPU).
         optimizer = torch.optim.Adam(robust.parameters(), lr=self.lr, weight_decay=self.weight_decay,
                                      fused=self.device.type in ("cpu", "cuda"))
@@ -274,7 +284,7 @@ class Trainer:
         if best_state is not None:
             robust.model.load_state_dict(best_state)
             self.selected_ = "best"
-        self.model_ = robust.model
+        self.model_, self.graph_ = robust.model, graph
         if swa_state is not None and swa_state.n_averaged > 0:
             averaged = swa_state.finish(data, x, edge_index)
             # Early stopping picked its weights on validation nodes: the average must beat them there.
@@ -288,20 +298,20 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             idx = torch.as_tensor(idx, device=y.device)
-            return float((model(x, edge_index)[idx].argmax(1) == y[idx]).float().mean())
+            return float((model(x, graph_input(model, edge_index))[idx].argmax(1) == y[idx]).float().mean())
 
-    def logits(self, data: Data) -> Tensor:
+    def logits(self, data: Data | Graph) -> Tensor:
         """Logits of every node, ``[N, C]``, on the CPU."""
         if not hasattr(self, "model_"):
             raise RuntimeError("Call fit() before predict() or evaluate().")
-        check_graph(data, require_features=True)
+        graph = evaluation_graph(self.graph_, data, self.device)
         with torch.no_grad():
-            return self.model_(*graph_on_device(data, self.device)).cpu()
+            return self.model_(*graph.inputs_for(self.model_)).cpu()
 
-    def predict(self, data: Data) -> Tensor:
+    def predict(self, data: Data | Graph) -> Tensor:
         """Predicted class of every node, ``[N]``."""
         return self.logits(data).argmax(1)
 
-    def evaluate(self, data: Data, idx: Tensor) -> dict[str, float]:
+    def evaluate(self, data: Data | Graph, idx: Tensor) -> dict[str, float]:
         """Micro-F1 (= accuracy), macro-F1 and cross-entropy on ``idx``."""
         return classification_scores(self.logits(data), data, idx)

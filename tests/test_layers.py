@@ -67,7 +67,7 @@ def test_fused_relu_dropout_in_eval_is_relu():
 
 
 def test_sparse_dropout_keeps_the_masked_entries_alone_and_rescales(cora):
-    from srgnn.trainer import model_input
+    from srgnn.graph import model_input
 
     x = model_input(cora.x)
     keep = keep_mask(x.values().numel(), 0.5, generator=torch.Generator().manual_seed(0))
@@ -90,7 +90,7 @@ def test_sparse_dropout_keeps_empty_and_fully_dropped_rows():
 
 
 def test_sparse_input_product_and_its_backward_equal_dense(cora):
-    from srgnn.trainer import model_input
+    from srgnn.graph import model_input
 
     torch.manual_seed(0)
     x = dropout(model_input(cora.x), 0.5, True)

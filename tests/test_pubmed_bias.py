@@ -74,6 +74,7 @@ def test_appnp_variants_in_lockstep_score_as_their_runs_alone(tmp_path):
     # LockstepTrainer job; each record must be what run_one gives for that run.
     from benchmarks.pubmed_bias import parse_args, training_sets
     from benchmarks.study import run_one
+    from srgnn import Graph
     from srgnn.data import load_dataset
 
     flags = ["--dataset", "cora", "--repeats", "2", "--methods", "appnp,sr-appnp", "--epochs", "15"]
@@ -84,7 +85,7 @@ def test_appnp_variants_in_lockstep_score_as_their_runs_alone(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "study" / "results.jsonl").read_text().splitlines()]
     assert len(records) == 6
     for r in records:
-        alone = run_one(r["method"], data, sets[r["split"]][r["index"]], r["index"], epochs=15)
+        alone = run_one(r["method"], Graph.from_data(data), sets[r["split"]][r["index"]], r["index"], epochs=15)
         assert r["micro_f1"] == pytest.approx(alone["micro_f1"], abs=1e-3), r
 
 

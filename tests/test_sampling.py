@@ -8,7 +8,8 @@ import torch
 from torch_geometric.data import Data
 
 from srgnn.dissection import inverse_sq_column_norms, plan
-from srgnn.propagation import graph_ppr, normalized_adjacency, ppr, ppr_sq_norms
+from srgnn.ppr import graph_ppr, ppr, ppr_sq_norms
+from srgnn.propagation import normalized_adjacency
 from srgnn.sampling import (LocalizedSampler, degree_biased_sample, iid_sample, load_published_splits,
                              within_class_hops)
 from srgnn.shift import cmd
@@ -80,7 +81,7 @@ def test_dissection_gives_every_ppr_norm_exactly(cora):
 
 
 def test_ppr_sq_norms_uses_the_dissection_only_when_it_pays(cora, monkeypatch):
-    import srgnn.propagation as propagation
+    import srgnn.ppr as propagation
 
     calls = []
     real = propagation.inverse_sq_column_norms
@@ -128,9 +129,13 @@ def test_ppr_matches_dense_solve_on_pubmed(pubmed):
     assert np.abs(graph_ppr(pubmed, sources, 0.01).numpy() - exact).max() < 1e-4
 
 
-def test_normalized_adjacency_is_cached_and_symmetric(cora):
+def test_normalized_adjacency_is_kept_on_a_graph_and_symmetric(cora):
+    from srgnn.graph import Graph
+
     a = normalized_adjacency(cora.edge_index, cora.num_nodes)
-    assert a is normalized_adjacency(cora.edge_index, cora.num_nodes)
+    graph = Graph(cora.edge_index, cora.num_nodes)
+    assert graph.adjacency() is graph.adjacency() and torch.equal(graph.adjacency().matrix.values(), a.values())
+    assert graph.adjacency().transposed is graph.adjacency().matrix  # symmetric: its own transpose
     dense = a.to_dense()
     assert torch.allclose(dense, dense.T)
     row = normalized_adjacency(cora.edge_index, cora.num_nodes, "row").to_dense()

@@ -4,7 +4,7 @@ import torch
 from srgnn import ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.shift import cmd
-from srgnn.trainer import graph_on_device
+from srgnn.graph import Graph, model_input
 
 MODELS = [GCN, GAT, GraphSAGE, APPNP, SGC, MLP]
 
@@ -26,32 +26,29 @@ def test_every_model_learns_cora_and_exposes_hidden(cora, cora_published, model_
 
 
 def test_receptive_subgraph_depth_and_layer_edges():
-    from srgnn.propagation import AttentionCSR, layer_edges, receptive_subgraph
-
     # A path 0-1-2-3-4-5: logits read at node 0 (2 hops), the hidden layer alone at node 4 (1 hop).
     edge_index = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4, 4, 5], [1, 0, 2, 1, 3, 2, 4, 3, 5, 4]])
-    subset, sub = receptive_subgraph(edge_index, 6, [torch.tensor([0]), torch.tensor([4])], [2, 1])
+    whole = Graph(edge_index, 6)
+    subset, sub = whole.receptive_subgraph([torch.tensor([0]), torch.tensor([4])], [2, 1])
     assert subset.tolist() == [0, 1, 2, 3, 4, 5]
     assert sub.depth.tolist() == [2, 1, 0, 0, 1, 0]
-    into = lambda edges: sorted(set(edges[1].tolist()))  # noqa: E731
-    assert into(layer_edges(sub, 1)) == [0, 1, 4] and into(layer_edges(sub, 2)) == [0]
-    assert layer_edges(sub, 1).read.tolist() == [0, 1, 4] and layer_edges(sub, 2).read.tolist() == [0]
-    assert layer_edges(sub, 1) is layer_edges(sub, 1)  # cached: attention structures key on it
-    assert layer_edges(edge_index, 2) is edge_index  # a whole graph: every edge
+    into = lambda layer: sorted(set(layer.edge_index[1].tolist()))  # noqa: E731
+    assert into(sub.layer(1)) == [0, 1, 4] and into(sub.layer(2)) == [0]
+    assert sub.layer(1).read.tolist() == [0, 1, 4] and sub.layer(2).read.tolist() == [0]
+    assert sub.layer(1) is sub.layer(1)  # kept on the subgraph, with its adjacency and attention structure
+    assert whole.layer(2) is whole  # a whole graph: every edge
     # Attention adds self-loops only where the layer's output is read: node 0's one edge and loop.
-    second = AttentionCSR(layer_edges(sub, 2), 6)
+    second = sub.layer(2).attention()
     assert list(zip(second.src.tolist(), second.dst.tolist())) == [(0, 0), (1, 0)]
-    assert AttentionCSR(edge_index, 6).src.numel() == 10 + 6  # a whole graph: a loop at every node
+    assert whole.attention().src.numel() == 10 + 6  # a whole graph: a loop at every node
 
 
 def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):
     from torch_geometric.utils import k_hop_subgraph
 
-    from srgnn.propagation import receptive_subgraph
-
     within = lambda group, hops: k_hop_subgraph(group, hops, cora.edge_index, num_nodes=cora.num_nodes)[0]  # noqa: E731
     groups, hops = [torch.tensor([0, 500, 2000]), torch.tensor([7, 1500])], [3, 1]
-    subset, sub = receptive_subgraph(cora.edge_index, cora.num_nodes, groups, hops)
+    subset, sub = Graph(cora.edge_index, cora.num_nodes).receptive_subgraph(groups, hops)
     assert torch.equal(subset, torch.cat([within(g, h) for g, h in zip(groups, hops)]).unique())
     # depth: the largest hops - distance over the groups, from PyG's neighbourhoods hop by hop.
     depth = torch.zeros(cora.num_nodes, dtype=torch.long)
@@ -63,7 +60,7 @@ def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):
 
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, model_cls):
-    from srgnn.trainer import loss_subgraph, model_input
+    from srgnn.trainer import loss_subgraph
 
     model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
     targets = torch.tensor([0, 17, 500, 9000, 19716])
@@ -78,7 +75,7 @@ def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, 
 
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pubmed, model_cls):
-    from srgnn.trainer import loss_subgraph, model_input
+    from srgnn.trainer import loss_subgraph
 
     model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
     labelled, iid = torch.tensor([0, 17, 500]), torch.arange(1000, 19717, 40)
@@ -119,9 +116,9 @@ def test_csr_matmul_equals_the_dense_product_and_leaves_autograd_to_torch(cora):
 
 @pytest.mark.parametrize("norm", ["sym", "row"])
 def test_appnp_rows_equal_propagation_at_the_targets(cora, norm):
-    from srgnn.propagation import appnp_propagate, appnp_rows, normalized_adjacency
+    from srgnn.propagation import adjacency_pair, appnp_propagate, appnp_rows
 
-    adj = normalized_adjacency(cora.edge_index, cora.num_nodes, norm)  # "row" is not symmetric
+    adj = adjacency_pair(cora.edge_index, cora.num_nodes, norm)  # "row" is not symmetric
     targets, h = torch.tensor([3, 0, 2000, 17]), torch.randn(cora.num_nodes, 5)
     torch.testing.assert_close(appnp_rows(adj, targets, 0.1, 10) @ h, appnp_propagate(adj, h, 0.1, 10)[targets],
                                rtol=1e-5, atol=1e-6)
@@ -129,7 +126,7 @@ def test_appnp_rows_equal_propagation_at_the_targets(cora, norm):
 
 def test_appnp_trains_on_the_rows_of_its_operator_at_the_read_nodes(cora, cora_published, monkeypatch):
     from srgnn.propagation import TargetRows
-    from srgnn.trainer import loss_subgraph, model_input
+    from srgnn.trainer import loss_subgraph
 
     model = APPNP(cora.num_features, 7).eval()
     labelled, iid = torch.tensor([5, 0, 40]), torch.tensor([40, 2000, 7])
@@ -153,7 +150,7 @@ def test_appnp_trains_on_the_rows_of_its_operator_at_the_read_nodes(cora, cora_p
 
 @pytest.mark.parametrize("model_cls", [SGC, DGI])
 def test_models_on_whole_graph_features_train_on_the_target_rows(cora, model_cls):
-    from srgnn.trainer import loss_subgraph, model_input
+    from srgnn.trainer import loss_subgraph
 
     model = (DGI(cora.num_features, 7, hidden_channels=64, pretrain_epochs=5) if model_cls is DGI
              else SGC(cora.num_features, 7)).eval()
@@ -190,7 +187,7 @@ def test_cmd_regularization_lowers_train_iid_cmd(cora, cora_published):
 
     def hidden_cmd(trainer):
         with torch.no_grad():
-            hidden = trainer.model_.forward_with_hidden(*graph_on_device(cora, trainer.device))[1].cpu()
+            hidden = trainer.model_.forward_with_hidden(trainer.graph_.x, trainer.graph_)[1].cpu()
         return cmd(hidden[train], hidden[iid]).item()
 
     assert hidden_cmd(robust) < 0.7 * hidden_cmd(plain)
@@ -205,7 +202,7 @@ def test_kmm_weights_on_real_ppr_rows_hold_constraints(cora, cora_published):
     for c in range(7):
         assert float(beta[y == c].sum()) == pytest.approx(20.0, abs=1e-3)
     # The QP minimizes this MMD (on the PPR rows at the KMM teleport).
-    from srgnn.propagation import graph_ppr
+    from srgnn.ppr import graph_ppr
     from srgnn.shift import mmd
 
     rows = graph_ppr(cora, torch.cat([train, robust.iid_idx_]), robust.kmm_teleport).T
@@ -218,7 +215,7 @@ def test_kmm_weights_on_real_ppr_rows_hold_constraints(cora, cora_published):
 
 
 def test_ppr_sq_distances_equal_those_between_the_ppr_rows(cora):
-    from srgnn.propagation import graph_ppr, graph_ppr_sq_distances
+    from srgnn.ppr import graph_ppr, graph_ppr_sq_distances
 
     sources, targets = torch.tensor([0, 5, 2000]), torch.tensor([5, 1, 0, 2707, 40])
     rows = graph_ppr(cora, torch.cat([sources, targets])).T
@@ -295,15 +292,53 @@ def test_default_device_follows_srgnn_device(monkeypatch):
         Trainer(GCN(10, 2))
 
 
-def test_graph_on_device_copies_once_and_again_after_an_edit(cora):
+def test_a_graph_keeps_one_copy_per_device_and_refuses_use_after_an_in_place_edit(cora):
+    from srgnn.graph import StaleGraphError
+
     data = cora.clone()
-    x, edge_index = graph_on_device(data, "meta")
-    assert x.device.type == "meta" and x.is_sparse_csr and edge_index.device.type == "meta"
-    again = graph_on_device(data, "meta")
-    assert again[0] is x and again[1] is edge_index  # every run on this graph shares one copy
-    data.edge_index.add_(0)  # an in-place edit, however small, is copied again
-    assert graph_on_device(data, "meta")[1] is not edge_index
-    assert graph_on_device(data, "cpu")[1] is data.edge_index  # already there: no copy
+    graph = Graph.from_data(data)
+    assert graph.x.is_sparse_csr and graph.edge_index is data.edge_index  # already on the CPU: no copy
+    meta = graph.on("meta")
+    assert meta.x.device.type == "meta" and meta.edge_index.device.type == "meta"
+    assert graph.on("meta") is meta and graph.on("cpu") is graph  # one copy per device, kept on the graph
+    data.edge_index.add_(0)  # an in-place edit, however small: what the graph keeps may be stale
+    with pytest.raises(StaleGraphError, match="modified in place.*Graph.from_data"):
+        graph.adjacency()
+
+
+def test_two_graphs_never_share_what_they_keep(cora, citeseer):
+    first, second = Graph.from_data(cora), Graph.from_data(cora.clone())
+    assert first.adjacency() is first.adjacency()  # built once per graph
+    assert first.adjacency() is not second.adjacency() and second.cache.keys() == {("adjacency", "sym", torch.float32)}
+    other = Graph.from_data(citeseer)
+    assert other.adjacency().matrix.shape == (3327, 3327) and first.adjacency().matrix.shape == (2708, 2708)
+    # SGC's propagated features: shared by every SGC on one graph, never across graphs or features.
+    on_first = SGC(cora.num_features, 7).node_features(first.x, first)
+    assert SGC(cora.num_features, 7).node_features(first.x, first) is on_first
+    assert SGC(cora.num_features, 7).node_features(second.x, second) is not on_first
+    assert SGC(cora.num_features, 7).node_features(first.x.clone(), first) is not on_first  # not the graph's x
+    first.clear()
+    assert first.cache == {} and SGC(cora.num_features, 7).node_features(first.x, first) is not on_first
+
+
+def test_training_leaves_nothing_on_the_users_tensors(cora, cora_published):
+    data = cora.clone()
+    for model in (GCN(1433, 7), ShiftRobust(APPNP(1433, 7)), SGC(1433, 7), GAT(1433, 7)):
+        trainer = Trainer(model, epochs=2).fit(data, cora_published[0])
+        trainer.evaluate(data, _test_nodes(data, cora_published[0]))
+    for tensor in (data.x, data.edge_index, data.y):
+        assert vars(tensor) == {}  # no attribute set on a tensor: state lives on the Graph
+
+
+def test_evaluating_after_an_in_place_edit_of_the_data_is_refused(cora, cora_published):
+    from srgnn.graph import StaleGraphError
+
+    data = cora.clone()
+    trainer = Trainer(GCN(1433, 7), epochs=2).fit(data, cora_published[0])
+    assert trainer.graph_.data is data
+    data.x[0, 0] += 1.0
+    with pytest.raises(StaleGraphError):
+        trainer.evaluate(data, torch.arange(10))
 
 
 def test_model_and_input_on_different_devices_is_a_clear_error(cora):
@@ -318,29 +353,22 @@ def test_cuda_request_without_cuda_is_clear():
         Trainer(GCN(10, 2), device="cuda")
 
 
-def test_model_input_is_converted_once_and_refreshed_after_edits(cora):
-    from srgnn.trainer import model_input
-
-    x = cora.x.clone()
-    first = model_input(x)
-    assert first.is_sparse_csr and model_input(x) is first
-    x[0, 0] += 1.0
-    again = model_input(x)
-    assert again is not first and torch.equal(again.to_dense(), x)
-
-
 def test_kmm_weights_are_solved_once_per_set_and_shared_by_models(cora, cora_published, monkeypatch):
     import srgnn.robust
 
     calls = []
     solve = srgnn.robust.graph_ppr_sq_distances
     monkeypatch.setattr(srgnn.robust, "graph_ppr_sq_distances", lambda *a, **k: calls.append(1) or solve(*a, **k))
-    train = cora_published[4]
-    first = ShiftRobust(APPNP(cora.num_features, 7)).setup(cora, train, seed=11)
-    second = ShiftRobust(SGC(cora.num_features, 7)).setup(cora, train, seed=11)
-    other_iid = ShiftRobust(SGC(cora.num_features, 7)).setup(cora, train, seed=12)
+    train, graph = cora_published[4], Graph.from_data(cora)
+    first = ShiftRobust(APPNP(cora.num_features, 7)).setup(graph, train, seed=11)
+    second = ShiftRobust(SGC(cora.num_features, 7)).setup(graph, train, seed=11)
+    other_iid = ShiftRobust(SGC(cora.num_features, 7)).setup(graph, train, seed=12)
     assert len(calls) == 2 and torch.equal(first.weights_, second.weights_)
     assert not torch.equal(first.weights_, other_iid.weights_)
+    # Kept on that graph alone: another graph, or a Data, solves again.
+    again = ShiftRobust(APPNP(cora.num_features, 7)).setup(Graph.from_data(cora), train, seed=11)
+    ShiftRobust(APPNP(cora.num_features, 7)).setup(cora, train, seed=11)
+    assert len(calls) == 4 and torch.equal(again.weights_, first.weights_)
 
 
 def test_early_stopping_reads_validation_nodes_on_the_receptive_field(cora, cora_published):
@@ -353,22 +381,13 @@ def test_early_stopping_reads_validation_nodes_on_the_receptive_field(cora, cora
     assert len(trainer.history_) < 200 and trainer.evaluate(cora, test)["micro_f1"] > 0.5
 
 
-def test_sgc_features_are_shared_per_graph_and_follow_edits_of_x(cora):
-    x = cora.x.clone()
-    first = SGC(cora.num_features, 7).node_features(x, cora.edge_index)
-    assert SGC(cora.num_features, 7).node_features(x, cora.edge_index) is first
-    x[0] += 1.0
-    edited = SGC(cora.num_features, 7).node_features(x, cora.edge_index)
-    assert edited is not first and not torch.equal(edited[0], first[0])
-    assert SGC(cora.num_features, 7).node_features(x.clone(), cora.edge_index) is not edited
-
-
-def test_dgi_pretrains_once_per_graph_and_features(cora):
-    x = cora.x.clone()
+def test_dgi_pretrains_once_per_graph(cora):
+    graph = Graph.from_data(cora)
     model = DGI(cora.num_features, 7, hidden_channels=32, pretrain_epochs=2)
-    first = model.node_features(x, cora.edge_index)
-    assert DGI(cora.num_features, 7, hidden_channels=32, pretrain_epochs=2).node_features(x, cora.edge_index) is first
-    assert model.node_features(x.clone(), cora.edge_index) is not first
+    first = model.node_features(graph.x, graph)
+    assert DGI(cora.num_features, 7, hidden_channels=32, pretrain_epochs=2).node_features(graph.x, graph) is first
+    assert model.node_features(graph.x, Graph.from_data(cora)) is not first  # another graph pretrains again
+    assert model.node_features(cora.x, cora.edge_index) is not first  # a plain edge_index keeps nothing
 
 
 def test_dgi_embeddings_file_shares_one_pretraining_between_processes(cora, tmp_path, monkeypatch):

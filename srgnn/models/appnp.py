@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..propagation import TargetRows, appnp_propagate, appnp_rows, normalized_adjacency
+from ..graph import Graph, as_graph
+from ..propagation import TargetRows, appnp_propagate, appnp_rows
 from .mlp import MLP
 
 
@@ -18,7 +19,7 @@ class APPNP(MLP):
         alpha: teleport (0.1). k: propagation steps (10). Other arguments as ``MLP``.
 
     Shapes:
-        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, H]``;
+        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` or a ``Graph`` -> logits ``[N, C]``, hidden ``[N, H]``;
         with a ``TargetRows`` (from ``target_rows``) in place of ``edge_index``, the logits
         are exact at its targets and zero elsewhere.
     """
@@ -31,18 +32,17 @@ class APPNP(MLP):
         self.alpha, self.k = alpha, k
         self.receptive_field = k
 
-    def target_rows(self, edge_index: Tensor, num_nodes: int, targets: Tensor) -> TargetRows | None:
-        adj = normalized_adjacency(edge_index, num_nodes, device=targets.device)
+    def target_rows(self, graph: Graph, targets: Tensor) -> TargetRows | None:
+        adj, num_nodes = graph.adjacency(), graph.num_nodes
         # A dense [T, N] product against 2K sparse ones (forward and backward) with the same
         # column count: the dense one ran faster up to about 4x the multiply-adds (per run:
         # Cora, T=140, 0.80 s against 0.92 s; PubMed, T=60, 5.9 s against 7.6 s).
-        if targets.numel() * num_nodes > 4 * self.k * adj.values().numel():
+        if targets.numel() * num_nodes > 4 * self.k * adj.matrix.values().numel():
             return None
         return TargetRows(appnp_rows(adj, targets, self.alpha, self.k), targets)
 
-    def propagate(self, logits: Tensor, edge_index: Tensor | TargetRows) -> Tensor:
+    def propagate(self, logits: Tensor, edge_index: Tensor | Graph | TargetRows) -> Tensor:
         """The MLP's logits ``[N, C]`` propagated K times (at the targets of a ``TargetRows``)."""
         if isinstance(edge_index, TargetRows):
             return edge_index.apply(logits)
-        adj = normalized_adjacency(edge_index, logits.size(0), device=logits.device)
-        return appnp_propagate(adj, logits, self.alpha, self.k)
+        return appnp_propagate(as_graph(edge_index, logits).adjacency(), logits, self.alpha, self.k)

@@ -7,15 +7,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..graph import Graph
 from ..propagation import TargetRows, csr_matmul, quiet_sparse, transpose_plan
 
 
 class NodeClassifier(nn.Module):
     """Base class. Subclasses implement ``forward_with_hidden(x, edge_index) -> (logits, hidden)``
     with logits ``[N, C]`` and ``hidden`` ``[N, H]``, the representation a shift regularizer
-    acts on. ``in_channels`` is checked against ``x`` at every call."""
+    acts on. ``edge_index`` is a ``[2, E]`` tensor or a ``srgnn.graph.Graph``, which keeps what
+    the forward derives from the graph (``srgnn.graph.as_graph``). ``in_channels`` is checked
+    against ``x`` at every call."""
 
     in_channels: int
+    #: Whether ``forward`` takes a ``srgnn.graph.Graph`` as ``edge_index`` (srgnn's models do); a
+    #: model that leaves it ``False`` gets the ``[2, E]`` tensor (``srgnn.graph.graph_input``).
+    accepts_graph = False
     #: Classes C, the logits' width; the Trainer checks the labels against it.
     out_channels: int
     #: Optimizer settings the Trainer uses unless told otherwise (the paper's small-graph ones).
@@ -29,13 +35,13 @@ class NodeClassifier(nn.Module):
     #: ``None`` means the same as ``receptive_field``.
     hidden_receptive_field: int | None = None
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor:
         return self.forward_with_hidden(x, edge_index)[0]
 
-    def node_features(self, x: Tensor, edge_index: Tensor) -> Tensor | None:
+    def node_features(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor | None:
         r"""The label-free representation ``[N, F']``, computed once from the whole graph, that
         this model's output at a node is a function of, node by node (SGC's :math:`\hat A^K X`,
         DGI's frozen embeddings); ``None`` for other models. A model that returns one takes it
@@ -43,10 +49,10 @@ class NodeClassifier(nn.Module):
         reads alone."""
         return None
 
-    def target_rows(self, edge_index: Tensor, num_nodes: int, targets: Tensor) -> TargetRows | None:
+    def target_rows(self, graph: Graph, targets: Tensor) -> TargetRows | None:
         """For a model that propagates per-node outputs with a fixed linear operator (APPNP):
-        that operator's rows at ``targets``, which the model takes in place of ``edge_index``
-        to compute its logits there alone; ``None`` for other models."""
+        that operator's rows at ``targets`` on ``graph``, which the model takes in place of
+        ``edge_index`` to compute its logits there alone; ``None`` for other models."""
         return None
 
     def check_input(self, x: Tensor) -> None:
@@ -167,9 +173,7 @@ def dropout(x: Tensor, p: float, training: bool, keep: Tensor | None = None) -> 
     if not x.is_sparse_csr:
         return kept
     with quiet_sparse():
-        out = torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), kept, x.shape)
-    out.pattern_source = getattr(x, "pattern_source", x)  # same pattern: shares its transpose plan
-    return out
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), kept, x.shape)
 
 
 def _kept_entries(x: Tensor, keep: Tensor, scale: float) -> Tensor:
@@ -190,24 +194,13 @@ def _kept_entries(x: Tensor, keep: Tensor, scale: float) -> Tensor:
                                        torch.from_numpy(values), x.shape)
 
 
-def _transpose_plan(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """CSR structure of ``x.T`` and the permutation taking ``x``'s values to it. Computed on
-    first use once per sparsity pattern and kept on the tensor that owns it (``dropout``'s
-    output points back to its input), since dropout changes the values every epoch but never
-    the pattern; it dies with the tensors."""
-    x = getattr(x, "pattern_source", x)
-    plan = getattr(x, "transpose_plan", None)
-    if plan is None:
-        n, f = x.shape
-        crow, col = x.crow_indices(), x.col_indices()
-        row = torch.repeat_interleave(torch.arange(n, device=x.device), crow.diff())
-        plan = x.transpose_plan = tuple(t.to(crow.dtype) for t in transpose_plan(row, col, n, f))
-    return plan
-
-
 def _transposed(x: Tensor) -> Tensor:
-    """``x.T`` as CSR, from the cached plan: one gather of the values."""
-    t_crow, t_col, perm = _transpose_plan(x)
+    """``x.T`` as CSR: its structure and the permutation of ``x``'s values (``transpose_plan``),
+    then one gather of the values. Off the CPU only, where the sort is one fast kernel."""
+    n, f = x.shape
+    crow, col = x.crow_indices(), x.col_indices()
+    row = torch.repeat_interleave(torch.arange(n, device=x.device), crow.diff())
+    t_crow, t_col, perm = (t.to(crow.dtype) for t in transpose_plan(row, col, n, f))
     with quiet_sparse():
         # index_select, not x.values()[perm]: 2.3x faster (1.7 against 4.0 ms on PubMed's features)
         return torch.sparse_csr_tensor(t_crow, t_col, x.values().index_select(0, perm), (x.size(1), x.size(0)))

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import DeepGraphInfomax
 
-from ..propagation import cached_for_input, normalized_adjacency, spmm
+from ..graph import Graph, as_graph
+from ..propagation import Adjacency, spmm
 from .base import NodeClassifier, SparseInputLinear
 
 
@@ -18,9 +19,9 @@ class DGI(NodeClassifier):
     classifier on its embeddings. Sparse CSR features stay sparse.
 
     The encoder is pretrained on the first call for a graph (``pretrain_epochs`` full-batch
-    Adam steps, seeded by ``pretrain_seed``). Being label-free, the embeddings are cached per
-    graph and settings for every DGI instance, so all training sets of one graph share one
-    pretraining.
+    Adam steps, seeded by ``pretrain_seed``). Being label-free, the embeddings are kept on a
+    ``srgnn.graph.Graph`` (for its own ``x``) under the settings, for every DGI instance, so all
+    training sets of one graph share one pretraining.
     The classifier is linear on frozen features, so, like SGC, it is a linear model in
     SR-GNN's sense (KMM instance weights by default) and its logits are the hidden layer.
 
@@ -29,9 +30,11 @@ class DGI(NodeClassifier):
     settings' and thread count's, else pretrained and written to it.
 
     Shapes:
-        x ``[N, F]``, edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, C]``; or x
+        x ``[N, F]``, edge_index ``[2, E]`` or a ``Graph`` -> logits ``[N, C]``, hidden ``[N, C]``; or x
         ``[M, hidden_channels]`` rows of ``node_features`` with ``edge_index=None`` -> ``[M, C]``.
     """
+
+    accepts_graph = True
 
     linear = True
     # A logistic regression on small (row-normalized, propagated) features needs large weights:
@@ -57,16 +60,18 @@ class DGI(NodeClassifier):
         # The encoder is label-free and shared across training sets; only the classifier is reset.
         self.classifier.reset_parameters()
 
-    def embed(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        """The frozen embeddings ``[N, hidden_channels]``, pretrained once per graph, features
+    def embed(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor:
+        """The frozen embeddings ``[N, hidden_channels]``, pretrained once per ``Graph``, features
         and settings for every DGI instance."""
         key = ("dgi", self.in_channels, self.infomax.hidden_channels, self.pretrain_epochs, self.lr,
                self.pretrain_seed, str(x.device))
-        return cached_for_input(edge_index, x, key, lambda: self._load_or_pretrain(x, edge_index, key))
+        graph = as_graph(edge_index, x)
+        return graph.features(x, key, lambda: self._load_or_pretrain(x, graph, key))
 
-    def _load_or_pretrain(self, x: Tensor, edge_index: Tensor, key: tuple) -> Tensor:
+    def _load_or_pretrain(self, x: Tensor, graph: Graph, key: tuple) -> Tensor:
         if self.embeddings_file is None:
-            return self._pretrain(x, edge_index)
+            return self._pretrain(x, graph)
+        edge_index = graph.edge_index
         # Pretraining is deterministic given these, the thread count included (it changes the
         # order of float sums), so equal fingerprints mean equal embeddings.
         values = x.values() if x.is_sparse_csr else x
@@ -81,23 +86,22 @@ class DGI(NodeClassifier):
                                  f"written by srgnn ({type(error).__name__}); delete it or pass another path.") from error
             if matches:
                 return saved["embeddings"].to(x.device)
-        embeddings = self._pretrain(x, edge_index)
+        embeddings = self._pretrain(x, graph)
         # Written under a private name and renamed, so a reader never sees half a file.
         partial = self.embeddings_file.with_name(f"{self.embeddings_file.name}.{os.getpid()}.partial")
         torch.save({"fingerprint": fingerprint, "embeddings": embeddings.cpu()}, partial)
         os.replace(partial, self.embeddings_file)
         return embeddings
 
-    def _pretrain(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def _pretrain(self, x: Tensor, graph: Graph) -> Tensor:
         # Seeded on its own, with the caller's random state restored after: the embeddings do
         # not depend on which training set (or process) happened to pretrain first.
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(self.pretrain_seed)
-            return self._pretrain_seeded(x, edge_index)
+            return self._pretrain_seeded(x, graph.adjacency())
 
-    def _pretrain_seeded(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def _pretrain_seeded(self, x: Tensor, adj: Adjacency) -> Tensor:
         encoder = self.infomax.encoder
-        adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
         self.infomax.reset_parameters()
         optimizer = torch.optim.Adam(self.infomax.parameters(), lr=self.lr)
         self.infomax.train()
@@ -116,11 +120,11 @@ class DGI(NodeClassifier):
         with torch.no_grad():
             return encoder(x, adj).detach()
 
-    def node_features(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def node_features(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor:
         self.check_input(x)
         return self.embed(x, edge_index)
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph | None) -> tuple[Tensor, Tensor]:
         """``edge_index=None``: ``x`` holds embeddings (rows of ``node_features``)."""
         if edge_index is None:
             if x.size(-1) != self.classifier.in_features:
@@ -158,8 +162,8 @@ class _Encoder(nn.Module):
     def project(self, x: Tensor) -> Tensor:
         return self.lin(x)
 
-    def propagate(self, projected: Tensor, adj: Tensor) -> Tensor:
+    def propagate(self, projected: Tensor, adj: Adjacency) -> Tensor:
         return self.act(spmm(adj, projected) + self.bias)
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+    def forward(self, x: Tensor, adj: Adjacency) -> Tensor:
         return self.propagate(self.project(x), adj)

@@ -7,7 +7,8 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 from torch_geometric.utils import softmax
 
-from ..propagation import AttentionCSR, edge_aggregate, layer_edges
+from ..attention import edge_aggregate
+from ..graph import Graph, as_graph
 from .base import NodeClassifier, SparseInputLinear, dropout
 
 
@@ -21,19 +22,19 @@ class SparseGATConv(GATConv):
         x'_i = \big\Vert_h \sum_{j \in N(i) \cup \{i\}} \alpha^{(h)}_{ij} W^{(h)} x_j + b.
 
     The messages are summed at their destinations by one SpMM with an ``[N, E]`` incidence
-    matrix (``srgnn.propagation.edge_aggregate``), forward and backward, on node-major
+    matrix (``srgnn.attention.edge_aggregate``), forward and backward, on node-major
     ``[N, heads C]`` rows without transposes, and attention dropout draws its mask with
     ``keep_mask``. Supports ``GATConv``'s defaults beyond ``heads``, ``concat`` and
     ``dropout`` (no edge features, no residual). The masks differ from ``GATConv``'s; in eval
     mode (or with ``dropout=0``) outputs and gradients equal it to float tolerance.
 
     Shapes:
-        x ``[N, F]``, edge_index ``[2, E]`` -> ``[N, heads C]`` (concat) or ``[N, C]``.
+        x ``[N, F]``, edge_index ``[2, E]`` or a ``Graph`` -> ``[N, heads C]`` (concat) or ``[N, C]``.
     """
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor:
         heads, channels, n = self.heads, self.out_channels, x.size(0)
-        structure = AttentionCSR.of(edge_index, n)
+        structure = as_graph(edge_index, x).attention()
         projected = self.lin(x)  # [N, heads C]
         score_src, score_dst = (projected @ self._score_weight()).split(heads, dim=1)  # [N, heads] each
         scores = F.leaky_relu(score_src.index_select(0, structure.src) + score_dst.index_select(0, structure.dst),
@@ -61,8 +62,10 @@ class GAT(NodeClassifier):
     ``hidden_channels`` wide.
 
     Shapes:
-        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, H]``.
+        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` or a ``Graph`` -> logits ``[N, C]``, hidden ``[N, H]``.
     """
+
+    accepts_graph = True
 
     receptive_field = 2
     hidden_receptive_field = 1
@@ -76,9 +79,10 @@ class GAT(NodeClassifier):
         self.conv1 = SparseGATConv(hidden_channels, hidden_channels // heads, heads=heads, dropout=dropout)
         self.conv2 = SparseGATConv(hidden_channels // heads * heads, out_channels, heads=1, dropout=dropout)
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
         self.check_input(x)
+        graph = as_graph(edge_index, x)
         projected = self.project(dropout(x, self.dropout, self.training))
         # On a receptive subgraph each layer runs on the edges into the nodes that read it.
-        hidden = F.elu(self.conv1(projected, layer_edges(edge_index, 1)))
-        return self.conv2(dropout(hidden, self.dropout, self.training), layer_edges(edge_index, 2)), hidden
+        hidden = F.elu(self.conv1(projected, graph.layer(1)))
+        return self.conv2(dropout(hidden, self.dropout, self.training), graph.layer(2)), hidden

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_num_layers
-from ..propagation import layer_edges, normalized_adjacency, spmm
+from ..graph import Graph, as_graph
+from ..propagation import spmm
 from .base import NodeClassifier, SparseInputLinear, dropout
 
 
@@ -28,8 +29,10 @@ class GCN(NodeClassifier):
             69.1 with ReLU, SR-GCN 70.9 and 68.7), ``"relu"`` or ``"elu"``.
 
     Shapes:
-        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, H]``.
+        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` or a ``Graph`` -> logits ``[N, C]``, hidden ``[N, H]``.
     """
+
+    accepts_graph = True
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, num_layers: int = 2, batch_norm: bool = False,
@@ -59,13 +62,14 @@ class GCN(NodeClassifier):
         for bias in self.biases:
             nn.init.zeros_(bias)
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
         self.check_input(x)
+        graph = as_graph(edge_index, x)
         h = x
         for i, (lin, bias) in enumerate(zip(self.lins, self.biases)):
             h = dropout(h, self.dropout, self.training)
             # On a receptive subgraph, the adjacency's rows where this layer's output is read.
-            adj = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), device=x.device)
+            adj = graph.layer(i + 1).adjacency()
             # A (X W) equals (A X) W; multiplying by W first keeps the SpMM narrow.
             h = spmm(adj, lin(h)) + bias
             if i < len(self.lins) - 1:

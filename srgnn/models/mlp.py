@@ -14,6 +14,8 @@ class MLP(NodeClassifier):
         x ``[N, F]`` -> logits ``[N, C]``, hidden ``[N, H]``.
     """
 
+    accepts_graph = True
+
     receptive_field = 0
     hidden_receptive_field = 0
 

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..propagation import layer_edges, normalized_adjacency, spmm
+from ..graph import Graph, as_graph
+from ..propagation import spmm
 from .base import NodeClassifier, SparseInputLinear, dropout, linear
 
 
@@ -19,8 +20,10 @@ class GraphSAGE(NodeClassifier):
     SpMM and only H-wide rows are aggregated.
 
     Shapes:
-        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, H]``.
+        x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` or a ``Graph`` -> logits ``[N, C]``, hidden ``[N, H]``.
     """
+
+    accepts_graph = True
 
     receptive_field = 2
     hidden_receptive_field = 1
@@ -33,13 +36,14 @@ class GraphSAGE(NodeClassifier):
         self.roots = nn.ModuleList(SparseInputLinear(a, b) for a, b in sizes)
         self.neighbours = nn.ModuleList(SparseInputLinear(a, b, bias=False) for a, b in sizes)
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
         self.check_input(x)
+        graph = as_graph(edge_index, x)
         h = x
         for i, (root, neighbour) in enumerate(zip(self.roots, self.neighbours)):
             h = dropout(h, self.dropout, self.training)
             # On a receptive subgraph, the mean's rows where this layer's output is read.
-            mean = normalized_adjacency(layer_edges(edge_index, i + 1), x.size(0), "mean", device=x.device)
+            mean = graph.layer(i + 1).adjacency("mean")
             # Both projections in one product: one pass over a sparse x instead of two.
             own, theirs = linear(h, torch.cat([root.weight, neighbour.weight])).split(root.out_features, dim=1)
             h = own + root.bias + spmm(mean, theirs.contiguous())

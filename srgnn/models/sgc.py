@@ -4,22 +4,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..propagation import cached_for_input, normalized_adjacency, sgc_features
+from ..graph import Graph, as_graph
+from ..propagation import sgc_features
 from .base import NodeClassifier, SparseInputLinear
 
 
 class SGC(NodeClassifier):
     r""":math:`Z = \hat A^K X W`: a logistic regression on K-step propagated features.
 
-    :math:`\hat A^K X` is computed once per graph and cached (``cached=True``), which is only
-    right in the transductive setting where the graph and features do not change between
-    calls. The model is linear, so its only learned representation is the logits, which
+    :math:`\hat A^K X` is computed once per ``srgnn.graph.Graph`` and kept on it
+    (``cached=True``) when ``x`` is that graph's own features; given a plain ``edge_index``, it is
+    computed at each call. The model is linear, so its only learned representation is the logits, which
     double as the hidden layer.
 
     Shapes:
         x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` -> logits ``[N, C]``, hidden ``[N, C]``;
         or x ``[M, F]`` rows of ``node_features`` with ``edge_index=None`` -> ``[M, C]``.
     """
+
+    accepts_graph = True
 
     linear = True
     # A logistic regression on small (row-normalized, propagated) features needs large weights:
@@ -33,21 +36,22 @@ class SGC(NodeClassifier):
         self.in_channels, self.k, self.cached = in_channels, k, cached
         self.lin = SparseInputLinear(in_channels, out_channels)
 
-    def propagated(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def propagated(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor:
+        graph = as_graph(edge_index, x)
+
         def propagate() -> Tensor:
-            adj = normalized_adjacency(edge_index, x.size(0), device=x.device)
             with torch.no_grad():
-                return sgc_features(adj, x.to_dense() if x.is_sparse_csr else x, self.k)
+                return sgc_features(graph.adjacency(), x.to_dense() if x.is_sparse_csr else x, self.k)
 
         if not self.cached:
             return propagate()
-        # Shared by every SGC on this graph, so a study propagates once (64 ms a PubMed run otherwise).
-        return cached_for_input(edge_index, x, ("sgc", self.k, str(x.device)), propagate)
+        # Kept on the Graph for every SGC on it, so a study propagates once (64 ms a PubMed run otherwise).
+        return graph.features(x, ("sgc", self.k), propagate)
 
-    def node_features(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def node_features(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor:
         return self.propagated(x, edge_index)
 
-    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph | None) -> tuple[Tensor, Tensor]:
         r"""``edge_index=None``: ``x`` is already :math:`\hat A^K X` (rows of ``node_features``)."""
         self.check_input(x)
         logits = self.lin(x if edge_index is None else self.propagated(x, edge_index))

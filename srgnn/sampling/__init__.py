@@ -1,6 +1,6 @@
 """Training-set samplers: the paper's localized sampler, IID and degree-biased references,
 the authors' published sets, and the personalized PageRank they rest on."""
-from ..propagation import graph_ppr as personalized_pagerank
+from ..ppr import graph_ppr as personalized_pagerank
 from .localized import DEFAULT_TELEPORT, LocalizedSampler, default_pool, default_teleport, within_class_hops
 from .published import load_published_splits
 from .random_sets import degree_biased_sample, iid_sample

@@ -10,7 +10,8 @@ from torch_geometric.data import Data
 from torch_geometric.utils import is_undirected
 
 from .._validation import check_graph, check_index, check_int, check_number
-from ..propagation import _graph_key, normalized_adjacency, ppr, ppr_gram, ppr_sq_norms
+from ..ppr import ppr, ppr_gram, ppr_sq_norms
+from ..propagation import normalized_adjacency
 
 #: The teleport for a graph the registry does not know. 0.1 is the teleport of the authors'
 #: large-graph sampler (PPR-S) and of APPNP, and the one whose sets equal the authors' published
@@ -60,7 +61,7 @@ class LocalizedSampler:
     Distances come from :math:`\lVert\pi_s-\pi_v\rVert^2 = G_{ss} + G_{vv} - 2G_{sv}` with
     :math:`G = \Pi^2` (:math:`\Pi` is symmetric, so the graph must be undirected).
     ``sketch_dim=None`` computes them exactly: :math:`G_{vv}` for the pool by
-    ``srgnn.propagation.ppr_sq_norms`` (nested dissection or column solves, never a dense N x N
+    ``srgnn.ppr.ppr_sq_norms`` (nested dissection or column solves, never a dense N x N
     matrix) and :math:`G_{sv}` from two solves per seed. ``sketch_dim=k`` replaces :math:`\Pi`
     by the Johnson-Lindenstrauss sketch :math:`\Pi R`, :math:`R \in \mathbb{R}^{N\times k}`
     Gaussian, whose squared distances are unbiased with relative standard deviation
@@ -115,7 +116,7 @@ class LocalizedSampler:
         self.data, self.per_class, self.teleport, self.pool = data, per_class, float(teleport), pool
         self.sketch_dim, self.seed_sketch = sketch_dim, seed_sketch
         self._adj = normalized_adjacency(data.edge_index, data.num_nodes, "sym", "cpu", torch.float64)
-        self._key = _graph_key(data.edge_index, data.num_nodes)
+        self._factors: dict = {}  # the LU factorization (and nested dissection) of its PPR system
         self._sq_norms: Tensor | None = None  # G_vv for every node of the pool, [N] (pool entries filled)
         self._sketch: Tensor | None = None
 
@@ -125,12 +126,12 @@ class LocalizedSampler:
         n = self.data.num_nodes
         sq = torch.zeros(n, dtype=torch.float64)
         if self.sketch_dim is None:
-            sq[self.pool] = ppr_sq_norms(self._adj, self.pool, self.teleport, cache_key=self._key)
+            sq[self.pool] = ppr_sq_norms(self._adj, self.pool, self.teleport, factors=self._factors)
         else:
             gen = torch.Generator().manual_seed(self.seed_sketch)
             projection = torch.randn(n, self.sketch_dim, generator=gen, dtype=torch.float64)
             self._sketch = ppr(self._adj, rhs=projection / math.sqrt(self.sketch_dim), teleport=self.teleport,
-                               cache_key=self._key)
+                               factors=self._factors)
             sq[self.pool] = (self._sketch[self.pool] ** 2).sum(1)
         self._sq_norms = sq
 
@@ -138,7 +139,7 @@ class LocalizedSampler:
         """G[seeds, nodes], ``[S, M]``."""
         if self._sketch is not None:
             return self._sketch[seeds] @ self._sketch[nodes].T
-        return ppr_gram(self._adj, seeds, self.teleport, cache_key=self._key)[nodes].T
+        return ppr_gram(self._adj, seeds, self.teleport, factors=self._factors)[nodes].T
 
     def sq_distances(self, seeds: Tensor, nodes: Tensor) -> Tensor:
         r""":math:`\lVert \pi_s - \pi_v \rVert_2^2` for pool nodes ``seeds`` ``[S]`` and ``nodes``

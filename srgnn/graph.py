@@ -1,0 +1,227 @@
+"""``Graph``: one graph on one device, and what srgnn computes once per graph, kept on it.
+
+A model's forward takes ``(x, edge_index)`` as in PyG, where ``edge_index`` is a ``[2, E]``
+tensor or a ``Graph``. Given a tensor, a model builds what it needs (the normalized
+adjacency, GAT's edge structure) afresh at each call. Given a ``Graph``, it asks the graph,
+which builds each once and keeps it in ``Graph.cache``, a dict the user can read and clear:
+the normalized adjacencies, GAT's ``AttentionCSR``, the layers of a receptive subgraph,
+SGC's propagated features, DGI's embeddings, PPR factorizations and KMM weights.
+
+Nothing is kept anywhere else: two graphs never share an entry, and a graph whose tensors
+(or the ``Data`` it was built from) are modified in place refuses to be used
+(``StaleGraphError``), so a stale entry is never served.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.utils import subgraph
+
+from ._validation import check_graph
+from .attention import AttentionCSR
+from .propagation import Adjacency, Norm, adjacency_pair, compact_csr, quiet_sparse
+
+T = TypeVar("T")
+
+
+class StaleGraphError(RuntimeError):
+    """A ``Graph``'s tensors were modified in place after it was built."""
+
+
+def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
+    """Sparse bag-of-words features as CSR (first-layer SpMM and O(nnz) dropout), others as is."""
+    if x.is_floating_point() and x.dim() == 2 and float((x != 0).float().mean()) < max_density:
+        with quiet_sparse():
+            return compact_csr(x.to_sparse_csr())
+    return x
+
+
+class Graph:
+    """A graph's ``edge_index`` ``[2, E]`` on one device, with optional model input ``x``
+    ``[N, F]`` (dense or CSR), and a cache of what is derived from them.
+
+    Args:
+        edge_index: ``[2, E]``, PyG's source-to-target flow.
+        num_nodes: N (default: ``x``'s rows, else the largest node id plus one).
+        x: the features models read, if the graph owns them (``from_data`` sets it).
+        full_degree: for a receptive subgraph, each node's in-degree in the whole graph ``[N]``.
+        depth: for a receptive subgraph, how many layers' outputs are read at each node ``[N]``.
+        read: for one layer of a receptive subgraph, the nodes whose output it computes ``[R]``.
+        data: the ``Data`` this graph was built from (labels, masks, ``num_classes``).
+
+    Attributes: ``cache``, every derived result by key; ``clear()`` empties it.
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: int | None = None, *, x: Tensor | None = None,
+                 full_degree: Tensor | None = None, depth: Tensor | None = None, read: Tensor | None = None,
+                 data: Data | None = None):
+        if num_nodes is None:
+            num_nodes = x.size(0) if x is not None else int(edge_index.max()) + 1 if edge_index.numel() else 0
+        self.edge_index, self.num_nodes, self.x, self.data = edge_index, int(num_nodes), x, data
+        self.full_degree, self.depth, self.read = full_degree, depth, read
+        self.cache: dict[Any, Any] = {}
+        self._watched = [t for t in (edge_index, x) if t is not None]
+        if data is not None:
+            self._watched += [t for t in (data.x, data.edge_index) if t is not None]
+        self._versions = self._current_versions()
+
+    @classmethod
+    def from_data(cls, data: Data, device: str | torch.device | None = None) -> "Graph":
+        """The whole graph of ``data`` on ``device`` (default: where ``data`` is), checked once
+        (features, and labels where it has them), with sparse features as CSR (``model_input``)."""
+        check_graph(data, require_features=True, require_labels=getattr(data, "y", None) is not None)
+        device = torch.device(device) if device is not None else data.edge_index.device
+        return cls(data.edge_index.to(device), data.num_nodes, x=model_input(data.x).to(device), data=data)
+
+    @property
+    def device(self) -> torch.device:
+        return self.edge_index.device
+
+    def _current_versions(self) -> list[int]:
+        return [t._version for t in self._watched]
+
+    def check_current(self) -> None:
+        """Raise ``StaleGraphError`` if a tensor of this graph changed in place since it was built."""
+        if self._current_versions() != self._versions:
+            raise StaleGraphError("A tensor of this Graph (edge_index, x, or the Data it was built from) was "
+                                  "modified in place after the Graph was built, so what it cached may be stale; "
+                                  "build a new one (Graph.from_data(data)).")
+
+    def cached(self, key: Any, compute: Callable[[], T]) -> T:
+        """``compute()``, kept in ``cache`` under ``key``."""
+        self.check_current()
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+    def clear(self) -> None:
+        """Drop every cached result (they are rebuilt on the next use)."""
+        self.cache.clear()
+
+    def features(self, x: Tensor, key: Any, compute: Callable[[], Tensor]) -> Tensor:
+        """``compute()``, a result of this graph and features ``x`` (SGC's propagated features,
+        DGI's embeddings): cached when ``x`` is this graph's own ``x``, else computed afresh."""
+        return self.cached(("features", key), compute) if x is self.x else compute()
+
+    def inputs_for(self, model) -> tuple[Tensor, Tensor | "Graph"]:
+        """``(x, edge_index)`` as ``model``'s forward takes them: for srgnn's models
+        (``accepts_graph = True``) this graph's features (CSR where sparse) and the graph itself;
+        for any other model, yours on PyG layers, dense features (kept here) and the ``[2, E]`` tensor."""
+        if getattr(model, "accepts_graph", False):
+            return self.x, self
+        return self.cached("dense_x", lambda: self.x.to_dense() if self.x.is_sparse_csr else self.x), self.edge_index
+
+    def adjacency(self, norm: Norm = "sym", dtype: torch.dtype = torch.float32) -> Adjacency:
+        """The normalized adjacency with its transpose (``srgnn.propagation.adjacency_pair``);
+        on a layer of a receptive subgraph, the rows it reads, with the whole graph's degrees."""
+        return self.cached(("adjacency", norm, dtype), lambda: adjacency_pair(
+            self.edge_index, self.num_nodes, norm, dtype=dtype, read=self.read, full_degree=self.full_degree))
+
+    def attention(self) -> AttentionCSR:
+        """GAT's edge structure with self-loops (at the ``read`` nodes of a layer)."""
+        return self.cached("attention", lambda: AttentionCSR(self.edge_index, self.num_nodes, self.read))
+
+    def in_degree(self) -> Tensor:
+        """In-degrees ``[N]``, without self-loops, as ``normalized_adjacency`` counts them."""
+        def count() -> Tensor:
+            source, target = self.edge_index
+            return torch.bincount(target[source != target], minlength=self.num_nodes)
+
+        return self.cached("in_degree", count)
+
+    def layer(self, layer: int) -> "Graph":
+        """The edges into the nodes whose layer-``layer`` output is read (``depth >= layer``) of a
+        receptive subgraph; this graph itself for another. A message-passing layer run on them
+        gives exact outputs at those nodes, which keep all their neighbours."""
+        if self.depth is None:
+            return self
+
+        def select() -> Graph:
+            read = self.depth.to(self.device) >= layer
+            return Graph(self.edge_index[:, read[self.edge_index[1]]], self.num_nodes,
+                         read=read.nonzero().view(-1), full_degree=self.full_degree)
+
+        return self.cached(("layer", layer), select)
+
+    def on(self, device: str | torch.device) -> "Graph":
+        """This graph on ``device``: itself, or a copy kept in ``cache`` (with a cache of its own)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return self.cached(("on", str(device)), lambda: self.to(device))
+
+    def to(self, device: str | torch.device) -> "Graph":
+        """A copy on ``device``, with an empty cache."""
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Graph(self.edge_index.to(device), self.num_nodes, x=move(self.x), full_degree=self.full_degree,
+                     depth=self.depth, read=move(self.read), data=self.data)
+
+    def receptive_subgraph(self, targets: Tensor | Sequence[Tensor],
+                           hops: int | Sequence[int]) -> tuple[Tensor, "Graph"]:
+        """The ``hops``-hop neighbourhood of ``targets``: its nodes ``subset`` ``[M]`` (sorted) and
+        a ``Graph`` of the edges among them, relabelled to ``0..M-1``. ``targets`` may be several
+        groups with one hop count each (the union of their neighbourhoods).
+
+        The subgraph keeps the whole graph's degrees (``full_degree``), so a ``hops``-layer
+        message-passing model (GCN, GraphSAGE, GAT) run on it gives exactly the whole graph's
+        outputs at the targets: every node within ``hops - 1`` of a target keeps all its
+        neighbours. Its ``depth`` ``[M]`` is how many layers' outputs are needed at each node,
+        the largest ``hops - distance`` over the groups; layer l's output is read only at nodes
+        of depth >= l, so a model may skip the rest (``layer``): on PubMed, 60 localized nodes'
+        2-hop subgraph has 21,034 edges, of which 5,867 end at depth >= 1 and 281 at depth 2.
+        """
+        if isinstance(targets, Tensor):
+            targets, hops = [targets], [hops]
+        if len(targets) != len(hops):
+            raise ValueError(f"Pass one hop count per target group; got {len(targets)} groups and {len(hops)} counts.")
+        # depth = hops - distance, largest over the groups; -1 outside every neighbourhood.
+        depth = torch.stack([group_hops - _hop_distances(self.edge_index, self.num_nodes, group, group_hops)
+                             for group, group_hops in zip(targets, hops)]).amax(0)
+        subset = (depth >= 0).nonzero().view(-1)
+        edge_index, _ = subgraph(subset, self.edge_index, relabel_nodes=True, num_nodes=self.num_nodes)
+        return subset, Graph(edge_index, subset.numel(), full_degree=self.in_degree()[subset], depth=depth[subset])
+
+
+def as_graph(edge_index: Tensor | Graph, x: Tensor) -> Graph:
+    """``edge_index`` itself if it is a ``Graph``, else a fresh one around it on ``x``'s device,
+    with ``x``'s rows as nodes (what it builds is dropped after the call)."""
+    if isinstance(edge_index, Graph):
+        return edge_index
+    return Graph(edge_index.to(x.device), x.size(0))
+
+
+def graph_input(model, edge_index: Tensor | Graph | Any) -> Tensor | Graph | Any:
+    """What ``model``'s forward takes for ``edge_index``: srgnn's models declare
+    ``accepts_graph = True`` and take a ``Graph`` (or APPNP's ``TargetRows``, or ``None``) as is;
+    any other model, yours written on PyG layers, gets a ``Graph``'s ``edge_index`` tensor."""
+    if isinstance(edge_index, Graph) and not getattr(model, "accepts_graph", False):
+        return edge_index.edge_index
+    return edge_index
+
+
+def graph_on(edge_index: Tensor | Graph, device: torch.device | str) -> Tensor | Graph:
+    """``edge_index`` on ``device``: a ``Graph`` by ``Graph.on`` (keeping its cache), a tensor by ``.to``."""
+    return edge_index.on(device) if isinstance(edge_index, Graph) else edge_index.to(device)
+
+
+def _hop_distances(edge_index: Tensor, num_nodes: int, sources: Tensor, max_hops: int) -> Tensor:
+    """Hops from each node to the nearest of ``sources`` along ``edge_index`` (source to
+    target, as messages flow), ``[N]``; ``max_hops + 1`` beyond ``max_hops``. One sweep over
+    the edges per hop (PyG's ``k_hop_subgraph`` gives the nodes within K hops, not their
+    distances; calling it for every K took 160 ms for APPNP's 10 hops on PubMed)."""
+    row, col = edge_index
+    distance = torch.full((num_nodes,), max_hops + 1, dtype=torch.long, device=edge_index.device)
+    distance[sources] = 0
+    frontier = distance == 0
+    for hop in range(1, max_hops + 1):
+        reached = torch.zeros_like(frontier)
+        reached[row[frontier[col]]] = True
+        frontier = reached & (distance > hop)
+        distance[frontier] = hop
+    return distance

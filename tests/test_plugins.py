@@ -1,0 +1,115 @@
+"""Your own model and your own shift penalty, written here on PyG layers srgnn does not use,
+train through every route: ``Trainer``, ``ReplicaTrainer`` and the study CLI."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import GINConv
+
+from srgnn import Graph, ReplicaTrainer, ShiftRobust, Trainer
+from srgnn.models import GCN, NodeClassifier
+from tests.conftest import run_module
+
+
+class GIN(NodeClassifier):
+    """Two GIN layers (PyG's ``GINConv``); the hidden layer is the first one's output."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 16):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv1 = GINConv(nn.Linear(in_channels, hidden_channels))
+        self.conv2 = GINConv(nn.Linear(hidden_channels, out_channels))
+
+    def forward_with_hidden(self, x, edge_index):
+        assert isinstance(edge_index, torch.Tensor)  # srgnn hands a model of yours the tensor, not a Graph
+        hidden = F.relu(self.conv1(F.dropout(x, 0.5, self.training), edge_index))
+        return self.conv2(F.dropout(hidden, 0.5, self.training), edge_index), hidden
+
+
+def gin(data) -> GIN:
+    """The study CLI's factory: ``--methods tests.test_plugins:gin``."""
+    return GIN(data.num_features, data.num_classes)
+
+
+def linear_mmd(h_train, h_iid):
+    """MMD with a linear kernel: the squared distance between the two means."""
+    return (h_train.mean(0) - h_iid.mean(0)).pow(2).sum()
+
+
+@pytest.fixture(scope="module")
+def cora_graph(cora):
+    return Graph.from_data(cora)
+
+
+def _sets(cora_published):
+    return [cora_published[0], cora_published[1]]
+
+
+def test_your_model_and_penalty_train_through_the_trainer(cora_graph, cora_published):
+    train = cora_published[0]
+    plain = Trainer(GIN(1433, 7), epochs=60, seed=0).fit(cora_graph, train)
+    robust_model = ShiftRobust(GIN(1433, 7), linear_mmd, lam=5.0)
+    robust = Trainer(robust_model, epochs=60, seed=0).fit(cora_graph, train)
+    assert plain.evaluate(cora_graph, torch.arange(1708, 2708))["micro_f1"] > 0.5
+    assert robust.history_ != plain.history_  # the penalty entered the loss
+    iid = robust_model.iid_idx_
+
+    def shift(trainer):
+        with torch.no_grad():
+            hidden = trainer.model_.forward_with_hidden(*cora_graph.inputs_for(trainer.model_))[1]
+        return float(linear_mmd(hidden[train], hidden[iid]))
+
+    assert shift(robust) < shift(plain)  # and it lowered what it measures
+
+
+@pytest.mark.parametrize("penalty", [linear_mmd, "cmd"])
+def test_a_model_replicas_cannot_batch_trains_replica_by_replica_as_its_trainer(cora_graph, cora_published, penalty):
+    sets = _sets(cora_published)
+    trainer = ReplicaTrainer(lambda: ShiftRobust(GIN(1433, 7), penalty), epochs=20).fit(cora_graph, sets, [3, 4])
+    assert not trainer.batched_ and "GIN is not one of GCN" in trainer.unbatched_reason_
+    for model, train, seed in zip(trainer.models_, sets, [3, 4]):
+        alone = Trainer(ShiftRobust(GIN(1433, 7), penalty), epochs=20, seed=seed).fit(cora_graph, train)
+        assert torch.equal(model(*cora_graph.inputs_for(model)), alone.logits(cora_graph))
+
+
+def test_your_penalty_on_batched_replicas_with_a_lam_each_equals_each_trainer(cora_graph, cora_published):
+    sets, lams = _sets(cora_published), iter([0.5, 3.0])
+    trainer = ReplicaTrainer(lambda: ShiftRobust(GCN(1433, 7), linear_mmd, lam=next(lams)), epochs=20)
+    trainer.fit(cora_graph, sets, [3, 4])
+    assert trainer.batched_ and trainer.unbatched_reason_ is None
+    for model, train, seed, lam in zip(trainer.models_, sets, [3, 4], [0.5, 3.0]):
+        alone = Trainer(ShiftRobust(GCN(1433, 7), linear_mmd, lam=lam), epochs=20, seed=seed).fit(cora_graph, train)
+        with torch.no_grad():
+            torch.testing.assert_close(model(cora_graph.x, cora_graph), alone.logits(cora_graph), rtol=1e-4, atol=1e-5)
+
+
+def test_the_study_cli_trains_your_model_and_penalty(tmp_path):
+    flags = ["--dataset", "cora", "--repeats", "2", "--iid-repeats", "0", "--epochs", "10", "--workers", "2",
+             "--threads", "1", "--regularizer", "tests.test_plugins:linear_mmd"]
+    methods = "tests.test_plugins:gin,sr-tests.test_plugins:gin,sr-gcn"
+    run_module("benchmarks.pubmed_bias", *flags, "--methods", methods, "--out", str(tmp_path / "one"))
+    run_module("benchmarks.pubmed_bias", *flags, "--methods", methods, "--batch", "2", "--out", str(tmp_path / "batched"))
+    scores = {}
+    for name in ("one", "batched"):
+        records = [json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()]
+        scores[name] = {(r["method"], r["index"]): r["micro_f1"] for r in records}
+    assert set(scores["one"]) == {(m, i) for m in methods.split(",") for i in (0, 1)}
+    for key, micro in scores["one"].items():  # batched SR-GCN with the plug-in penalty equals its runs alone
+        assert scores["batched"][key] == pytest.approx(micro, abs=1e-3), key
+    result = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert result["config"]["regularizer"] == "tests.test_plugins:linear_mmd"
+    assert result["methods"]["sr-tests.test_plugins:gin"]["n_runs"] == 2
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--methods", "tests.no_such_module:gin", "names nothing importable"),
+    ("--methods", "tests.test_plugins:no_such_factory", "names nothing importable"),
+    ("--regularizer", "tests.test_plugins:GIN.nothing", "names nothing importable"),
+    ("--regularizer", "kmm", "choose cmd, mmd or package.module:function"),
+])
+def test_the_study_cli_refuses_a_plugin_it_cannot_load(tmp_path, flag, value, message):
+    result = run_module("benchmarks.pubmed_bias", "--dataset", "cora", flag, value, "--out", str(tmp_path / "o"),
+                        check=False)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
