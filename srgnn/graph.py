@@ -23,6 +23,7 @@ from torch_geometric.utils import subgraph
 
 from ._validation import check_graph
 from .attention import AttentionCSR
+from .ops import PLAIN, Ops
 from .propagation import Adjacency, Norm, adjacency_pair, compact_csr, quiet_sparse
 
 T = TypeVar("T")
@@ -52,17 +53,19 @@ class Graph:
         depth: for a receptive subgraph, how many layers' outputs are read at each node ``[N]``.
         read: for one layer of a receptive subgraph, the nodes whose output it computes ``[R]``.
         data: the ``Data`` this graph was built from (labels, masks, ``num_classes``).
+        ops: the layer operations a model's forward runs on this graph (``srgnn.ops``): ``PLAIN``,
+            or a ``ReplicaOps`` for R replicas' graphs stacked as one.
 
     Attributes: ``cache``, every derived result by key; ``clear()`` empties it.
     """
 
     def __init__(self, edge_index: Tensor, num_nodes: int | None = None, *, x: Tensor | None = None,
                  full_degree: Tensor | None = None, depth: Tensor | None = None, read: Tensor | None = None,
-                 data: Data | None = None):
+                 data: Data | None = None, ops: Ops = PLAIN):
         if num_nodes is None:
             num_nodes = x.size(0) if x is not None else int(edge_index.max()) + 1 if edge_index.numel() else 0
         self.edge_index, self.num_nodes, self.x, self.data = edge_index, int(num_nodes), x, data
-        self.full_degree, self.depth, self.read = full_degree, depth, read
+        self.full_degree, self.depth, self.read, self.ops = full_degree, depth, read, ops
         self.cache: dict[Any, Any] = {}
         self._watched = [t for t in (edge_index, x) if t is not None]
         if data is not None:
@@ -194,6 +197,11 @@ def as_graph(edge_index: Tensor | Graph, x: Tensor) -> Graph:
     if isinstance(edge_index, Graph):
         return edge_index
     return Graph(edge_index.to(x.device), x.size(0))
+
+
+def ops_of(edge_index: Tensor | Graph | Any) -> Ops:
+    """The layer operations for a forward given ``edge_index``: a ``Graph``'s own, else ``PLAIN``."""
+    return edge_index.ops if isinstance(edge_index, Graph) else PLAIN
 
 
 def graph_input(model, edge_index: Tensor | Graph | Any) -> Tensor | Graph | Any:

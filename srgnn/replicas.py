@@ -20,8 +20,10 @@ the ``Trainer``'s masks are drawn on the device), one mask per layer in the ``Tr
 and size. So replica r's run is ``Trainer(seed=seeds[r])``'s on the same set, to float
 tolerance, whatever else shares its batch.
 
-Supported: GCN (without BatchNorm), GraphSAGE and MLP, plain or shift-robust (CMD, MMD, KMM
-weights). Other models train with ``srgnn.Trainer``.
+Every replica runs the model's own forward: its parameters are stacked and its layers run
+through the ``srgnn.ops.ReplicaOps`` of the stacked graph. Batched: models that declare
+``replica_batchable`` (GCN without BatchNorm, GraphSAGE, MLP), plain or shift-robust (CMD, MMD,
+KMM weights, your own penalty); other models train replica by replica, each as its ``Trainer``.
 
 ``LockstepTrainer`` batches the other way round: variants of one APPNP (plain and shift-robust,
 on different training sets) that share a *seed*. They start from the same weights and draw
@@ -38,114 +40,32 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .models import APPNP, GCN, MLP, GraphSAGE, NodeClassifier
 from .graph import Graph, model_input
-from .models.base import _SparseMatmul, dropout, keep_mask, linear, relu_dropout
-from .propagation import compact_csr, quiet_sparse, spmm
+from .kernels import dropout, keep_mask, linear, relu_dropout
+from .models import APPNP, NodeClassifier
+from .ops import ReplicaOps
 from ._validation import check_int
 from .robust import ShiftRobust
 from .trainer import (Trainer, check_output_classes, check_training_set, classification_scores, evaluation_graph,
                       fitted_graph, optimizer_settings, resolve_device, robust_loss_subgraph, target_hops)
 
 
-class ReplicaBlocks:
-    """Rows of R replicas stacked in contiguous blocks, with the per-replica operations.
+class _WithHidden(torch.nn.Module):
+    """``model.forward_with_hidden`` as a module's forward, for ``torch.func.functional_call``."""
 
-    Args:
-        sizes: rows of each replica's block, ``[R]``.
-        generators: one dropout generator per replica, on the device of the rows' tensors.
-    """
+    def __init__(self, model: NodeClassifier):
+        super().__init__()
+        self.model = model
 
-    def __init__(self, sizes: list[int], generators: list[torch.Generator], device: torch.device):
-        self.sizes = sizes
-        self.count, self.max_size = len(sizes), max(sizes)
-        self.offsets = [0]
-        for size in sizes:
-            self.offsets.append(self.offsets[-1] + size)
-        sizes_t = torch.tensor(sizes, device=device)
-        #: replica of each row ``[M]`` and the row's place in an ``[R, max_size]`` grid
-        self.owner = torch.repeat_interleave(torch.arange(self.count, device=device), sizes_t)
-        starts = torch.tensor(self.offsets[:-1], device=device)
-        self.grid = self.owner * self.max_size + torch.arange(self.owner.numel(), device=device) - starts[self.owner]
-        self.generators = generators
-        self.training = True
-
-    def widen(self, x: Tensor) -> Tensor:
-        """CSR ``[M, F]`` -> ``[M, R F]`` with block r's columns shifted by ``r F``, so that
-        ``widen(x) @ W.reshape(R F, H)`` multiplies each block by its own ``W[r]``."""
-        rows = torch.repeat_interleave(self.owner, x.crow_indices().diff())
-        with quiet_sparse():
-            wide = torch.sparse_csr_tensor(x.crow_indices().long(), x.col_indices().long() + rows * x.size(1),
-                                           x.values(), (x.size(0), x.size(1) * self.count))
-        return compact_csr(wide)
-
-    def dropout(self, h: Tensor, p: float) -> Tensor:
-        """``srgnn.models.base.dropout`` with each block's mask from its replica's generator."""
-        if not self.training or p == 0.0:
-            return h
-        if h.is_sparse_csr:
-            crow = h.crow_indices()
-            counts = [int(crow[b]) - int(crow[a]) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
-        else:
-            counts = [size * h.size(1) for size in self.sizes]
-        keep = torch.cat([keep_mask(n, p, generator=g, device=g.device) for n, g in zip(counts, self.generators)])
-        return dropout(h, p, True, keep)
-
-    def linear(self, h: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        """Block r times ``weight[r].T`` (``weight`` ``[R, out, in]``, as ``nn.Linear`` stores
-        it) plus ``bias[r]``; ``h`` is ``[M, in]`` dense or a ``widen``-ed CSR."""
-        count, out_features, in_features = weight.shape
-        if h.is_sparse_csr:
-            out = _SparseMatmul.apply(h, weight.transpose(1, 2).reshape(count * in_features, out_features))
-        else:
-            grid = h.new_zeros(count * self.max_size, in_features).index_copy(0, self.grid, h)
-            out = torch.bmm(grid.view(count, self.max_size, in_features), weight.transpose(1, 2))
-            out = out.reshape(count * self.max_size, out_features)[self.grid]
-        return out if bias is None else out + bias[self.owner]
-
-
-def _gcn(model: GCN, params: dict[str, Tensor], x: Tensor, graph: Graph, blocks: ReplicaBlocks):
-    h, last = x, len(model.lins) - 1
-    for i in range(last + 1):
-        adj = graph.layer(i + 1).adjacency()
-        h = spmm(adj, blocks.linear(blocks.dropout(h, model.dropout), params[f"lins.{i}.weight"]))
-        h = h + params[f"biases.{i}"][blocks.owner]
-        if i < last:
-            h = hidden = model.activation(h)
-    return h, hidden
-
-
-def _sage(model: GraphSAGE, params: dict[str, Tensor], x: Tensor, graph: Graph, blocks: ReplicaBlocks):
-    h = x
-    for i in range(len(model.roots)):
-        mean = graph.layer(i + 1).adjacency("mean")
-        h = blocks.dropout(h, model.dropout)
-        h = (blocks.linear(h, params[f"roots.{i}.weight"], params[f"roots.{i}.bias"])
-             + spmm(mean, blocks.linear(h, params[f"neighbours.{i}.weight"])))
-        if i == 0:
-            h = hidden = F.relu(h)
-    return h, hidden
-
-
-def _mlp(model: MLP, params: dict[str, Tensor], x: Tensor, graph: Graph, blocks: ReplicaBlocks):
-    h, last = x, len(model.lins) - 1
-    for i in range(last + 1):
-        h = blocks.linear(blocks.dropout(h, model.dropout), params[f"lins.{i}.weight"], params[f"lins.{i}.bias"])
-        if i < last:
-            h = hidden = F.relu(h)
-    return h, hidden
-
-
-#: The replica-batched forward pass of each supported model class (exact subclasses only:
-#: APPNP is an MLP subclass that needs the whole graph).
-FORWARDS = {GCN: _gcn, GraphSAGE: _sage, MLP: _mlp}
+    def forward(self, x: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
+        return self.model.forward_with_hidden(x, graph)
 
 
 def supports(model: NodeClassifier | ShiftRobust) -> bool:
     """Whether ``ReplicaTrainer`` can train this model (else use ``srgnn.Trainer``)."""
     robust = model if isinstance(model, ShiftRobust) else None
     base = robust.model if robust is not None else model
-    return (type(base) in FORWARDS and base.receptive_field is not None
+    return (base.replica_batchable and base.accepts_graph and base.receptive_field is not None
             and (robust is None or robust.regularizer != "dann"))
 
 
@@ -220,8 +140,8 @@ class ReplicaTrainer(_ManyModels):
         replicas, generators = self._replicas(graph, train_sets, seeds)
         self.batched_ = all(supports(robust) for robust in replicas)
         self.unbatched_reason_ = None if self.batched_ else (
-            f"{type(replicas[0].model).__name__} is not one of {', '.join(c.__name__ for c in FORWARDS)} (without "
-            "BatchNorm or DANN), whose replica-batched forward ReplicaTrainer has; it trained one replica at a time")
+            f"{type(replicas[0].model).__name__} does not declare replica_batchable (a forward that runs its "
+            "layers through srgnn.ops and takes a Graph), or it is DANN; it trained one replica at a time")
         if not self.batched_:  # each replica as its Trainer, which seeds, sets up and initialises it again
             trainers = [Trainer(robust, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, seed=seed,
                                 device=self.device).fit(graph, train)
@@ -249,12 +169,12 @@ class ReplicaTrainer(_ManyModels):
             train_rows.append(local[train.cpu()])
             iid_rows.append(local[iid])
             offset += subset.numel()
-        blocks = ReplicaBlocks([s.numel() for s in subsets], generators, self.device)
+        blocks = ReplicaOps([s.numel() for s in subsets], generators, self.device)
         rows = torch.cat(subsets)
         x = model_input(data.x[rows.to(data.x.device)]).to(self.device)
         x = blocks.widen(x) if x.is_sparse_csr else x
         fields = Graph(torch.cat(edges, 1).to(self.device), rows.numel(), x=x, full_degree=torch.cat(degrees),
-                       depth=torch.cat(depths))
+                       depth=torch.cat(depths), ops=blocks)
         y = data.y.view(-1)[rows.to(data.y.device)].to(self.device)
         train_index = torch.cat(train_rows).to(self.device)
         # Each replica's loss is its mean over its own training nodes.
@@ -263,11 +183,13 @@ class ReplicaTrainer(_ManyModels):
         params, _ = torch.func.stack_module_state([r.model for r in replicas])
         optimizer = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay,
                                      fused=self.device.type in ("cpu", "cuda"))
-        forward = FORWARDS[type(model)]
+        # The model's own forward, with the replicas' stacked parameters and the ops of their blocks.
+        stacked = _WithHidden(model.train())
+        named = {f"model.{name}": value for name, value in params.items()}
         losses = []  # tensors until the end, as in srgnn.Trainer (no GPU sync per epoch)
         for _ in range(self.epochs):
             optimizer.zero_grad()
-            logits, hidden = forward(model, params, x, fields, blocks)
+            logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
             loss = (weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")).sum()
             loss = loss + self._shift_term(replicas, hidden, train_rows, iid_rows)
             loss.backward()

@@ -68,7 +68,7 @@ def test_your_model_and_penalty_train_through_the_trainer(cora_graph, cora_publi
 def test_a_model_replicas_cannot_batch_trains_replica_by_replica_as_its_trainer(cora_graph, cora_published, penalty):
     sets = _sets(cora_published)
     trainer = ReplicaTrainer(lambda: ShiftRobust(GIN(1433, 7), penalty), epochs=20).fit(cora_graph, sets, [3, 4])
-    assert not trainer.batched_ and "GIN is not one of GCN" in trainer.unbatched_reason_
+    assert not trainer.batched_ and "GIN does not declare replica_batchable" in trainer.unbatched_reason_
     for model, train, seed in zip(trainer.models_, sets, [3, 4]):
         alone = Trainer(ShiftRobust(GIN(1433, 7), penalty), epochs=20, seed=seed).fit(cora_graph, train)
         assert torch.equal(model(*cora_graph.inputs_for(model)), alone.logits(cora_graph))

@@ -56,9 +56,11 @@ def test_replicas_score_what_the_trainer_scores(cora, cora_published):
     assert batched == pytest.approx(sequential, abs=1e-3)
 
 
-def test_unsupported_models_and_mismatched_seeds_are_refused(cora, cora_published):
-    with pytest.raises(ValueError, match="srgnn.Trainer"):
-        ReplicaTrainer(lambda: APPNP(cora.num_features, 7), epochs=1).fit(cora, cora_published[:1], [0])
+def test_models_it_cannot_batch_train_one_by_one_and_mismatched_seeds_are_refused(cora, cora_published):
+    trainer = ReplicaTrainer(lambda: APPNP(cora.num_features, 7), epochs=3).fit(cora, cora_published[:2], [0, 1])
+    assert not trainer.batched_ and "APPNP does not declare replica_batchable" in trainer.unbatched_reason_
+    alone = Trainer(APPNP(cora.num_features, 7), epochs=3, seed=1).fit(cora, cora_published[1])
+    assert torch.equal(trainer.logits(cora)[1], alone.logits(cora))
     with pytest.raises(ValueError, match="one seed per training set"):
         ReplicaTrainer(lambda: GCN(cora.num_features, 7), epochs=1).fit(cora, cora_published[:2], [0])
 

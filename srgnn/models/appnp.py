@@ -25,6 +25,9 @@ class APPNP(MLP):
     """
 
     linear = True
+    # Its 10 hops reach nearly the whole graph: replicas would not shrink it (LockstepTrainer
+    # batches APPNPs that share a seed instead).
+    replica_batchable = False
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, alpha: float = 0.1, k: int = 10):

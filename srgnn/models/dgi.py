@@ -10,7 +10,8 @@ from torch_geometric.nn import DeepGraphInfomax
 
 from ..graph import Graph, as_graph
 from ..propagation import Adjacency, spmm
-from .base import NodeClassifier, SparseInputLinear
+from ..kernels import SparseInputLinear
+from .base import NodeClassifier
 
 
 class DGI(NodeClassifier):

@@ -9,7 +9,8 @@ from torch_geometric.utils import softmax
 
 from ..attention import edge_aggregate
 from ..graph import Graph, as_graph
-from .base import NodeClassifier, SparseInputLinear, dropout
+from ..kernels import SparseInputLinear, dropout
+from .base import NodeClassifier
 
 
 class SparseGATConv(GATConv):

@@ -6,9 +6,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_num_layers
-from ..graph import Graph, as_graph
+from ..graph import Graph, as_graph, ops_of
+from ..kernels import SparseInputLinear
 from ..propagation import spmm
-from .base import NodeClassifier, SparseInputLinear, dropout
+from .base import NodeClassifier
 
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "elu": F.elu}
@@ -49,6 +50,10 @@ class GCN(NodeClassifier):
         self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in sizes[1:-1]) if batch_norm else None
 
     @property
+    def replica_batchable(self) -> bool:
+        return self.norms is None
+
+    @property
     def receptive_field(self) -> int | None:
         # BatchNorm's batch statistics are taken over every node of the graph.
         return None if self.norms is not None else len(self.lins)
@@ -63,15 +68,16 @@ class GCN(NodeClassifier):
             nn.init.zeros_(bias)
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
-        self.check_input(x)
+        ops = ops_of(edge_index)
+        self.check_input(x, ops)
         graph = as_graph(edge_index, x)
         h = x
         for i, (lin, bias) in enumerate(zip(self.lins, self.biases)):
-            h = dropout(h, self.dropout, self.training)
+            h = ops.dropout(h, self.dropout, self.training)
             # On a receptive subgraph, the adjacency's rows where this layer's output is read.
             adj = graph.layer(i + 1).adjacency()
             # A (X W) equals (A X) W; multiplying by W first keeps the SpMM narrow.
-            h = spmm(adj, lin(h)) + bias
+            h = spmm(adj, ops.linear(h, lin.weight)) + ops.bias(bias)
             if i < len(self.lins) - 1:
                 h = hidden = self.activation(self.norms[i](h) if self.norms is not None else h)
         return h, hidden

@@ -4,7 +4,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .._validation import check_num_layers
-from .base import NodeClassifier, SparseInputLinear, dropout, linear, relu_dropout
+from ..graph import ops_of
+from ..kernels import SparseInputLinear
+from .base import NodeClassifier
 
 
 class MLP(NodeClassifier):
@@ -18,6 +20,7 @@ class MLP(NodeClassifier):
 
     receptive_field = 0
     hidden_receptive_field = 0
+    replica_batchable = True
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, num_layers: int = 2):
@@ -29,11 +32,13 @@ class MLP(NodeClassifier):
         self.lins = nn.ModuleList(SparseInputLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self.check_input(x)
-        h = dropout(x, self.dropout, self.training)
+        ops = ops_of(edge_index)
+        self.check_input(x, ops)
+        h = ops.dropout(x, self.dropout, self.training)
         for lin in self.lins[:-1]:
-            hidden, h = relu_dropout(linear(h, lin.weight), lin.bias, self.dropout, self.training)
-        return self.propagate(self.lins[-1](h), edge_index), hidden
+            hidden, h = ops.relu_dropout(ops.linear(h, lin.weight), lin.bias, self.dropout, self.training)
+        last = self.lins[-1]
+        return self.propagate(ops.linear(h, last.weight, last.bias), edge_index), hidden
 
     def propagate(self, logits: Tensor, edge_index: Tensor | None) -> Tensor:
         """What follows the MLP, ``[N, C]`` -> ``[N, C]``: nothing here (APPNP propagates)."""

@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..graph import Graph, as_graph
+from ..graph import Graph, as_graph, ops_of
+from ..kernels import SparseInputLinear
 from ..propagation import spmm
-from .base import NodeClassifier, SparseInputLinear, dropout, linear
+from .base import NodeClassifier
 
 
 class GraphSAGE(NodeClassifier):
@@ -27,6 +28,7 @@ class GraphSAGE(NodeClassifier):
 
     receptive_field = 2
     hidden_receptive_field = 1
+    replica_batchable = True
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32, dropout: float = 0.5):
         super().__init__()
@@ -37,16 +39,18 @@ class GraphSAGE(NodeClassifier):
         self.neighbours = nn.ModuleList(SparseInputLinear(a, b, bias=False) for a, b in sizes)
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
-        self.check_input(x)
+        ops = ops_of(edge_index)
+        self.check_input(x, ops)
         graph = as_graph(edge_index, x)
         h = x
         for i, (root, neighbour) in enumerate(zip(self.roots, self.neighbours)):
-            h = dropout(h, self.dropout, self.training)
+            h = ops.dropout(h, self.dropout, self.training)
             # On a receptive subgraph, the mean's rows where this layer's output is read.
             mean = graph.layer(i + 1).adjacency("mean")
             # Both projections in one product: one pass over a sparse x instead of two.
-            own, theirs = linear(h, torch.cat([root.weight, neighbour.weight])).split(root.out_features, dim=1)
-            h = own + root.bias + spmm(mean, theirs.contiguous())
+            both = torch.cat([root.weight, neighbour.weight], dim=-2)  # [2H, F], or [R, 2H, F] for replicas
+            own, theirs = ops.linear(h, both).split(root.out_features, dim=1)
+            h = own + ops.bias(root.bias) + spmm(mean, theirs.contiguous())
             if i == 0:
                 h = hidden = F.relu(h)
         return h, hidden

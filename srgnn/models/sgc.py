@@ -6,7 +6,8 @@ from torch import Tensor
 
 from ..graph import Graph, as_graph
 from ..propagation import sgc_features
-from .base import NodeClassifier, SparseInputLinear
+from ..kernels import SparseInputLinear
+from .base import NodeClassifier
 
 
 class SGC(NodeClassifier):
