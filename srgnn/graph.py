@@ -24,7 +24,7 @@ from torch_geometric.utils import subgraph
 from ._validation import check_graph
 from .attention import AttentionCSR
 from .ops import PLAIN, Ops
-from .propagation import Adjacency, Norm, adjacency_pair, compact_csr, quiet_sparse
+from .propagation import Adjacency, Norm, TargetRows, adjacency_pair, compact_csr, quiet_sparse
 
 T = TypeVar("T")
 
@@ -150,6 +150,13 @@ class Graph:
 
         return self.cached(("layer", layer), select)
 
+    def with_ops(self, ops: Ops) -> "Graph":
+        """This graph with other layer operations, sharing its tensors and its ``cache``."""
+        twin = Graph(self.edge_index, self.num_nodes, x=self.x, full_degree=self.full_degree, depth=self.depth,
+                     read=self.read, data=self.data, ops=ops)
+        twin.cache, twin._watched, twin._versions = self.cache, self._watched, self._versions
+        return twin
+
     def on(self, device: str | torch.device) -> "Graph":
         """This graph on ``device``: itself, or a copy kept in ``cache`` (with a cache of its own)."""
         device = torch.device(device)
@@ -199,9 +206,11 @@ def as_graph(edge_index: Tensor | Graph, x: Tensor) -> Graph:
     return Graph(edge_index.to(x.device), x.size(0))
 
 
-def ops_of(edge_index: Tensor | Graph | Any) -> Ops:
-    """The layer operations for a forward given ``edge_index``: a ``Graph``'s own, else ``PLAIN``."""
-    return edge_index.ops if isinstance(edge_index, Graph) else PLAIN
+def ops_of(edge_index: Tensor | Graph | TargetRows | None) -> Ops:
+    """The layer operations for a forward given ``edge_index``: those a ``Graph`` or a
+    ``TargetRows`` carries, else ``PLAIN``."""
+    ops = edge_index.ops if isinstance(edge_index, (Graph, TargetRows)) else None
+    return PLAIN if ops is None else ops
 
 
 def graph_input(model, edge_index: Tensor | Graph | Any) -> Tensor | Graph | Any:

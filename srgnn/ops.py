@@ -112,3 +112,41 @@ class ReplicaOps(Ops):
 
     def bias(self, bias: Tensor) -> Tensor:
         return bias[self.owner]
+
+
+class LockstepOps(Ops):
+    """The layer operations of models trained in lockstep (``LockstepTrainer``): models that
+    share a seed, and so draw the same dropout masks, on one graph's input. In one step
+    (``new_step``) the input is dropped once for all of them, its product with every model's
+    first-layer weight (``first_weights``, side by side) is one wider product, and the hidden
+    layer's mask is drawn once; each model's forward takes its own block.
+    """
+
+    def __init__(self, first_weights: list[Tensor]):
+        self.first_weights = first_weights
+        self.new_step()
+
+    def new_step(self) -> None:
+        """Forget the last step's dropped input, first-layer product and hidden mask."""
+        self._input: tuple[Tensor, Tensor] | None = None  # (input, dropped input)
+        self._blocks: list[Tensor] | None = None
+        self._keep: Tensor | None = None
+
+    def dropout(self, h: Tensor, p: float, training: bool) -> Tensor:
+        if self._input is None:
+            self._input = (h, dropout(h, p, training))
+        return self._input[1] if h is self._input[0] else dropout(h, p, training)
+
+    def linear(self, h: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        first = next((r for r, w in enumerate(self.first_weights) if w is weight), None)
+        if first is None or self._input is None or h is not self._input[1] or bias is not None:
+            return linear(h, weight, bias)
+        if self._blocks is None:  # [N, R H], split into each model's contiguous [N, H]
+            wide = linear(h, torch.cat(self.first_weights))
+            self._blocks = list(wide.split(weight.size(0), 1))
+        return self._blocks[first].contiguous()
+
+    def relu_dropout(self, a: Tensor, bias: Tensor, p: float, training: bool) -> tuple[Tensor, Tensor]:
+        if training and p > 0 and self._keep is None:  # drawn where relu_dropout alone would draw it
+            self._keep = keep_mask(a.numel(), p, device=a.device).view_as(a)
+        return relu_dropout(a, bias, p, training, self._keep if training and p > 0 else None)

@@ -41,9 +41,9 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .graph import Graph, model_input
-from .kernels import dropout, keep_mask, linear, relu_dropout
 from .models import APPNP, NodeClassifier
-from .ops import ReplicaOps
+from .ops import LockstepOps, Ops, ReplicaOps
+from .propagation import TargetRows
 from ._validation import check_int
 from .robust import ShiftRobust
 from .trainer import (Trainer, check_output_classes, check_training_set, classification_scores, evaluation_graph,
@@ -227,6 +227,13 @@ class ReplicaTrainer(_ManyModels):
                    for t, i in zip(train_rows, iid_rows))
 
 
+def _with_ops(operator: Graph | TargetRows, ops: Ops) -> Graph | TargetRows:
+    """``operator`` (a model's graph, or APPNP's rows at its read nodes) with the layer operations ``ops``."""
+    if isinstance(operator, TargetRows):
+        return TargetRows(operator.rows, operator.targets, ops)
+    return operator.with_ops(ops)
+
+
 class LockstepTrainer(_ManyModels):
     """Train variants of one APPNP that share a seed, in lockstep; fit / evaluate like
     ``srgnn.Trainer``.
@@ -300,22 +307,20 @@ class LockstepTrainer(_ManyModels):
         params = [p for robust in self.models for p in robust.parameters()]
         optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay,
                                      fused=self.device.type in ("cpu", "cuda"))
-        p, hidden_size, count = models[0].dropout, models[0].lins[0].out_features, len(models)
-        losses = []
+        # Each model's own forward, with the ops that share the step's masks, dropped input and
+        # first-layer product among them (each model's block is a contiguous [N, H], so its
+        # hidden layer fits in cache as alone).
+        ops = LockstepOps([m.lins[0].weight for m in models])
+        steps = [(_with_ops(operator, ops), y, train, iid) for operator, y, train, iid in steps]
+        losses, count = [], len(models)
         for robust in self.models:
             robust.train()
         for _ in range(self.epochs):
             optimizer.zero_grad()
-            first = linear(dropout(x, p, True), torch.cat([m.lins[0].weight for m in models]))  # [N, R H]
-            # Drawn only where the Trainer draws one: relu_dropout draws nothing at p = 0.
-            keep = (keep_mask(x.size(0) * hidden_size, p, device=first.device).view(x.size(0), hidden_size)
-                    if p > 0 else None)
+            ops.new_step()
             loss = 0
-            # Each model's block as a contiguous [N, H]: its hidden layer then fits in cache as alone.
-            for robust, block, (operator, y, train, iid) in zip(self.models, first.split(hidden_size, 1), steps):
-                hidden, dropped = relu_dropout(block.contiguous(), robust.model.lins[0].bias, p, True, keep)
-                logits = robust.model.propagate(robust.model.lins[1](dropped), operator)
-                loss = loss + robust.objective(logits, hidden, y, train, iid)
+            for robust, (operator, y, train, iid) in zip(self.models, steps):
+                loss = loss + robust.loss(x, operator, y, train, iid)
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
