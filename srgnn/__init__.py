@@ -1,15 +1,19 @@
 """srgnn: shift-robust node classification when the labelled nodes are a biased sample.
 
-Modules, in import order: ``data`` -> ``propagation`` / ``attention`` -> ``graph`` -> ``ppr``
--> ``sampling`` / ``shift`` -> ``models`` -> ``robust`` / ``trainer`` -> ``replicas`` / ``swa`` /
-``disagreement``.
+Modules, in import order: ``data`` -> ``propagation`` (sparse kernels) -> ``kernels`` (layer
+kernels) / ``attention`` -> ``ops`` -> ``graph`` -> ``ppr`` -> ``sampling`` / ``shift`` ->
+``models`` -> ``robust`` -> ``subgraph`` / ``loop`` -> ``trainer`` -> ``replicas`` -> ``lockstep``,
+with ``swa`` and ``disagreement`` beside the trainer (docs/architecture.md).
 """
-from . import attention, data, disagreement, graph, models, ppr, propagation, replicas, sampling, shift, swa
+from . import (attention, data, disagreement, graph, kernels, lockstep, loop, models, ops, ppr, propagation, replicas,
+               sampling, shift, subgraph, swa)
 from .graph import Graph
+from .lockstep import LockstepTrainer
+from .replicas import ReplicaTrainer
 from .robust import ShiftRobust
-from .replicas import LockstepTrainer, ReplicaTrainer
 from .trainer import Trainer
 
 __version__ = "0.1.0"
 __all__ = ["Graph", "ShiftRobust", "Trainer", "ReplicaTrainer", "LockstepTrainer", "attention", "data",
-           "disagreement", "graph", "models", "ppr", "propagation", "replicas", "sampling", "shift", "swa"]
+           "disagreement", "graph", "kernels", "lockstep", "loop", "models", "ops", "ppr", "propagation", "replicas",
+           "sampling", "shift", "subgraph", "swa"]

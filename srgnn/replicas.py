@@ -24,11 +24,6 @@ Every replica runs the model's own forward: its parameters are stacked and its l
 through the ``srgnn.ops.ReplicaOps`` of the stacked graph. Batched: models that declare
 ``replica_batchable`` (GCN without BatchNorm, GraphSAGE, MLP), plain or shift-robust (CMD, MMD,
 KMM weights, your own penalty); other models train replica by replica, each as its ``Trainer``.
-
-``LockstepTrainer`` batches the other way round: variants of one APPNP (plain and shift-robust,
-on different training sets) that share a *seed*. They start from the same weights and draw
-the same dropout masks, so the masked input is computed once for all of them and meets their
-first-layer weights in one wider product.
 """
 from __future__ import annotations
 
@@ -41,13 +36,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .graph import Graph, model_input
-from .models import APPNP, NodeClassifier
-from .ops import LockstepOps, Ops, ReplicaOps
-from .propagation import TargetRows
+from .models import NodeClassifier
+from .ops import ReplicaOps
 from ._validation import check_int
 from .robust import ShiftRobust
-from .trainer import (Trainer, check_output_classes, check_training_set, classification_scores, evaluation_graph,
-                      fitted_graph, optimizer_settings, resolve_device, robust_loss_subgraph, target_hops)
+from .loop import make_optimizer, run_epochs
+from .subgraph import evaluation_graph, fitted_graph, target_hops
+from .trainer import Trainer, check_output_classes, check_training_set, classification_scores, optimizer_settings, resolve_device
 
 
 class _WithHidden(torch.nn.Module):
@@ -69,12 +64,35 @@ def supports(model: NodeClassifier | ShiftRobust) -> bool:
             and (robust is None or robust.regularizer != "dann"))
 
 
-class _ManyModels:
-    """``logits`` and ``evaluate`` of a trainer whose ``fit`` leaves R models in ``models_``."""
+class ManyModels:
+    """What ``ReplicaTrainer`` and ``LockstepTrainer`` share: the ``Trainer`` options, ``logits``
+    and ``evaluate`` of R models, and training them one by one, each as its ``Trainer``, where
+    they cannot train as one job (``batched_``, ``unbatched_reason_``)."""
 
-    device: torch.device
-    models_: list[NodeClassifier]
-    graph_: Graph
+    def __init__(self, *, epochs: int, lr: float | None, weight_decay: float | None, patience: int | None,
+                 swa, device: str | torch.device | None):
+        self.epochs = check_int(epochs, "epochs")
+        self.patience = None if patience is None else check_int(patience, "patience")
+        self.lr, self.weight_decay, self.swa = lr, weight_decay, swa
+        self.device = resolve_device(device)
+
+    def per_model_options(self) -> str | None:
+        """Why the options rule out one job: early stopping and SWA act on each model at its own epochs."""
+        if self.patience is None and self.swa is None:
+            return None
+        return "patience and swa act on each model at its own epochs, so each trained as its Trainer"
+
+    def fit_one_by_one(self, graph: Graph, models: Sequence[NodeClassifier | ShiftRobust], train_sets: Sequence[Tensor],
+                       seeds: Sequence[int], val_sets: Sequence[Tensor | None], reason: str) -> "ManyModels":
+        """Model r trained as ``Trainer(models[r], seed=seeds[r], <these options>)`` on ``train_sets[r]``."""
+        trainers = [Trainer(model, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                            patience=self.patience, seed=seed, device=self.device, swa=self.swa).fit(graph, train, val)
+                    for model, train, seed, val in zip(models, train_sets, seeds, val_sets)]
+        shortest = min(len(t.history_) for t in trainers)  # early stopping ends runs at their own epochs
+        self.history_ = torch.tensor([t.history_[:shortest] for t in trainers]).mean(0).tolist()
+        self.models_ = [t.model_ for t in trainers]
+        self.batched_, self.unbatched_reason_ = False, reason
+        return self
 
     def logits(self, data: Data | Graph) -> list[Tensor]:
         """Each model's logits of every node, ``[N, C]`` each, on the CPU."""
@@ -89,27 +107,27 @@ class _ManyModels:
         return [classification_scores(logits, data, nodes) for logits, nodes in zip(self.logits(data), idx)]
 
 
-class ReplicaTrainer(_ManyModels):
+class ReplicaTrainer(ManyModels):
     """Train one method on R training sets at once; fit / evaluate like ``srgnn.Trainer``.
 
     Args:
         build: returns a fresh, untrained model (a ``NodeClassifier`` or a ``ShiftRobust``
-            around one); called once per replica under that replica's seed.
-        epochs, lr, weight_decay, device: as ``srgnn.Trainer``.
+            around one, each with its own ``lam``); called once per replica under that replica's seed.
+        epochs, lr, weight_decay, patience, swa, device: as ``srgnn.Trainer``.
 
-    A model ``supports`` does not cover (another class, BatchNorm, DANN) trains replica by
-    replica, each as ``Trainer(build(), seed=seeds[r])``, with the same results as batched.
+    A model ``supports`` does not cover (another class, BatchNorm, DANN), or early stopping or
+    SWA, trains replica by replica, each as ``Trainer(build(), seed=seeds[r])`` with these
+    options, with the same results as batched.
 
     Attributes (after ``fit``): ``models_``, the R trained models, in eval mode; ``batched_``,
     whether they trained as one job, and ``unbatched_reason_``, why not (``None`` if they did).
     """
 
     def __init__(self, build: Callable[[], NodeClassifier | ShiftRobust], *, epochs: int = 200,
-                 lr: float | None = None, weight_decay: float | None = None,
-                 device: str | torch.device | None = None):
-        epochs = check_int(epochs, "epochs")
-        self.build, self.epochs, self.lr, self.weight_decay = build, epochs, lr, weight_decay
-        self.device = resolve_device(device)
+                 lr: float | None = None, weight_decay: float | None = None, patience: int | None = None,
+                 swa=None, device: str | torch.device | None = None):
+        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device)
+        self.build = build
 
     def _replicas(self, graph: Graph, train_sets: list[Tensor],
                   seeds: list[int]) -> tuple[list[ShiftRobust], list[torch.Generator]]:
@@ -128,8 +146,10 @@ class ReplicaTrainer(_ManyModels):
             generators.append(generator)
         return replicas, generators
 
-    def fit(self, data: Data | Graph, train_sets: list[Tensor], seeds: list[int]) -> "ReplicaTrainer":
-        """Train replica r on ``train_sets[r]`` with seed ``seeds[r]``; returns ``self``."""
+    def fit(self, data: Data | Graph, train_sets: list[Tensor], seeds: list[int],
+            val_sets: Sequence[Tensor | None] | None = None) -> "ReplicaTrainer":
+        """Train replica r on ``train_sets[r]`` with seed ``seeds[r]`` (early stopping on
+        ``val_sets[r]`` with ``patience``); returns ``self``."""
         if not train_sets:
             raise ValueError("train_sets is empty: pass at least one training set (and one seed per set).")
         if len(train_sets) != len(seeds):
@@ -137,18 +157,15 @@ class ReplicaTrainer(_ManyModels):
         self.graph_ = graph = fitted_graph(data, self.device)
         data = graph.data
         train_sets = [check_training_set(graph, train) for train in train_sets]
+        val_sets = [None] * len(train_sets) if val_sets is None else list(val_sets)
         replicas, generators = self._replicas(graph, train_sets, seeds)
-        self.batched_ = all(supports(robust) for robust in replicas)
-        self.unbatched_reason_ = None if self.batched_ else (
-            f"{type(replicas[0].model).__name__} does not declare replica_batchable (a forward that runs its "
-            "layers through srgnn.ops and takes a Graph), or it is DANN; it trained one replica at a time")
-        if not self.batched_:  # each replica as its Trainer, which seeds, sets up and initialises it again
-            trainers = [Trainer(robust, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, seed=seed,
-                                device=self.device).fit(graph, train)
-                        for robust, train, seed in zip(replicas, train_sets, seeds)]
-            self.history_ = torch.tensor([t.history_ for t in trainers]).mean(0).tolist()
-            self.models_ = [t.model_ for t in trainers]
-            return self
+        reason = self.per_model_options()
+        if not all(supports(robust) for robust in replicas):
+            reason = (f"{type(replicas[0].model).__name__} does not declare replica_batchable (a forward that runs "
+                      "its layers through srgnn.ops and takes a Graph), or it is DANN; it trained one replica at a time")
+        if reason is not None:  # each replica as its Trainer, which seeds, sets up and initialises it again
+            return self.fit_one_by_one(graph, replicas, train_sets, seeds, val_sets, reason)
+        self.batched_, self.unbatched_reason_ = True, None
         check_output_classes(replicas[0].model, data)
         model = replicas[0].model
         lr, weight_decay = optimizer_settings(model, self.lr, self.weight_decay)
@@ -181,21 +198,17 @@ class ReplicaTrainer(_ManyModels):
         weights = torch.cat([r.weights_ / r.weights_.numel() for r in replicas]).to(self.device)
 
         params, _ = torch.func.stack_module_state([r.model for r in replicas])
-        optimizer = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay,
-                                     fused=self.device.type in ("cpu", "cuda"))
+        optimizer = make_optimizer(params.values(), lr, weight_decay, self.device)
         # The model's own forward, with the replicas' stacked parameters and the ops of their blocks.
         stacked = _WithHidden(model.train())
         named = {f"model.{name}": value for name, value in params.items()}
-        losses = []  # tensors until the end, as in srgnn.Trainer (no GPU sync per epoch)
-        for _ in range(self.epochs):
-            optimizer.zero_grad()
+
+        def step_loss() -> Tensor:
             logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
             loss = (weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")).sum()
-            loss = loss + self._shift_term(replicas, hidden, train_rows, iid_rows)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.detach())
-        self.history_ = (torch.stack(losses) / len(replicas)).tolist()
+            return loss + self._shift_term(replicas, hidden, train_rows, iid_rows)
+
+        self.history_ = (run_epochs(step_loss, optimizer, self.epochs) / len(replicas)).tolist()
         for r, robust in enumerate(replicas):
             robust.model.load_state_dict({name: value[r].detach() for name, value in params.items()})
         self.models_ = [robust.model.eval() for robust in replicas]
@@ -225,105 +238,3 @@ class ReplicaTrainer(_ManyModels):
             return robust.penalty(train, iid).sum()
         return sum(robust.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
                    for t, i in zip(train_rows, iid_rows))
-
-
-def _with_ops(operator: Graph | TargetRows, ops: Ops) -> Graph | TargetRows:
-    """``operator`` (a model's graph, or APPNP's rows at its read nodes) with the layer operations ``ops``."""
-    if isinstance(operator, TargetRows):
-        return TargetRows(operator.rows, operator.targets, ops)
-    return operator.with_ops(ops)
-
-
-class LockstepTrainer(_ManyModels):
-    """Train variants of one APPNP that share a seed, in lockstep; fit / evaluate like
-    ``srgnn.Trainer``.
-
-    ``Trainer(model, seed=s)`` seeds, sets up the model (IID sample, KMM weights: private
-    generators), initialises it and then draws one dropout mask per layer each epoch. APPNP's
-    10 hops reach nearly every node, so it trains on the whole graph and its masks' shapes are
-    the graph's alone. So APPNPs of one architecture trained with one seed, whatever their
-    training sets, instance weights and regularizers, start from the same weights and draw
-    the same masks every epoch: a study's APPNP on a biased set, APPNP on an IID set and
-    SR-APPNP on the biased set. This trainer drops the input once (the mask and the kept
-    entries, about a quarter of an APPNP epoch on PubMed), multiplies it by the models' first-layer
-    weights side by side (``[F, R H]``) and draws the hidden layer's mask once; each model then
-    goes on alone. Model r ends as ``Trainer(models[r], seed=seed).fit(data, train_sets[r])``
-    does, to float tolerance (on the CPU the logits were equal bit for bit). Where a model's
-    receptive field leaves out so much of the graph that its ``Trainer`` trains on a subgraph
-    (``srgnn.trainer.MAX_RECEPTIVE_SHARE``), the models' masks differ, and they train one
-    after another, each as its ``Trainer``.
-
-    Args:
-        models: R untrained ``APPNP`` (one hidden layer, the same architecture and settings),
-            each plain or in a ``ShiftRobust`` (not DANN).
-        epochs, lr, weight_decay, seed, device: as ``srgnn.Trainer``.
-
-    Attributes (after ``fit``): ``models_``, the R trained models, in eval mode.
-    """
-
-    def __init__(self, models: Sequence[NodeClassifier | ShiftRobust], *, epochs: int = 200, lr: float | None = None,
-                 weight_decay: float | None = None, seed: int = 0, device: str | torch.device | None = None):
-        epochs, seed = check_int(epochs, "epochs"), check_int(seed, "seed", minimum=0)
-        self.models = [m if isinstance(m, ShiftRobust) else ShiftRobust(m, None, instance_weights=None) for m in models]
-        if not self.models:
-            raise ValueError("Pass at least one model.")
-        first = self.models[0].model
-        for robust in self.models:
-            base = robust.model
-            same = (type(base) is APPNP and type(first) is APPNP and len(base.lins) == 2
-                    and [p.shape for p in base.parameters()] == [p.shape for p in first.parameters()]
-                    and (base.dropout, base.alpha, base.k) == (first.dropout, first.alpha, first.k))
-            if not same or robust.regularizer == "dann":
-                raise ValueError("LockstepTrainer trains APPNPs of one architecture and settings with one hidden "
-                                 f"layer (not DANN); got {type(base).__name__}. Train it with srgnn.Trainer.")
-        self.epochs, self.lr, self.weight_decay, self.seed = epochs, lr, weight_decay, seed
-        self.device = resolve_device(device)
-
-    def fit(self, data: Data | Graph, train_sets: Sequence[Tensor]) -> "LockstepTrainer":
-        """Train model r on ``train_sets[r]``; returns ``self``."""
-        if len(train_sets) != len(self.models):
-            raise ValueError(f"Pass one training set per model; got {len(train_sets)} sets for "
-                             f"{len(self.models)} models.")
-        self.graph_ = graph = fitted_graph(data, self.device)
-        train_sets = [check_training_set(graph, train) for train in train_sets]
-        inputs, steps = [], []  # per model: its input and (operator, y, train, iid), as its Trainer has them
-        for robust, train in zip(self.models, train_sets):
-            torch.manual_seed(self.seed)  # Trainer.fit's order: seed, set up, initialise
-            robust.setup(graph, train, self.seed)
-            robust.to(self.device).reset_parameters()
-            x, operator, y, (train_local, iid_local, _) = robust_loss_subgraph(robust, graph, train, self.device)
-            inputs.append(x)
-            steps.append((operator, y, train_local, iid_local))
-        models = [robust.model for robust in self.models]
-        if any(x is not inputs[0] for x in inputs):  # some train on a subgraph: masks of other shapes
-            trainers = [Trainer(robust, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                                seed=self.seed, device=self.device).fit(graph, train)
-                        for robust, train in zip(self.models, train_sets)]
-            self.history_ = torch.tensor([t.history_ for t in trainers]).mean(0).tolist()
-            self.models_ = [t.model_ for t in trainers]
-            return self
-        # Every model's global stream now stands where its Trainer run draws its first mask.
-        lr, weight_decay = optimizer_settings(models[0], self.lr, self.weight_decay)
-        params = [p for robust in self.models for p in robust.parameters()]
-        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay,
-                                     fused=self.device.type in ("cpu", "cuda"))
-        # Each model's own forward, with the ops that share the step's masks, dropped input and
-        # first-layer product among them (each model's block is a contiguous [N, H], so its
-        # hidden layer fits in cache as alone).
-        ops = LockstepOps([m.lins[0].weight for m in models])
-        steps = [(_with_ops(operator, ops), y, train, iid) for operator, y, train, iid in steps]
-        losses, count = [], len(models)
-        for robust in self.models:
-            robust.train()
-        for _ in range(self.epochs):
-            optimizer.zero_grad()
-            ops.new_step()
-            loss = 0
-            for robust, (operator, y, train, iid) in zip(self.models, steps):
-                loss = loss + robust.loss(x, operator, y, train, iid)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.detach())
-        self.history_ = (torch.stack(losses) / count).tolist()
-        self.models_ = [model.eval() for model in models]
-        return self

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -12,32 +11,11 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from ._validation import check_graph, check_index, check_int, check_number, check_same_device
-from .graph import Graph, graph_input, model_input
+from .graph import Graph, graph_input
+from .loop import make_optimizer, run_epochs
 from .models.base import NodeClassifier
-from .propagation import TargetRows
 from .robust import ShiftRobust
-
-
-def fitted_graph(data: Data | Graph, device: torch.device) -> Graph:
-    """The ``Graph`` a trainer runs on: ``data`` itself on ``device`` (a copy kept in its cache
-    if it lives elsewhere), or one built from a ``Data`` (``Graph.from_data``). Build a
-    ``Graph`` once and pass it to every trainer on a graph, so its adjacency, SGC's features,
-    DGI's embeddings and PPR factorizations are computed once for all of them."""
-    if isinstance(data, Graph):
-        if data.data is None:
-            raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
-        data.check_current()
-        return data.on(device)
-    return Graph.from_data(data, device)
-
-
-def evaluation_graph(fitted: Graph, data: Data | Graph, device: torch.device) -> Graph:
-    """The ``Graph`` to predict on: ``fitted`` (the one trained on) for the ``Data`` it was built
-    from, so that what it computed is reused, else ``fitted_graph(data, device)``."""
-    if data is fitted.data:
-        fitted.check_current()
-        return fitted
-    return fitted_graph(data, device)
+from .subgraph import evaluation_graph, fitted_graph, robust_loss_subgraph
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -121,79 +99,6 @@ def classification_scores(logits: Tensor, data: Data | Graph, idx: Tensor) -> di
             "loss": float(F.cross_entropy(logits, y))}
 
 
-#: Train on the receptive field of the nodes the loss reads only when it is at most this share
-#: of the graph; above it, slicing costs more than it saves.
-MAX_RECEPTIVE_SHARE = 0.8
-
-
-def target_hops(model: NodeClassifier, hidden_only: bool = False) -> int | None:
-    """Hops of the receptive field of nodes whose logits (or, ``hidden_only``, whose hidden
-    layer alone) the loss reads; ``None`` when outputs depend on the whole graph."""
-    if model.receptive_field is None or not hidden_only or model.hidden_receptive_field is None:
-        return model.receptive_field
-    return model.hidden_receptive_field
-
-
-def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tensor], device: torch.device,
-                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
-                                                                       list[Tensor]]:
-    """What one training step needs: the model input, graph and labels of the receptive field
-    of ``targets`` (the nodes the loss and early stopping read) on ``graph`` (from
-    ``Graph.from_data``), and ``targets`` relabelled.
-
-    A model with ``receptive_field = K`` hops gives the same outputs at the targets on their
-    K-hop subgraph (``Graph.receptive_subgraph``) as on the whole graph, so every
-    epoch skips the rest: on PubMed 60 localized nodes reach 3,200 of 19,717 nodes in 2 hops.
-    Groups flagged in ``hidden_only`` (the IID sample, read by the shift term at the hidden
-    layer only) need just ``hidden_receptive_field`` hops. A model whose outputs are per-node
-    functions of whole-graph features (``NodeClassifier.node_features``: SGC, DGI) gets the
-    targets' rows of those features and ``None`` for the graph. A model that propagates with a
-    fixed linear operator (``NodeClassifier.target_rows``: APPNP) gets the whole graph's input
-    and, in place of the graph, that operator's rows at the nodes whose logits are read.
-    """
-    hidden_only = hidden_only or [False] * len(targets)
-    graph = fitted_graph(graph, device)
-    data = graph.data
-    hops, n = [target_hops(model, flag) for flag in hidden_only], data.num_nodes
-    if None not in hops:
-        subset, field = graph.on("cpu").receptive_subgraph([t.cpu() for t in targets], hops)
-        if subset.numel() <= MAX_RECEPTIVE_SHARE * n:
-            local = torch.full((n,), -1, dtype=torch.long)
-            local[subset] = torch.arange(subset.numel())
-            x = data.x[subset.to(data.x.device)]
-            x = (model_input(x) if model.accepts_graph else x).to(device)
-            field = Graph(field.edge_index.to(device), field.num_nodes, x=x, full_degree=field.full_degree,
-                          depth=field.depth)
-            return x, field, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
-    x, edge_index = graph.inputs_for(model)
-    features = model.node_features(x, edge_index)
-    if features is not None:  # outputs are per-node functions of whole-graph features
-        subset, local = torch.cat([t.cpu() for t in targets]).unique(return_inverse=True)
-        groups = local.split([t.numel() for t in targets])
-        return (features[subset.to(features.device)], None, data.y.view(-1)[subset.to(data.y.device)].to(device),
-                [g.to(device) for g in groups])
-    targets = [t.to(device) for t in targets]
-    read = [t for t, flag in zip(targets, hidden_only) if not flag]  # nodes whose logits the loss reads
-    rows = model.target_rows(graph, torch.cat(read).unique()) if read else None
-    return x, rows if rows is not None else edge_index, data.y.view(-1).to(device), targets
-
-
-def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, device: torch.device,
-                         val_idx: Tensor | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
-                                                                 list[Tensor | None]]:
-    """``loss_subgraph`` for what ``ShiftRobust.loss`` reads after ``setup``: the logits of the
-    training (and validation) nodes and the hidden layer alone of the IID sample. Returns
-    ``x, edge_index, y, [train, iid, val]`` relabelled (``None`` for an absent group)."""
-    groups = [train_idx, robust.iid_idx_, val_idx]
-    present = [i for i, group in enumerate(groups) if group is not None]
-    x, edge_index, y, local = loss_subgraph(robust.model, graph, [groups[i] for i in present], device,
-                                            [i == 1 for i in present])
-    relabelled: list[Tensor | None] = [None, None, None]
-    for i, group in zip(present, local):
-        relabelled[i] = group
-    return x, edge_index, y, relabelled
-
-
 class Trainer:
     """Fit / predict / evaluate a node classifier, optionally shift-robust.
 
@@ -254,32 +159,28 @@ class Trainer:
         early_stopping = val_idx is not None and self.patience is not None
         x, edge_index, y, (train_idx, iid_local, val_local) = robust_loss_subgraph(
             robust, graph, train_idx, self.device, check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None)
-        # Fused Adam: one kernel for every parameter (5-10% of a PubMed GCN run on the CPU).
-        optimizer = torch.optim.Adam(robust.parameters(), lr=self.lr, weight_decay=self.weight_decay,
-                                     fused=self.device.type in ("cpu", "cuda"))
+        optimizer = make_optimizer(robust.parameters(), self.lr, self.weight_decay, self.device)
         swa_state = self.swa.start_training(robust.model, optimizer, self.epochs) if self.swa else None
         best, best_state, waited = -1.0, None, 0
-        # Losses stay tensors until the end: reading each epoch's (.item()) would make the CPU
-        # wait for the GPU's kernels every epoch.
-        losses = []
-        for epoch in range(self.epochs):
+
+        def step_loss() -> Tensor:
             robust.train()
-            optimizer.zero_grad()
-            loss = robust.loss(x, edge_index, y, train_idx, iid_local)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.detach())
+            return robust.loss(x, edge_index, y, train_idx, iid_local)
+
+        def after_step(epoch: int) -> bool:
+            nonlocal best, best_state, waited
             if swa_state is not None:
                 swa_state.step(epoch)
-            if early_stopping:
-                accuracy = self._accuracy(robust.model, x, edge_index, y, val_local)
-                if accuracy > best:
-                    best, best_state, waited = accuracy, copy.deepcopy(robust.model.state_dict()), 0
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
-        self.history_ = torch.stack(losses).tolist()
+            if not early_stopping:
+                return False
+            accuracy = self._accuracy(robust.model, x, edge_index, y, val_local)
+            if accuracy > best:
+                best, best_state, waited = accuracy, copy.deepcopy(robust.model.state_dict()), 0
+            else:
+                waited += 1
+            return waited >= self.patience
+
+        self.history_ = run_epochs(step_loss, optimizer, self.epochs, after_step).tolist()
         self.selected_ = "last"
         if best_state is not None:
             robust.model.load_state_dict(best_state)

@@ -98,3 +98,23 @@ def test_lockstep_refuses_what_it_cannot_share(cora, cora_published):
         LockstepTrainer([appnp, APPNP(cora.num_features, 7, hidden_channels=64)])
     with pytest.raises(ValueError, match="one training set per model"):
         LockstepTrainer([appnp, APPNP(cora.num_features, 7)], epochs=1).fit(cora, cora_published[:1])
+
+
+def test_early_stopping_and_swa_work_on_every_route_as_the_trainer(cora, cora_published):
+    # The options are the same on all three trainers; with patience or SWA the replicas and the
+    # lockstep models train one by one, each exactly as its Trainer, and say so.
+    from srgnn.swa import SWAConfig
+
+    sets, seeds = cora_published[:2], [5, 6]
+    val = [torch.arange(2000, 2300), torch.arange(2300, 2600)]
+    options = {"epochs": 30, "patience": 3, "swa": SWAConfig(start=0.5)}
+    replicas = ReplicaTrainer(lambda: GCN(cora.num_features, 7), **options).fit(cora, sets, seeds, val_sets=val)
+    lockstep = LockstepTrainer([APPNP(cora.num_features, 7), ShiftRobust(APPNP(cora.num_features, 7))], seed=5,
+                               **options).fit(cora, sets, val_sets=val)
+    for trainer in (replicas, lockstep):
+        assert not trainer.batched_ and "patience and swa" in trainer.unbatched_reason_
+    for r in range(2):
+        alone = Trainer(GCN(cora.num_features, 7), seed=seeds[r], **options).fit(cora, sets[r], val_idx=val[r])
+        assert torch.equal(replicas.logits(cora)[r], alone.logits(cora))
+    alone = Trainer(ShiftRobust(APPNP(cora.num_features, 7)), seed=5, **options).fit(cora, sets[1], val_idx=val[1])
+    assert torch.equal(lockstep.logits(cora)[1], alone.logits(cora))

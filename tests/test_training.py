@@ -60,7 +60,7 @@ def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):
 
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, model_cls):
-    from srgnn.trainer import loss_subgraph
+    from srgnn.subgraph import loss_subgraph
 
     model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
     targets = torch.tensor([0, 17, 500, 9000, 19716])
@@ -75,7 +75,7 @@ def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, 
 
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pubmed, model_cls):
-    from srgnn.trainer import loss_subgraph
+    from srgnn.subgraph import loss_subgraph
 
     model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
     labelled, iid = torch.tensor([0, 17, 500]), torch.arange(1000, 19717, 40)
@@ -93,7 +93,7 @@ def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pu
 
 
 def test_models_needing_the_whole_graph_train_on_it(cora):
-    from srgnn.trainer import loss_subgraph
+    from srgnn.subgraph import loss_subgraph
 
     for model in (GCN(cora.num_features, 7, batch_norm=True), APPNP(cora.num_features, 7)):
         x, *_ = loss_subgraph(model, cora, [torch.tensor([0, 1])], torch.device("cpu"))
@@ -126,7 +126,7 @@ def test_appnp_rows_equal_propagation_at_the_targets(cora, norm):
 
 def test_appnp_trains_on_the_rows_of_its_operator_at_the_read_nodes(cora, cora_published, monkeypatch):
     from srgnn.propagation import TargetRows
-    from srgnn.trainer import loss_subgraph
+    from srgnn.subgraph import loss_subgraph
 
     model = APPNP(cora.num_features, 7).eval()
     labelled, iid = torch.tensor([5, 0, 40]), torch.tensor([40, 2000, 7])
@@ -150,7 +150,7 @@ def test_appnp_trains_on_the_rows_of_its_operator_at_the_read_nodes(cora, cora_p
 
 @pytest.mark.parametrize("model_cls", [SGC, DGI])
 def test_models_on_whole_graph_features_train_on_the_target_rows(cora, model_cls):
-    from srgnn.trainer import loss_subgraph
+    from srgnn.subgraph import loss_subgraph
 
     model = (DGI(cora.num_features, 7, hidden_channels=64, pretrain_epochs=5) if model_cls is DGI
              else SGC(cora.num_features, 7)).eval()

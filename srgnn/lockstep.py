@@ -1,0 +1,130 @@
+"""Lockstep training: variants of one APPNP that share a seed, trained as one job.
+
+``LockstepTrainer`` batches the other way round: variants of one APPNP (plain and shift-robust,
+on different training sets) that share a *seed*. They start from the same weights and draw
+the same dropout masks, so the masked input is computed once for all of them and meets their
+first-layer weights in one wider product.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from ._validation import check_int
+from .graph import Graph
+from .loop import make_optimizer, run_epochs
+from .models import APPNP, NodeClassifier
+from .ops import LockstepOps, Ops
+from .propagation import TargetRows
+from .replicas import ManyModels
+from .robust import ShiftRobust
+from .subgraph import fitted_graph, robust_loss_subgraph
+from .trainer import check_training_set, optimizer_settings
+
+
+def _with_ops(operator: Graph | TargetRows, ops: Ops) -> Graph | TargetRows:
+    """``operator`` (a model's graph, or APPNP's rows at its read nodes) with the layer operations ``ops``."""
+    if isinstance(operator, TargetRows):
+        return TargetRows(operator.rows, operator.targets, ops)
+    return operator.with_ops(ops)
+
+
+class LockstepTrainer(ManyModels):
+    """Train variants of one APPNP that share a seed, in lockstep; fit / evaluate like
+    ``srgnn.Trainer``.
+
+    ``Trainer(model, seed=s)`` seeds, sets up the model (IID sample, KMM weights: private
+    generators), initialises it and then draws one dropout mask per layer each epoch. APPNP's
+    10 hops reach nearly every node, so it trains on the whole graph and its masks' shapes are
+    the graph's alone. So APPNPs of one architecture trained with one seed, whatever their
+    training sets, instance weights and regularizers, start from the same weights and draw
+    the same masks every epoch: a study's APPNP on a biased set, APPNP on an IID set and
+    SR-APPNP on the biased set. This trainer drops the input once (the mask and the kept
+    entries, about a quarter of an APPNP epoch on PubMed), multiplies it by the models' first-layer
+    weights side by side (``[F, R H]``) and draws the hidden layer's mask once; each model then
+    goes on alone. Model r ends as ``Trainer(models[r], seed=seed).fit(data, train_sets[r])``
+    does, to float tolerance (on the CPU the logits were equal bit for bit). Where a model's
+    receptive field leaves out so much of the graph that its ``Trainer`` trains on a subgraph
+    (``srgnn.trainer.MAX_RECEPTIVE_SHARE``), the models' masks differ, and they train one
+    after another, each as its ``Trainer``.
+
+    Args:
+        models: R untrained ``APPNP`` (one hidden layer, the same architecture and settings),
+            each plain or in a ``ShiftRobust`` (not DANN).
+        epochs, lr, weight_decay, patience, swa, seed, device: as ``srgnn.Trainer``; with
+            ``patience`` or ``swa`` each model trains as its ``Trainer``.
+
+    Attributes (after ``fit``): ``models_``, the R trained models, in eval mode; ``batched_`` and
+    ``unbatched_reason_`` as ``ReplicaTrainer``'s.
+    """
+
+    def __init__(self, models: Sequence[NodeClassifier | ShiftRobust], *, epochs: int = 200, lr: float | None = None,
+                 weight_decay: float | None = None, patience: int | None = None, swa=None, seed: int = 0,
+                 device: str | torch.device | None = None):
+        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device)
+        seed = check_int(seed, "seed", minimum=0)
+        self.models = [m if isinstance(m, ShiftRobust) else ShiftRobust(m, None, instance_weights=None) for m in models]
+        if not self.models:
+            raise ValueError("Pass at least one model.")
+        first = self.models[0].model
+        for robust in self.models:
+            base = robust.model
+            same = (type(base) is APPNP and type(first) is APPNP and len(base.lins) == 2
+                    and [p.shape for p in base.parameters()] == [p.shape for p in first.parameters()]
+                    and (base.dropout, base.alpha, base.k) == (first.dropout, first.alpha, first.k))
+            if not same or robust.regularizer == "dann":
+                raise ValueError("LockstepTrainer trains APPNPs of one architecture and settings with one hidden "
+                                 f"layer (not DANN); got {type(base).__name__}. Train it with srgnn.Trainer.")
+        self.seed = seed
+
+    def fit(self, data: Data | Graph, train_sets: Sequence[Tensor],
+            val_sets: Sequence[Tensor | None] | None = None) -> "LockstepTrainer":
+        """Train model r on ``train_sets[r]`` (early stopping on ``val_sets[r]`` with ``patience``);
+        returns ``self``."""
+        if len(train_sets) != len(self.models):
+            raise ValueError(f"Pass one training set per model; got {len(train_sets)} sets for "
+                             f"{len(self.models)} models.")
+        self.graph_ = graph = fitted_graph(data, self.device)
+        train_sets = [check_training_set(graph, train) for train in train_sets]
+        val_sets = [None] * len(train_sets) if val_sets is None else list(val_sets)
+        seeds = [self.seed] * len(train_sets)
+        if self.per_model_options() is not None:
+            return self.fit_one_by_one(graph, self.models, train_sets, seeds, val_sets, self.per_model_options())
+        inputs, steps = [], []  # per model: its input and (operator, y, train, iid), as its Trainer has them
+        for robust, train in zip(self.models, train_sets):
+            torch.manual_seed(self.seed)  # Trainer.fit's order: seed, set up, initialise
+            robust.setup(graph, train, self.seed)
+            robust.to(self.device).reset_parameters()
+            x, operator, y, (train_local, iid_local, _) = robust_loss_subgraph(robust, graph, train, self.device)
+            inputs.append(x)
+            steps.append((operator, y, train_local, iid_local))
+        models = [robust.model for robust in self.models]
+        if any(x is not inputs[0] for x in inputs):  # some train on a subgraph: masks of other shapes
+            return self.fit_one_by_one(graph, self.models, train_sets, seeds, val_sets,
+                                       "some models train on a receptive subgraph, whose dropout masks differ in shape")
+        self.batched_, self.unbatched_reason_ = True, None
+        # Every model's global stream now stands where its Trainer run draws its first mask.
+        lr, weight_decay = optimizer_settings(models[0], self.lr, self.weight_decay)
+        params = [p for robust in self.models for p in robust.parameters()]
+        optimizer = make_optimizer(params, lr, weight_decay, self.device)
+        # Each model's own forward, with the ops that share the step's masks, dropped input and
+        # first-layer product among them (each model's block is a contiguous [N, H], so its
+        # hidden layer fits in cache as alone).
+        ops = LockstepOps([m.lins[0].weight for m in models])
+        steps = [(_with_ops(operator, ops), y, train, iid) for operator, y, train, iid in steps]
+        for robust in self.models:
+            robust.train()
+
+        def step_loss() -> Tensor:
+            ops.new_step()
+            loss = 0
+            for robust, (operator, y, train, iid) in zip(self.models, steps):
+                loss = loss + robust.loss(x, operator, y, train, iid)
+            return loss
+
+        self.history_ = (run_epochs(step_loss, optimizer, self.epochs) / len(models)).tolist()
+        self.models_ = [model.eval() for model in models]
+        return self

@@ -1,0 +1,35 @@
+"""The one training loop every srgnn trainer runs (``Trainer``, ``ReplicaTrainer``,
+``LockstepTrainer``), and the optimizer they run it with."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+
+def make_optimizer(params: Iterable[Tensor], lr: float, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+    """Adam, fused where torch has the kernel: one kernel for every parameter (5-10% of a PubMed
+    GCN run on the CPU)."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda"))
+
+
+def run_epochs(step_loss: Callable[[], Tensor], optimizer: torch.optim.Optimizer, epochs: int,
+               after_step: Callable[[int], bool] | None = None) -> Tensor:
+    """Per epoch: zero the gradients, ``step_loss()`` (the loss of this step, after any per-step
+    set-up it does), its backward and one optimizer step; then ``after_step(epoch)``, which
+    stops training by returning ``True`` (early stopping) and may act on the weights (SWA).
+
+    Returns the losses ``[epochs run]``. They stay tensors until the end: reading each epoch's
+    (``.item()``) would make the CPU wait for the GPU's kernels every epoch.
+    """
+    losses = []
+    for epoch in range(epochs):
+        optimizer.zero_grad()
+        loss = step_loss()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        if after_step is not None and after_step(epoch):
+            break
+    return torch.stack(losses)

@@ -1,0 +1,109 @@
+"""What one training step reads: the receptive field of the nodes a loss reads, cut from the
+graph once per fit, and the ``Graph`` a trainer runs on."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from .graph import Graph, model_input
+from .models.base import NodeClassifier
+from .propagation import TargetRows
+from .robust import ShiftRobust
+
+
+def fitted_graph(data: Data | Graph, device: torch.device) -> Graph:
+    """The ``Graph`` a trainer runs on: ``data`` itself on ``device`` (a copy kept in its cache
+    if it lives elsewhere), or one built from a ``Data`` (``Graph.from_data``). Build a
+    ``Graph`` once and pass it to every trainer on a graph, so its adjacency, SGC's features,
+    DGI's embeddings and PPR factorizations are computed once for all of them."""
+    if isinstance(data, Graph):
+        if data.data is None:
+            raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
+        data.check_current()
+        return data.on(device)
+    return Graph.from_data(data, device)
+
+
+def evaluation_graph(fitted: Graph, data: Data | Graph, device: torch.device) -> Graph:
+    """The ``Graph`` to predict on: ``fitted`` (the one trained on) for the ``Data`` it was built
+    from, so that what it computed is reused, else ``fitted_graph(data, device)``."""
+    if data is fitted.data:
+        fitted.check_current()
+        return fitted
+    return fitted_graph(data, device)
+
+
+#: Train on the receptive field of the nodes the loss reads only when it is at most this share
+#: of the graph; above it, slicing costs more than it saves.
+MAX_RECEPTIVE_SHARE = 0.8
+
+
+def target_hops(model: NodeClassifier, hidden_only: bool = False) -> int | None:
+    """Hops of the receptive field of nodes whose logits (or, ``hidden_only``, whose hidden
+    layer alone) the loss reads; ``None`` when outputs depend on the whole graph."""
+    if model.receptive_field is None or not hidden_only or model.hidden_receptive_field is None:
+        return model.receptive_field
+    return model.hidden_receptive_field
+
+
+def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tensor], device: torch.device,
+                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
+                                                                       list[Tensor]]:
+    """What one training step needs: the model input, graph and labels of the receptive field
+    of ``targets`` (the nodes the loss and early stopping read) on ``graph`` (from
+    ``Graph.from_data``), and ``targets`` relabelled.
+
+    A model with ``receptive_field = K`` hops gives the same outputs at the targets on their
+    K-hop subgraph (``Graph.receptive_subgraph``) as on the whole graph, so every
+    epoch skips the rest: on PubMed 60 localized nodes reach 3,200 of 19,717 nodes in 2 hops.
+    Groups flagged in ``hidden_only`` (the IID sample, read by the shift term at the hidden
+    layer only) need just ``hidden_receptive_field`` hops. A model whose outputs are per-node
+    functions of whole-graph features (``NodeClassifier.node_features``: SGC, DGI) gets the
+    targets' rows of those features and ``None`` for the graph. A model that propagates with a
+    fixed linear operator (``NodeClassifier.target_rows``: APPNP) gets the whole graph's input
+    and, in place of the graph, that operator's rows at the nodes whose logits are read.
+    """
+    hidden_only = hidden_only or [False] * len(targets)
+    graph = fitted_graph(graph, device)
+    data = graph.data
+    hops, n = [target_hops(model, flag) for flag in hidden_only], data.num_nodes
+    if None not in hops:
+        subset, field = graph.on("cpu").receptive_subgraph([t.cpu() for t in targets], hops)
+        if subset.numel() <= MAX_RECEPTIVE_SHARE * n:
+            local = torch.full((n,), -1, dtype=torch.long)
+            local[subset] = torch.arange(subset.numel())
+            x = data.x[subset.to(data.x.device)]
+            x = (model_input(x) if model.accepts_graph else x).to(device)
+            field = Graph(field.edge_index.to(device), field.num_nodes, x=x, full_degree=field.full_degree,
+                          depth=field.depth)
+            return x, field, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
+    x, edge_index = graph.inputs_for(model)
+    features = model.node_features(x, edge_index)
+    if features is not None:  # outputs are per-node functions of whole-graph features
+        subset, local = torch.cat([t.cpu() for t in targets]).unique(return_inverse=True)
+        groups = local.split([t.numel() for t in targets])
+        return (features[subset.to(features.device)], None, data.y.view(-1)[subset.to(data.y.device)].to(device),
+                [g.to(device) for g in groups])
+    targets = [t.to(device) for t in targets]
+    read = [t for t, flag in zip(targets, hidden_only) if not flag]  # nodes whose logits the loss reads
+    rows = model.target_rows(graph, torch.cat(read).unique()) if read else None
+    return x, rows if rows is not None else edge_index, data.y.view(-1).to(device), targets
+
+
+def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, device: torch.device,
+                         val_idx: Tensor | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
+                                                                 list[Tensor | None]]:
+    """``loss_subgraph`` for what ``ShiftRobust.loss`` reads after ``setup``: the logits of the
+    training (and validation) nodes and the hidden layer alone of the IID sample. Returns
+    ``x, edge_index, y, [train, iid, val]`` relabelled (``None`` for an absent group)."""
+    groups = [train_idx, robust.iid_idx_, val_idx]
+    present = [i for i, group in enumerate(groups) if group is not None]
+    x, edge_index, y, local = loss_subgraph(robust.model, graph, [groups[i] for i in present], device,
+                                            [i == 1 for i in present])
+    relabelled: list[Tensor | None] = [None, None, None]
+    for i, group in zip(present, local):
+        relabelled[i] = group
+    return x, edge_index, y, relabelled
