@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import RunLog, build, test_nodes, write_section
+from benchmarks.runlog import RunLog
+from benchmarks.study import build, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.data import load_dataset
 from srgnn.graph import Graph

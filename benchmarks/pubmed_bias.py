@@ -33,41 +33,32 @@ method in results.jsonl.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import multiprocessing
 import os
-import queue
 import sys
 import time
-import traceback
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.study import (LOCKSTEP, METHODS, PUBLISHED, RunLog, base_of, batchable, is_plugin, keep_freed_memory,
-                              load_plugin, pretrain_dgi, run_lockstep, run_many, run_one, train_plain_pyg_gcn)
+from benchmarks.report import plot, print_table, summarize, table_rows, write_csv
+from benchmarks.runlog import RunLog
+from benchmarks.scheduler import make_chunks, run_chunks
+from benchmarks.study import METHODS, base_of, is_plugin, load_plugin, run_many, run_one, train_plain_pyg_gcn
 from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, ensure_writable_dir, load_dataset
 from srgnn.graph import Graph
 from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
-from srgnn.shift import cmd
 from srgnn.trainer import resolve_device
 
 DEFAULT_METHODS = ",".join(METHODS)
 RESULT_KEYS = ("dataset", "splits", "teleport", "regularizer", "lam", "lam_linear", "epochs", "seed", "repeats",
                "iid_repeats")
 DATASETS = ("pubmed", "cora", "citeseer")
-#: Fewest GCN runs for which the F1-vs-CMD Pearson r is reported.
-MIN_SETS_FOR_R = 10
 #: The largest --seed: run seeds are seed * 100_003 + index, which must fit torch's 64-bit seeds.
 MAX_SEED = 2 ** 32 - 1
-#: Columns of results.csv, each a plain number (or empty).
-CSV_COLUMNS = ("micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std", "n_runs", "iid_micro_f1_mean",
-               "wins_vs_base", "recovered", "published")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -216,270 +207,6 @@ def training_sets(args, data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     pool = default_pool(data)
     iid = [iid_sample(data, s.numel(), seed=args.seed * 100_003 + i, candidates=pool) for i, s in enumerate(biased)]
     return biased, iid
-
-
-def summarized_methods(log: RunLog, args) -> list[str]:
-    """``--methods``, then every other method with runs in the log (a resumed study with fewer
-    --methods keeps them in its summary), in ``METHODS`` order."""
-    logged = {record["method"] for record in log.records.values()}
-    return args.methods + [m for m in METHODS if m in logged and m not in args.methods]
-
-
-def summarize(log: RunLog, args, data, biased) -> dict:
-    methods = {}
-    summarized = summarized_methods(log, args)
-    for method in summarized:
-        micro = log.scores(method=method, split="biased")
-        macro = log.scores("macro_f1", method=method, split="biased")
-        entry = {"micro_f1_mean": micro.mean() / 100, "micro_f1_std": micro.std() / 100,
-                 "macro_f1_mean": macro.mean() / 100, "macro_f1_std": macro.std() / 100,
-                 "n_runs": int(micro.size), "micro_f1": list(micro / 100), "macro_f1": list(macro / 100),
-                 "published": None}
-        if method in PUBLISHED.get(args.dataset, {}):
-            entry["published"] = round(PUBLISHED[args.dataset][method] / 100, 6)
-        iid = log.scores(method=method, split="iid")
-        entry["iid_micro_f1_mean"] = iid.mean() / 100 if iid.size else None
-        base = base_of(method)
-        if base in summarized:
-            base_micro = log.scores(method=base, split="biased")
-            base_iid = log.scores(method=base, split="iid")
-            n = min(micro.size, base_micro.size)
-            entry["wins_vs_base"] = int((micro[:n] > base_micro[:n]).sum())
-            gap = base_iid.mean() - base_micro.mean() if base_iid.size else 0.0
-            entry["recovered"] = float((micro.mean() - base_micro.mean()) / gap) if gap > 0 else None
-        methods[method] = entry
-    result = {"methods": methods}
-    if "gcn" in summarized:
-        shift = [log.records[("gcn", "biased", i)]["cmd_train_test"] for i in range(len(biased))
-                 if ("gcn", "biased", i) in log]
-        f1 = log.scores(method="gcn", split="biased")
-        result["f1_vs_cmd_n"] = len(shift)
-        result["f1_vs_cmd_pearson_r"] = (float(np.corrcoef(shift, f1)[0, 1]) if len(shift) >= MIN_SETS_FOR_R
-                                         else None)
-    return result
-
-
-def table_rows(result: dict) -> list[list[str]]:
-    """The results table as rows of strings, header first."""
-    header = ["method", "Micro-F1", "Macro-F1", "IID Micro-F1", "wins vs base", "recovered", "published"]
-    rows = []
-    for method, e in result["methods"].items():
-        rows.append([
-            method,
-            f"{100 * e['micro_f1_mean']:.1f} ± {100 * e['micro_f1_std']:.1f}",
-            f"{100 * e['macro_f1_mean']:.1f} ± {100 * e['macro_f1_std']:.1f}",
-            "" if e["iid_micro_f1_mean"] is None else f"{100 * e['iid_micro_f1_mean']:.1f}",
-            "" if "wins_vs_base" not in e else f"{e['wins_vs_base']}/{e['n_runs']}",
-            "" if e.get("recovered") is None else f"{e['recovered']:.0%}",
-            "" if e["published"] is None else f"{100 * e['published']:.1f}",
-        ])
-    return [header, *rows]
-
-
-def print_table(rows: list[list[str]], result: dict) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-    print(f1_vs_cmd_line(result))
-
-
-def f1_vs_cmd_line(result: dict) -> str:
-    """The GCN F1-vs-CMD correlation with its n, or why it is not given."""
-    n = result.get("f1_vs_cmd_n")
-    if n is None:
-        return "GCN Micro-F1 vs CMD(train, test): no GCN runs"
-    if result["f1_vs_cmd_pearson_r"] is None:
-        return (f"GCN Micro-F1 vs CMD(train, test): r not given, n = {n} sets (fewer than {MIN_SETS_FOR_R} "
-                "make a Pearson r meaningless)")
-    return (f"GCN Micro-F1 vs CMD(train, test) over the biased sets: Pearson r = "
-            f"{result['f1_vs_cmd_pearson_r']:.2f} (n = {n})")
-
-
-def write_csv(path: Path, result: dict) -> None:
-    """results.csv: a row per method of plain numbers (fractions), empty where there is none."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["method", *CSV_COLUMNS])
-        for method, e in result["methods"].items():
-            writer.writerow([method, *("" if e.get(c) is None else e[c] for c in CSV_COLUMNS)])
-
-
-def plot(result: dict, log: RunLog, args) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: skipping plots (pip install -e '.[plot]').")
-        return
-    if "gcn" in result["methods"]:
-        runs = sorted((r for r in log.records.values() if r["method"] == "gcn" and r["split"] == "biased"),
-                      key=lambda r: r["index"])
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.scatter([r["cmd_train_test"] for r in runs], [100 * r["micro_f1"] for r in runs], s=14)
-        ax.set_xlabel("CMD(training set, test nodes), raw features")
-        ax.set_ylabel("GCN test Micro-F1 (%)")
-        r, n = result.get("f1_vs_cmd_pearson_r"), result.get("f1_vs_cmd_n")
-        ax.set_title(f"{args.dataset}: " + (f"n = {n}, too few sets for r" if r is None else f"r = {r:.2f}, n = {n}"))
-        fig.tight_layout()
-        fig.savefig(args.out / "f1_vs_cmd.png", dpi=120)
-        plt.close(fig)
-    bases = [m for m in result["methods"] if not m.startswith("sr-")]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(bases) + 2), 4.6))
-    x = np.arange(len(bases))
-    for offset, prefix, label in ((-0.2, "", "base"), (0.2, "sr-", "shift-robust")):
-        names = [prefix + b if b != "dann" or not prefix else None for b in bases]
-        if not any(n in result["methods"] for n in names):
-            continue  # no bars of this kind, and no empty legend entry (matplotlib 3.7.0 fails on all-NaN yerr)
-        means = [100 * result["methods"][n]["micro_f1_mean"] if n in result["methods"] else np.nan for n in names]
-        stds = [100 * result["methods"][n]["micro_f1_std"] if n in result["methods"] else np.nan for n in names]
-        ax.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=label)
-    iid = [100 * result["methods"][b]["iid_micro_f1_mean"] if result["methods"][b]["iid_micro_f1_mean"] is not None
-           else np.nan for b in bases]
-    if not np.isnan(iid).all():
-        ax.hlines(iid, x - 0.4, x + 0.4, colors="black", linestyles="dashed", label="base on IID sets (mean)")
-    ax.set_xticks(x, bases)
-    ax.set_ylabel("Micro-F1 (%), mean ± std over sets")
-    ax.set_title(f"{args.dataset}: {args.repeats} biased sets\nerror bars: one standard deviation over the sets")
-    # Below the axes, so that no bar is hidden behind it.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3 if len(bases) > 3 else 1, frameon=False)
-    fig.tight_layout()
-    fig.savefig(args.out / "methods.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-#: Methods batched by default on the CPU. PubMed, 20 sets, one thread, batched against one
-#: run at a time: MLP 5.3x, SR-MLP 2.3x (an MLP reads only its labelled and IID rows, so a run is
-#: mostly per-call overhead); GCN and SR-GCN 1.0-1.1x, GraphSAGE and SR-GraphSAGE 0.9x.
-CPU_BATCHED = ("mlp", "sr-mlp")
-
-
-def batch_size(args, method: str, data) -> int:
-    """Sets per job for ``method``: ``--batch``, else 20 on CUDA and for ``CPU_BATCHED``
-    methods on the CPU; 1 for a method ``ReplicaTrainer`` does not train."""
-    size = args.batch if args.batch is not None else 20 if args.device != "cpu" or method in CPU_BATCHED else 1
-    return size if size > 1 and batchable(method, data) else 1
-
-
-def run_chunk(graph: Graph, runs: list[tuple[str, str, int]], mode: str, sets: dict, seed: int,
-              options: dict) -> list[dict]:
-    """Train the ``runs`` ((method, split, index into ``sets[split]``) each) on ``graph`` (one
-    ``Graph.from_data`` per process, shared by its runs) and return one
-    ``results.jsonl`` record per run. ``mode``: ``"one"`` (a single run), ``"replicas"`` (one
-    method and split on several sets as one replica-batched job, even a last chunk of one, so
-    that a set's result does not depend on where the chunks fall) or ``"lockstep"`` (APPNP
-    variants of one index, which share a seed, as one ``LockstepTrainer`` job)."""
-    train_sets = [sets[split][i] for _, split, i in runs]
-    seeds = [seed * 100_003 + i for _, _, i in runs]
-    start = time.perf_counter()
-    if mode == "replicas":
-        scores = run_many(runs[0][0], graph, train_sets, seeds, **options)
-    elif mode == "lockstep":
-        scores = run_lockstep([method for method, _, _ in runs], graph, train_sets, seeds[0], **options)
-    else:
-        scores = [run_one(runs[0][0], graph, train_sets[0], seeds[0], **options)]
-    data = graph.data
-    seconds = (time.perf_counter() - start) / len(runs)
-    test_x = data.x[data.test_mask]  # the standard 1,000 test nodes, the same for every set
-    return [{"method": method, "split": split, "index": i, **score,
-             "cmd_train_test": cmd(data.x[train], test_x).item(), "seconds": seconds}
-            for (method, split, i), train, score in zip(runs, train_sets, scores)]
-
-
-def make_chunks(args, data, jobs: list[tuple[str, str, int]]) -> list[tuple[list, str]]:
-    """Group the pending ``jobs`` into chunks for ``run_chunk``: the ``LOCKSTEP`` runs of each
-    index together, then each method and split in chunks of ``batch_size`` sets."""
-    pending = set(jobs)
-    chunks = []
-    for i in range(args.repeats):
-        runs = [(method, split, i) for method, split in LOCKSTEP if (method, split, i) in pending]
-        if len(runs) > 1:
-            chunks.append((runs, "lockstep"))
-            pending -= set(runs)
-    by_method: dict[tuple[str, str], list[int]] = {}
-    for method, split, i in jobs:
-        if (method, split, i) in pending:
-            by_method.setdefault((method, split), []).append(i)
-    for (method, split), indices in by_method.items():
-        size = batch_size(args, method, data)
-        chunks += [([(method, split, i) for i in indices[first:first + size]], "replicas" if size > 1 else "one")
-                   for first in range(0, len(indices), size)]
-    return chunks
-
-
-#: The task that pretrains DGI into ``--out/dgi_embeddings.pt`` for every later DGI run.
-PRETRAIN_DGI = ("pretrain-dgi",)
-
-
-def _worker(dataset: str, threads: int, tasks: multiprocessing.Queue, sets: dict, seed: int, options: dict,
-            results: multiprocessing.Queue, parent: int) -> None:
-    """One worker process: take chunks from ``tasks`` until a ``None`` and send each chunk's records."""
-    try:
-        torch.set_num_threads(threads)
-        keep_freed_memory()
-        data = load_dataset(dataset)
-        graph = Graph.from_data(data)
-        for task in iter(tasks.get, None):
-            if os.getppid() != parent:  # the study was killed: stop instead of training for nobody
-                results.cancel_join_thread()
-                return
-            if task == PRETRAIN_DGI:
-                pretrain_dgi(data, options["dgi_embeddings"], options["device"])
-                continue
-            results.put(("runs", run_chunk(graph, *task, sets, seed, options)))
-        results.put(("done", None))
-    except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which stops the study
-        results.put(("error", traceback.format_exc()))
-
-
-def run_chunks(args, data, chunks: list, sets: dict, options: dict):
-    """Yield each finished chunk's records: in this process for one worker, else from
-    ``args.workers`` processes, each taking the next chunk from a shared queue as it frees up,
-    so none idles while another has work left."""
-    if args.workers == 1:
-        torch.set_num_threads(args.threads)
-        keep_freed_memory()
-        graph = Graph.from_data(data)
-        for runs, mode in chunks:
-            yield run_chunk(graph, runs, mode, sets, args.seed, options)
-        return
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's thread pool exists
-    results, tasks = context.Queue(), context.Queue()
-    # DGI and SR-DGI go last, and the first worker free pretrains DGI before anything else and
-    # writes --out/dgi_embeddings.pt, which every DGI run then loads while the other workers
-    # train the other methods: one pretraining per study instead of one per worker (on
-    # PubMed, about 65 s of a core).
-    uses_dgi = [(base_of(runs[0][0]) or runs[0][0]) == "dgi" for runs, _ in chunks]
-    ordered = [c for c, dgi in zip(chunks, uses_dgi) if not dgi] + [c for c, dgi in zip(chunks, uses_dgi) if dgi]
-    count = min(args.workers, len(chunks))
-    for task in ([PRETRAIN_DGI] if any(uses_dgi) else []) + ordered + [None] * count:
-        tasks.put(task)
-    workers = [context.Process(target=_worker, daemon=True,
-                               args=(args.dataset, args.threads, tasks, sets, args.seed, options, results, os.getpid()))
-               for _ in range(count)]
-    for worker in workers:
-        worker.start()
-    running = len(workers)
-    try:
-        while running:
-            try:
-                kind, payload = results.get(timeout=5)
-            except queue.Empty:
-                dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
-                if dead:
-                    raise SystemExit(f"a worker process died (exit code {dead[0]}); finished runs are saved, "
-                                     "rerun with --resume") from None
-                continue
-            if kind == "error":
-                raise SystemExit(f"a worker failed; finished runs are saved, rerun with --resume:\n{payload}")
-            if kind == "done":
-                running -= 1
-            else:
-                yield payload
-    finally:
-        for worker in workers:
-            worker.terminate()
 
 
 def compare_sequential(data, sets, epochs: int) -> None:

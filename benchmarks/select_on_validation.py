@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.reproduce import SEEDS_DIR
-from benchmarks.study import BASES, RunLog, write_section
+from benchmarks.runlog import RunLog
+from benchmarks.study import BASES, write_section
 from srgnn import ShiftRobust, Trainer
 from srgnn.data import load_dataset
 from srgnn.graph import Graph

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
@@ -150,40 +147,6 @@ def run_lockstep(methods: list[str], graph: Graph, sets: list[torch.Tensor], see
     models = [build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings) for method in methods]
     trainer = LockstepTrainer(models, epochs=epochs, seed=seed, device=device)
     return trainer.fit(graph, sets).evaluate(graph, [test_nodes(graph.data, train) for train in sets])
-
-
-class RunLog:
-    """Append-only JSONL of finished runs, keyed by ``key`` fields. A line cut short by a kill
-    is dropped on load, so a resumed study never double-counts or loses a finished run."""
-
-    def __init__(self, path: Path, key: tuple[str, ...]):
-        self.path, self.key = Path(path), key
-        self.records: dict[tuple, dict] = {}
-        if self.path.exists():
-            valid = []
-            for line in self.path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the last write was interrupted
-                self.records[tuple(record[k] for k in key)] = record
-                valid.append(line)
-            self.path.write_text("".join(v + "\n" for v in valid))
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self.records
-
-    def add(self, record: dict) -> None:
-        self.records[tuple(record[k] for k in self.key)] = record
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def scores(self, metric: str = "micro_f1", **match) -> np.ndarray:
-        """Scores of the matching runs in index order, in %."""
-        rows = [r for r in self.records.values() if all(r[k] == v for k, v in match.items())]
-        return np.array([r[metric] for r in sorted(rows, key=lambda r: r["index"])]) * 100
 
 
 def train_plain_pyg_gcn(data, train: torch.Tensor, epochs: int = 200) -> float:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.study import RunLog, build, test_nodes
+from benchmarks.runlog import RunLog
+from benchmarks.study import build, test_nodes
 from srgnn import Trainer
 from srgnn.data import load_dataset
 from srgnn.graph import Graph

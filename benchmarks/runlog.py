@@ -1,0 +1,43 @@
+"""The results log every study writes: append-only JSONL, fsync'd per run, so a study killed at
+any moment resumes where it stopped."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class RunLog:
+    """Append-only JSONL of finished runs, keyed by ``key`` fields. A line cut short by a kill
+    is dropped on load, so a resumed study never double-counts or loses a finished run."""
+
+    def __init__(self, path: Path, key: tuple[str, ...]):
+        self.path, self.key = Path(path), key
+        self.records: dict[tuple, dict] = {}
+        if self.path.exists():
+            valid = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the last write was interrupted
+                self.records[tuple(record[k] for k in key)] = record
+                valid.append(line)
+            self.path.write_text("".join(v + "\n" for v in valid))
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.records
+
+    def add(self, record: dict) -> None:
+        self.records[tuple(record[k] for k in self.key)] = record
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def scores(self, metric: str = "micro_f1", **match) -> np.ndarray:
+        """Scores of the matching runs in index order, in %."""
+        rows = [r for r in self.records.values() if all(r[k] == v for k, v in match.items())]
+        return np.array([r[metric] for r in sorted(rows, key=lambda r: r["index"])]) * 100
