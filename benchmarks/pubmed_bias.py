@@ -50,11 +50,12 @@ from benchmarks.scheduler import make_chunks, run_chunks
 from benchmarks.study import METHODS, base_of, is_plugin, load_plugin, run_many, run_one, train_plain_pyg_gcn
 from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, ensure_writable_dir, load_dataset
 from srgnn.graph import Graph
+from srgnn.robust import IID_SAMPLES
 from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
 from srgnn.trainer import resolve_device
 
 DEFAULT_METHODS = ",".join(METHODS)
-RESULT_KEYS = ("dataset", "splits", "teleport", "regularizer", "lam", "lam_linear", "epochs", "seed", "repeats",
+RESULT_KEYS = ("dataset", "splits", "teleport", "regularizer", "iid", "lam", "lam_linear", "epochs", "seed", "repeats",
                "iid_repeats")
 DATASETS = ("pubmed", "cora", "citeseer")
 #: The largest --seed: run seeds are seed * 100_003 + index, which must fit torch's 64-bit seeds.
@@ -87,6 +88,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lam", type=float, default=1.0, help="weight of the shift regularizer (>= 0)")
     parser.add_argument("--lam-linear", type=float, default=0.1,
                         help="regularizer weight for the linear models' SR variants, which also use KMM (>= 0)")
+    parser.add_argument("--iid", choices=IID_SAMPLES, default="uniform",
+                        help="the SR variants' IID sample: uniform over the unlabelled nodes, reading no label "
+                             "(default), or label-balanced, the SR-GNN paper's protocol, which READS THE LABELS OF "
+                             "UNLABELLED NODES (n_train / C per class from the candidate pool): only to reproduce "
+                             "the paper's figures")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--seed", type=int, default=0,
@@ -182,6 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         saved.setdefault("iid_repeats", saved.get("repeats"))  # studies saved before the flag
         # Studies saved before --teleport sampled every graph at 0.01.
         saved.setdefault("teleport", 0.01 if saved.get("splits") == "generated" else None)
+        saved.setdefault("iid", "uniform")  # studies saved before --iid
         changed = [k for k in RESULT_KEYS if saved.get(k) != _config(args).get(k)]
         if changed:
             parser.error(f"--resume with different {changed} than the saved study; use another --out")
@@ -191,7 +198,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _config(args) -> dict:
     return {"dataset": args.dataset, "splits": args.splits, "splits_path": str(args.splits_path or ""),
             "teleport": args.teleport,
-            "regularizer": args.regularizer, "lam": args.lam, "lam_linear": args.lam_linear, "epochs": args.epochs, "seed": args.seed,
+            "regularizer": args.regularizer, "iid": args.iid, "lam": args.lam, "lam_linear": args.lam_linear, "epochs": args.epochs, "seed": args.seed,
             "repeats": args.repeats, "iid_repeats": args.iid_repeats, "methods": args.methods, "device": args.device}
 
 
@@ -251,6 +258,8 @@ def main(argv=None) -> dict:
     jobs = [(m, split, i) for m in args.methods for split in ("biased", "iid")
             if split == "biased" or not m.startswith(("sr-", "dann"))
             for i in range(args.repeats if split == "biased" else args.iid_repeats) if (m, split, i) not in log]
+    if args.iid == "label-balanced":
+        print("IID sample: label-balanced, the paper's protocol: it READS THE LABELS OF UNLABELLED NODES")
     sampled = f" at teleport {args.teleport}" if args.splits == "generated" else ""
     print(f"{args.dataset}: {len(args.methods)} methods x {args.repeats} {args.splits} sets{sampled} "
           f"({len(biased[0])} labelled nodes each) + IID reference on {args.iid_repeats}; {len(jobs)} runs to do, "
@@ -261,7 +270,7 @@ def main(argv=None) -> dict:
         remaining[method, split] = remaining.get((method, split), 0) + 1
     chunks = make_chunks(args, data, jobs)
     progress = tqdm(total=len(jobs), unit="run", file=sys.stderr, dynamic_ncols=True)
-    options = {"regularizer": args.regularizer, "lam": args.lam, "lam_linear": args.lam_linear,
+    options = {"regularizer": args.regularizer, "iid": args.iid, "lam": args.lam, "lam_linear": args.lam_linear,
                "epochs": args.epochs, "device": args.device, "dgi_embeddings": args.out / "dgi_embeddings.pt"}
     try:
         train_chunks(args, data, chunks, {"biased": biased, "iid": iid}, options, log, remaining, progress)

@@ -70,7 +70,7 @@ def load_plugin(spec: str) -> Callable:
 
 
 def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_linear: float = 0.1,
-          dgi_embeddings: Path | None = None):
+          dgi_embeddings: Path | None = None, iid: str = "uniform"):
     """An untrained model for a method name: a built-in (``BASES``), ``dann``, or a plug-in
     ``package.module:factory`` (``load_plugin``), called as ``factory(data)``; ``sr-`` before any of
     them wraps it in ``ShiftRobust``. ``regularizer`` is ``cmd``, ``mmd`` or a plug-in penalty. SR variants use ``regularizer`` on the hidden
@@ -90,7 +90,7 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
     if not method.startswith("sr-"):
         return model
     penalty = load_plugin(regularizer) if is_plugin(regularizer) else regularizer
-    return ShiftRobust(model, penalty, lam_linear if getattr(model, "linear", False) else lam)
+    return ShiftRobust(model, penalty, lam_linear if getattr(model, "linear", False) else lam, iid=iid)
 
 
 def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
@@ -103,10 +103,11 @@ def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
 
 
 def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regularizer: str = "cmd", lam: float = 1.0,
-            lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu", dgi_embeddings: Path | None = None) -> dict:
+            lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu", dgi_embeddings: Path | None = None,
+            iid: str = "uniform") -> dict:
     """Train one method on one training set of ``graph`` (``Graph.from_data``, shared by every run
     on it) and score it on the test nodes."""
-    model = build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings)
+    model = build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
     trainer = Trainer(model, epochs=epochs, seed=seed, device=device)
     return trainer.fit(graph, train).evaluate(graph, test_nodes(graph.data, train))
 
@@ -126,9 +127,9 @@ def batchable(method: str, data) -> bool:
 
 def run_many(method: str, graph: Graph, sets: list[torch.Tensor], seeds: list[int], *, regularizer: str = "cmd",
              lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
-             dgi_embeddings: Path | None = None) -> list[dict]:
+             dgi_embeddings: Path | None = None, iid: str = "uniform") -> list[dict]:
     """``run_one`` for several training sets at once, as one replica-batched job."""
-    trainer = ReplicaTrainer(lambda: build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings),
+    trainer = ReplicaTrainer(lambda: build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid),
                              epochs=epochs, device=device)
     return trainer.fit(graph, sets, seeds).evaluate(graph, [test_nodes(graph.data, train) for train in sets])
 
@@ -141,10 +142,10 @@ LOCKSTEP = (("appnp", "biased"), ("appnp", "iid"), ("sr-appnp", "biased"))
 
 def run_lockstep(methods: list[str], graph: Graph, sets: list[torch.Tensor], seed: int, *, regularizer: str = "cmd",
                  lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
-                 dgi_embeddings: Path | None = None) -> list[dict]:
+                 dgi_embeddings: Path | None = None, iid: str = "uniform") -> list[dict]:
     """``run_one`` of ``methods[r]`` on ``sets[r]``, all with ``seed``, as one ``LockstepTrainer``
     job (APPNP variants); the same scores to float tolerance."""
-    models = [build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings) for method in methods]
+    models = [build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid) for method in methods]
     trainer = LockstepTrainer(models, epochs=epochs, seed=seed, device=device)
     return trainer.fit(graph, sets).evaluate(graph, [test_nodes(graph.data, train) for train in sets])
 

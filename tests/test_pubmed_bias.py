@@ -161,3 +161,11 @@ def test_reproduce_on_generated_sets_writes_its_own_section(tmp_path):
     assert "| cora | mlp |" in text
     config = json.loads((tmp_path / "results" / "cora_generated" / "config.json").read_text())
     assert config["splits"] == "generated" and config["repeats"] == 2
+
+
+def test_the_label_balanced_iid_sample_is_marked_in_the_output_and_the_config(tmp_path):
+    done = _run("--dataset", "cora", "--repeats", "1", "--iid-repeats", "0", "--methods", "sr-gcn", "--epochs", "2",
+                "--iid", "label-balanced", "--out", str(tmp_path / "paper"))
+    assert "READS THE LABELS OF UNLABELLED NODES" in done.stdout
+    assert json.loads((tmp_path / "paper" / "results.json").read_text())["config"]["iid"] == "label-balanced"
+    assert "READS THE LABELS" in _run("--help").stdout.replace("\n", " ").replace("  ", " ")

@@ -439,3 +439,15 @@ def test_dgi_pretraining_is_seeded_on_its_own(cora):
     torch.testing.assert_close(first, embed(2), rtol=0, atol=0)
     other = DGI(cora.num_features, 7, hidden_channels=16, pretrain_epochs=3, pretrain_seed=1)
     assert not torch.equal(other.node_features(cora.x.clone(), cora.edge_index), first)
+
+
+def test_the_papers_label_balanced_iid_sample_is_an_explicit_option(cora, cora_published):
+    train = cora_published[0]
+    uniform = ShiftRobust(GCN(1433, 7)).setup(cora, train, seed=0)
+    paper = ShiftRobust(GCN(1433, 7), iid="label-balanced").setup(cora, train, seed=0)
+    assert uniform.iid == "uniform" and uniform.iid_idx_.numel() == 500  # the default reads no label
+    iid = paper.iid_idx_
+    assert torch.bincount(cora.y[iid], minlength=7).tolist() == [20] * 7  # 140 / 7 per class, by the true labels
+    assert bool((iid < 1500).all()) and not torch.isin(iid, train).any()  # the paper's pool, no training node
+    with pytest.raises(ValueError, match="iid='labels' is not supported"):
+        ShiftRobust(GCN(1433, 7), iid="labels")
