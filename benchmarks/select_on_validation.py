@@ -1,6 +1,7 @@
-"""Choose the shift-robust variant of SGC, DGI, the MLP and APPNP on validation nodes, never test nodes.
+"""Choose the shift-robust variant of SGC, DGI, the MLP and APPNP, and GCN's defaults, on
+validation nodes, never test nodes.
 
-    python -m benchmarks.select_on_validation [--datasets pubmed,citeseer] [--repeats 100]
+    python -m benchmarks.select_on_validation [--datasets pubmed,citeseer] [--repeats 100] [--models gcn,...]
 
 SGC (features :math:`\\hat A^K X`) and DGI (frozen embeddings) train a linear classifier
 alone, so the last hidden layer SR-GNN's CMD term could match is their logits. The MLP has a
@@ -11,6 +12,12 @@ PubMed and CiteSeer sets, against the Planetoid validation nodes (disjoint from 
 there; Cora is left out, since its protocol tests on every non-training node, validation nodes
 included). Runs resume from ``results/validation_selection.jsonl``; the table goes to its
 section of docs/reproduction.md.
+
+GCN (issue 24): ``reference`` is GCN as the SR-GNN authors' code has it (no input dropout, CMD
+on the hidden layer after its dropout, Glorot init; ``benchmarks.sr_gcn_switches``). The rule,
+fixed before these runs: GCN's defaults become the reference ones if, on both PubMed and
+CiteSeer, ``reference + cmd 1`` beats ``cmd 1`` (today's SR-GCN) on mean validation Micro-F1 and
+``reference`` loses at most 0.3 points against ``base`` (today's GCN); otherwise they stay.
 """
 from __future__ import annotations
 
@@ -29,6 +36,10 @@ from srgnn.data import load_dataset
 from srgnn.graph import Graph
 from srgnn.sampling import load_published_splits
 
+#: GCN as the SR-GNN authors' code builds it (``srgnn.models.GCN`` options).
+REFERENCE_GCN = {"input_dropout": 0.0, "hidden_after_dropout": True, "weight_init": "glorot"}
+
+
 def _kmm(teleport: float, lam: float | None) -> dict:
     """ShiftRobust arguments for KMM weights at a PPR teleport, plus CMD at ``lam`` (or none)."""
     return {"regularizer": "cmd" if lam else None, "lam": lam or 0.0, "instance_weights": "kmm",
@@ -44,11 +55,15 @@ TELEPORTS = list(KMM_CMD)
 # so logged runs keep their meaning when the default changes.
 VARIANTS = {"base": None, "cmd 1": {"regularizer": "cmd", "lam": 1.0, "instance_weights": None},
             "kmm@0.01": _kmm(0.01, None), "kmm@0.01 + cmd 1": _kmm(0.01, 1.0),
-            **{name: _kmm(teleport, 0.1) for name, teleport in KMM_CMD.items()}}
+            **{name: _kmm(teleport, 0.1) for name, teleport in KMM_CMD.items()},
+            "reference": None, "reference + cmd 1": {"regularizer": "cmd", "lam": 1.0, "instance_weights": None}}
+#: Model options of a variant, where it has any.
+MODEL_OPTIONS = {"reference": REFERENCE_GCN, "reference + cmd 1": REFERENCE_GCN}
 CANDIDATES = {"sgc": ["base", *TELEPORTS, "kmm@0.01"], "dgi": ["base", *TELEPORTS, "kmm@0.01"],
-              "mlp": ["base", "cmd 1", "kmm@0.01 + cmd 1"], "appnp": ["base", *TELEPORTS]}
+              "mlp": ["base", "cmd 1", "kmm@0.01 + cmd 1"], "appnp": ["base", *TELEPORTS],
+              "gcn": ["base", "cmd 1", "reference", "reference + cmd 1"]}
 #: The SR variant ``benchmarks.study.build`` makes of each model (its ``sr-<model>``).
-STUDY_VARIANT = {"sgc": TELEPORTS[0], "dgi": TELEPORTS[0], "mlp": "cmd 1", "appnp": TELEPORTS[0]}
+STUDY_VARIANT = {"sgc": TELEPORTS[0], "dgi": TELEPORTS[0], "mlp": "cmd 1", "appnp": TELEPORTS[0], "gcn": "cmd 1"}
 
 
 def validation_nodes(data, train: torch.Tensor) -> torch.Tensor:
@@ -63,12 +78,16 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", default="pubmed,citeseer")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
+    parser.add_argument("--models", default=",".join(CANDIDATES), help=f"from {', '.join(CANDIDATES)}")
     parser.add_argument("--log", type=Path, default=Path("results/validation_selection.jsonl"))
     parser.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
     args = parser.parse_args(argv)
     names = args.datasets.split(",")
     if "cora" in names:
         parser.error("Cora's test nodes include its validation nodes; select on pubmed and citeseer.")
+    models = {m: CANDIDATES[m] for m in args.models.split(",") if m in CANDIDATES}
+    if len(models) != len(args.models.split(",")):
+        parser.error(f"--models {args.models}: expected names from {', '.join(CANDIDATES)}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
     graphs = {}  # every flag is checked before the first run
@@ -84,24 +103,25 @@ def main(argv=None) -> None:
         graphs[name] = data, sets[: args.repeats]
     args.log.parent.mkdir(parents=True, exist_ok=True)
     log = RunLog(args.log, ("dataset", "model", "variant", "index"))
+    models_flag = "" if list(models) == list(CANDIDATES) else f" --models {args.models}"
     lines = [f"Command: `python -m benchmarks.select_on_validation --datasets {args.datasets} "
-             f"--repeats {args.repeats}`", "",
+             f"--repeats {args.repeats}{models_flag}`", "",
              "Micro-F1 (%) on the Planetoid validation nodes, mean ± std over the published sets; wins:",
              "paired wins on the same sets over the base model and over the study's SR variant", "",
              "| dataset | model | variant | validation Micro-F1 | wins vs base | wins vs study's SR |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, (data, sets) in graphs.items():
         graph = Graph.from_data(data)  # one per dataset: its adjacency, features and PPR factors serve every run
-        todo = [(model, variant, i) for model, variants in CANDIDATES.items() for variant in variants
+        todo = [(model, variant, i) for model, variants in models.items() for variant in variants
                 for i in range(len(sets)) if (name, model, variant, i) not in log]
         for model, variant, i in tqdm(todo, desc=name, disable=not todo):
-            net = BASES[model](data.num_features, data.num_classes)
+            net = BASES[model](data.num_features, data.num_classes, **MODEL_OPTIONS.get(variant, {}))
             if VARIANTS[variant] is not None:
                 net = ShiftRobust(net, **VARIANTS[variant])
             trainer = Trainer(net, seed=i).fit(graph, sets[i])
             score = trainer.evaluate(graph, validation_nodes(data, sets[i]))["micro_f1"]
             log.add({"dataset": name, "model": model, "variant": variant, "index": i, "micro_f1": score})
-        for model, variants in CANDIDATES.items():
+        for model, variants in models.items():
             base = log.scores(dataset=name, model=model, variant="base")
             study = STUDY_VARIANT.get(model)
             study_scores = log.scores(dataset=name, model=model, variant=study) if study in variants else None
@@ -112,7 +132,7 @@ def main(argv=None) -> None:
                     f"{int((scores > study_scores).sum())}/{len(scores)}"
                 lines.append(f"| {name} | {model} | {variant} | {scores.mean():.1f} ± {scores.std():.1f} | {wins} "
                              f"| {wins_study} |")
-    write_section(args.doc, f"validation {args.datasets}", "\n".join(lines),
+    write_section(args.doc, f"validation {args.datasets}" + (f" {args.models}" if models_flag else ""), "\n".join(lines),
                   "# Reproduction on the published localized sets\n")
     print("\n".join(lines))
 

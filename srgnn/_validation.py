@@ -73,6 +73,14 @@ def check_number(value, name: str, *, minimum: float = 0.0, strict: bool = False
     return float(value)
 
 
+def check_probability(value, name: str) -> float:
+    """``value`` as a float in ``[0, 1)``, as a dropout rate must be."""
+    value = check_number(value, name)
+    if value >= 1.0:
+        raise ValueError(f"{name} must be in [0, 1): a rate of 1 drops everything; got {value!r}.")
+    return value
+
+
 def check_index(index, num_nodes: int, name: str = "index") -> Tensor:
     """Return ``index`` as a 1-D LongTensor after checking its range."""
     index = torch.as_tensor(index)

@@ -226,13 +226,13 @@ def _load_ogb(key: str, root: str | os.PathLike | None) -> Data:
         raise DataNotFoundError(
             f"{key} files not found in {where}. Download them with ogb on a networked machine "
             f"(PygNodePropPredDataset('{key}', root=<dir>)) and pass root=<dir> or set SRGNN_DATA=<dir>.")
-    # ogb 1.3.6 reads processed files with a bare torch.load; they are the ones it wrote itself.
-    original_load = torch.load
-    torch.load = lambda *a, **kw: original_load(*a, **{**kw, "weights_only": False})
-    try:
+    # ogb 1.3.6 reads its processed file with a plain torch.load, which loads only allowlisted
+    # types: allow the PyG storage classes that file holds, for this load alone.
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+
+    with torch.serialization.safe_globals([DataEdgeAttr, DataTensorAttr, GlobalStorage]):
         dataset = PygNodePropPredDataset(key, root=str(cache_root))
-    finally:
-        torch.load = original_load
     data = dataset[0]
     split = dataset.get_idx_split()
     n = data.num_nodes

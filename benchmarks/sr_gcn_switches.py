@@ -1,0 +1,81 @@
+"""SR-GCN against the SR-GNN authors' GCN, one difference at a time (issue 24): each switch
+changes one thing in srgnn's GCN toward the authors' code (DGL ``GraphConv``, their
+``main_gnn.py``), and GCN and SR-GCN are both trained with it, on the same published sets,
+with the label-free IID sample. The runs go through the bias study (``benchmarks.pubmed_bias``:
+its engine, resume and results log), the switched models as ``--methods`` plug-ins.
+
+    python -m benchmarks.sr_gcn_switches [--dataset cora] [--repeats 10] [--out results/sr_gcn_switches]
+
+Prints, for each switch, GCN's and SR-GCN's mean Micro-F1 with SR-GCN's paired wins over GCN,
+and how far each moved from srgnn's own GCN and SR-GCN on the same sets.
+"""
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import pubmed_bias
+from benchmarks.reproduce import SEEDS_DIR
+from benchmarks.runlog import RunLog
+from srgnn.models import GCN
+
+
+def _gcn(data, **options) -> GCN:
+    return GCN(data.num_features, data.num_classes, **options)
+
+
+# Each switch as a model factory for the study's --methods (package.module:factory).
+gcn_srgnn = partial(_gcn)
+gcn_no_input_dropout = partial(_gcn, input_dropout=0.0)
+gcn_cmd_after_dropout = partial(_gcn, hidden_after_dropout=True)
+gcn_glorot = partial(_gcn, weight_init="glorot")
+gcn_all_three = partial(_gcn, input_dropout=0.0, hidden_after_dropout=True, weight_init="glorot")
+
+#: Switch -> its factory's name here; the first is srgnn's GCN as it is.
+SWITCHES = {"srgnn": "gcn_srgnn", "no input dropout": "gcn_no_input_dropout",
+            "CMD after dropout": "gcn_cmd_after_dropout", "glorot init": "gcn_glorot",
+            "all three": "gcn_all_three"}
+
+
+def method_of(switch: str) -> str:
+    return f"benchmarks.sr_gcn_switches:{SWITCHES[switch]}"
+
+
+def main(argv=None) -> list[list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="cora")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
+    parser.add_argument("--out", type=Path, default=Path("results/sr_gcn_switches"))
+    args = parser.parse_args(argv)
+    methods = [m for switch in SWITCHES for m in (method_of(switch), "sr-" + method_of(switch))]
+    flags = ["--dataset", args.dataset, "--splits", "published", "--repeats", str(args.repeats),
+             "--splits-path", str(args.seeds_dir / f"localized_seeds_{args.dataset}.p"), "--iid-repeats", "0",
+             "--methods", ",".join(methods), "--workers", str(args.workers), "--threads", str(args.threads),
+             "--seed", "0", "--out", str(args.out)]
+    pubmed_bias.main(flags + (["--resume"] if (args.out / "results.jsonl").exists() else []))
+    log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))
+
+    def scores(method: str) -> np.ndarray:
+        return log.scores(method=method, split="biased")[: args.repeats]
+
+    ours_gcn, ours_sr = scores(method_of("srgnn")), scores("sr-" + method_of("srgnn"))
+    rows = [["switch", "GCN", "SR-GCN", "SR-GCN wins", "SR-GCN - GCN", "GCN change", "SR-GCN change"]]
+    for switch in SWITCHES:
+        gcn, sr = scores(method_of(switch)), scores("sr-" + method_of(switch))
+        rows.append([switch, f"{gcn.mean():.2f}", f"{sr.mean():.2f}", f"{int((sr > gcn).sum())}/{len(sr)}",
+                     f"{(sr - gcn).mean():+.2f}", f"{(gcn - ours_gcn).mean():+.2f}", f"{(sr - ours_sr).mean():+.2f}"])
+    print(f"\n{args.dataset}, {args.repeats} published sets, label-free IID sample; Micro-F1 (%) on the test nodes")
+    print("| " + " | ".join(rows[0]) + " |\n|" + " --- |" * len(rows[0]))
+    for row in rows[1:]:
+        print("| " + " | ".join(row) + " |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
