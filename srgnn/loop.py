@@ -15,21 +15,25 @@ def make_optimizer(params: Iterable[Tensor], lr: float, weight_decay: float, dev
 
 
 def run_epochs(step_loss: Callable[[], Tensor], optimizer: torch.optim.Optimizer, epochs: int,
-               after_step: Callable[[int], bool] | None = None) -> Tensor:
-    """Per epoch: zero the gradients, ``step_loss()`` (the loss of this step, after any per-step
-    set-up it does), its backward and one optimizer step; then ``after_step(epoch)``, which
-    stops training by returning ``True`` (early stopping) and may act on the weights (SWA).
+               after_step: Callable[[int], bool] | None = None, steps_per_epoch: int = 1) -> Tensor:
+    """Per epoch, ``steps_per_epoch`` times (once full-batch, once per mini-batch): zero the
+    gradients, ``step_loss()`` (the loss of this step, after any per-step set-up it does), its
+    backward and one optimizer step; then ``after_step(epoch)``, which stops training by
+    returning ``True`` (early stopping) and may act on the weights (SWA).
 
-    Returns the losses ``[epochs run]``. They stay tensors until the end: reading each epoch's
-    (``.item()``) would make the CPU wait for the GPU's kernels every epoch.
+    Returns each epoch's mean step loss ``[epochs run]``. They stay tensors until the end:
+    reading each epoch's (``.item()``) would make the CPU wait for the GPU's kernels every epoch.
     """
     losses = []
     for epoch in range(epochs):
-        optimizer.zero_grad()
-        loss = step_loss()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.detach())
+        total = None
+        for _ in range(steps_per_epoch):
+            optimizer.zero_grad()
+            loss = step_loss()
+            loss.backward()
+            optimizer.step()
+            total = loss.detach() if total is None else total + loss.detach()
+        losses.append(total / steps_per_epoch if steps_per_epoch > 1 else total)
         if after_step is not None and after_step(epoch):
             break
     return torch.stack(losses)

@@ -81,17 +81,25 @@ def adjacency_pair(edge_index: Tensor, num_nodes: int, norm: Norm = "sym", devic
     col, row = edge_index.to(device)  # row: the target, which aggregates
     keep = row != col
     row, col = row[keep], col[keep]
+    num_edges = row.numel()
     if norm != "mean":
         loops = torch.arange(num_nodes, device=device) if read is None else read.to(device)
         row, col = torch.cat([row, loops]), torch.cat([col, loops])
     deg = torch.zeros(num_nodes, device=device, dtype=dtype).index_add_(0, row, torch.ones_like(row, dtype=dtype))
-    if full_degree is not None:  # a receptive subgraph: normalize with the whole graph's degrees
-        deg = full_degree.to(device, dtype) + (norm != "mean")
+    if full_degree is not None:  # a subgraph: normalize with the whole graph's degrees
+        full = full_degree.to(device, dtype)
+        sampled = deg - int(norm != "mean")  # edges into each node here, self-loop aside
+        deg = full + (norm != "mean")
     if norm == "sym":
         inv_sqrt = deg.rsqrt()
         value = inv_sqrt[row] * inv_sqrt[col]
     else:
         value = deg.clamp_min(1).reciprocal()[row]
+    if full_degree is not None:
+        # A node that kept k of its d in-neighbours (neighbour sampling) weighs each by d / k, an
+        # unbiased estimate of its whole-graph sum; a node that kept them all, by exactly 1.
+        target = row[:num_edges]
+        value[:num_edges] *= full[target] / sampled[target]
     with quiet_sparse():
         adj = torch.sparse_coo_tensor(torch.stack([row, col]), value, (num_nodes, num_nodes)).coalesce()
         adj = compact_csr(adj.to_sparse_csr())

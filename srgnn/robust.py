@@ -177,9 +177,11 @@ class ShiftRobust(nn.Module):
         return self.objective(*self.forward_with_hidden(x, edge_index), y, train_idx, iid_idx)
 
     def objective(self, logits: Tensor, hidden: Tensor, y: Tensor, train_idx: Tensor,
-                  iid_idx: Tensor | None = None) -> Tensor:
-        """``loss`` from the model's outputs, ``logits`` ``[N, C]`` and ``hidden`` ``[N, H]``."""
-        weights = self.weights_.to(logits.device)
+                  iid_idx: Tensor | None = None, weights: Tensor | None = None) -> Tensor:
+        """``loss`` from the model's outputs, ``logits`` ``[N, C]`` and ``hidden`` ``[N, H]``;
+        ``weights`` ``[len(train_idx)]``, the instance weights of a batch of the training set
+        (default: ``weights_``, those of the whole training set)."""
+        weights = (self.weights_ if weights is None else weights).to(logits.device)
         loss = (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()
         if self.regularizer is not None and self.lam > 0:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx

@@ -13,6 +13,7 @@ from torch_geometric.data import Data
 from ._validation import check_graph, check_index, check_int, check_number, check_same_device
 from .graph import Graph, graph_input
 from .loop import make_optimizer, run_epochs
+from .minibatch import MiniBatches, check_fan_outs
 from .models.base import NodeClassifier
 from .robust import ShiftRobust
 from .subgraph import evaluation_graph, fitted_graph, robust_loss_subgraph
@@ -115,6 +116,14 @@ class Trainer:
             ``patience`` too, the average of the epochs trained before the stop competes with
             the best early-stopped weights on validation accuracy (the average wins ties); if
             training stopped before averaging began, the early-stopped weights are used.
+        validate_every: with ``patience``, check validation accuracy at every this many epochs
+            (epochs 0, k, 2k, ...; patience counts checks). ``patience >= epochs`` never stops
+            and keeps the best checked weights (the SR-GNN authors' ogbn-arxiv protocol: 10).
+        batch_size: train on mini-batches (``srgnn.minibatch``) of this many labelled nodes, each
+            with as many batches of the IID sample per epoch, their neighbourhoods sampled by
+            PyG's ``NeighborLoader``; ``None`` (default) trains full-batch.
+        num_neighbors: with ``batch_size``, the fan-out of each message-passing layer (``-1``:
+            every neighbour; default every neighbour at every layer), one per layer.
 
     ``fit``, ``predict`` and ``evaluate`` take a ``Data`` or a ``srgnn.graph.Graph``
     (``Graph.from_data(data)``): pass one ``Graph`` to many trainers to compute what is derived
@@ -128,10 +137,17 @@ class Trainer:
 
     def __init__(self, model: NodeClassifier | ShiftRobust, *, epochs: int = 200, lr: float | None = None,
                  weight_decay: float | None = None, patience: int | None = None, seed: int = 0,
-                 device: str | torch.device | None = None, swa=None):
+                 device: str | torch.device | None = None, swa=None, validate_every: int = 1,
+                 batch_size: int | None = None, num_neighbors: list[int] | None = None):
         epochs, seed = check_int(epochs, "epochs"), check_int(seed, "seed", minimum=0)
         patience = None if patience is None else check_int(patience, "patience")
+        self.validate_every = check_int(validate_every, "validate_every")
         self.model = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
+        if batch_size is None and num_neighbors is not None:
+            raise ValueError("num_neighbors sets the fan-outs of mini-batch training; pass batch_size too, or "
+                             "drop num_neighbors to train full-batch.")
+        self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
+        self.num_neighbors = None if batch_size is None else check_fan_outs(num_neighbors, self.model.model)
         lr, weight_decay = optimizer_settings(self.model.model, lr, weight_decay)
         self.epochs, self.lr, self.weight_decay, self.patience, self.seed = epochs, lr, weight_decay, patience, seed
         self.device = resolve_device(device)
@@ -157,21 +173,29 @@ class Trainer:
         robust.setup(graph, train_idx, self.seed, iid_idx, hidden_size)
         robust.to(self.device).reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
-        x, edge_index, y, (train_idx, iid_local, val_local) = robust_loss_subgraph(
-            robust, graph, train_idx, self.device, check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None)
+        val_idx = check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None
+        if self.batch_size is None:
+            x, edge_index, y, (train_local, iid_local, val_local) = robust_loss_subgraph(
+                robust, graph, train_idx, self.device, val_idx)
+            steps_per_epoch = 1
+
+            def step_loss() -> Tensor:
+                robust.train()
+                return robust.loss(x, edge_index, y, train_local, iid_local)
+        else:
+            batches = MiniBatches(robust, graph, train_idx, self.batch_size, self.num_neighbors, self.seed,
+                                  self.device)
+            step_loss, steps_per_epoch = batches.step_loss, batches.steps_per_epoch
+            x, edge_index, y, val_local = graph.x, graph, data.y.view(-1).to(self.device), val_idx
         optimizer = make_optimizer(robust.parameters(), self.lr, self.weight_decay, self.device)
         swa_state = self.swa.start_training(robust.model, optimizer, self.epochs) if self.swa else None
         best, best_state, waited = -1.0, None, 0
-
-        def step_loss() -> Tensor:
-            robust.train()
-            return robust.loss(x, edge_index, y, train_idx, iid_local)
 
         def after_step(epoch: int) -> bool:
             nonlocal best, best_state, waited
             if swa_state is not None:
                 swa_state.step(epoch)
-            if not early_stopping:
+            if not early_stopping or epoch % self.validate_every:
                 return False
             accuracy = self._accuracy(robust.model, x, edge_index, y, val_local)
             if accuracy > best:
@@ -180,7 +204,7 @@ class Trainer:
                 waited += 1
             return waited >= self.patience
 
-        self.history_ = run_epochs(step_loss, optimizer, self.epochs, after_step).tolist()
+        self.history_ = run_epochs(step_loss, optimizer, self.epochs, after_step, steps_per_epoch).tolist()
         self.selected_ = "last"
         if best_state is not None:
             robust.model.load_state_dict(best_state)

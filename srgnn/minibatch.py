@@ -1,0 +1,88 @@
+"""Mini-batch shift-robust training: each step is one batch of labelled nodes and one batch of
+the IID sample, their sampled neighbourhoods drawn together by PyG's ``NeighborLoader``
+(``srgnn.loader``), and the model's own forward run on that batch (``batch_graph``).
+
+``Trainer(batch_size=..., num_neighbors=...)`` trains this way; evaluation stays one forward
+over the whole graph without gradients, layer by layer over every node (each layer's
+``[N, H]`` output is all it holds), as PyG's layer-wise GraphSAGE inference."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._validation import check_int
+from .graph import Graph, graph_input, model_input
+from .loader import batch_graph, neighbor_loader
+from .models.base import NodeClassifier
+from .robust import ShiftRobust
+
+
+def check_fan_outs(num_neighbors: Sequence[int] | None, model: NodeClassifier) -> list[int]:
+    """Per-layer fan-outs for ``model``: one per message-passing layer (``receptive_field``),
+    each ``-1`` (every neighbour) or >= 1; ``None`` means every neighbour at every layer."""
+    hops = model.receptive_field
+    if hops is None:
+        raise ValueError(f"{type(model).__name__}'s outputs depend on the whole graph (BatchNorm, or "
+                         "precomputed features), so it cannot train on sampled neighbourhoods; train it "
+                         "full-batch (batch_size=None).")
+    if num_neighbors is None:
+        return [-1] * hops
+    fan_outs = list(num_neighbors)
+    if len(fan_outs) != hops:
+        raise ValueError(f"num_neighbors={fan_outs} has {len(fan_outs)} fan-out(s), but "
+                         f"{type(model).__name__} has {hops} message-passing layer(s); give one per layer, "
+                         f"e.g. num_neighbors={[10] * hops} (-1 keeps every neighbour).")
+    for fan_out in fan_outs:
+        if isinstance(fan_out, bool) or not isinstance(fan_out, int) or (fan_out < 1 and fan_out != -1):
+            raise ValueError(f"num_neighbors={fan_outs}: each fan-out must be an int >= 1, or -1 for every "
+                             "neighbour.")
+    return fan_outs
+
+
+class MiniBatches:
+    """The steps of one epoch: ``train_idx`` shuffled into batches of ``batch_size``, the IID
+    sample shuffled into as many batches, each pair's neighbourhoods sampled as one batch.
+
+    ``step_loss()`` is the next step's loss (``ShiftRobust.objective`` on the batch, with the
+    training batch's KMM weights), ``steps_per_epoch`` how many an epoch has. Seeded by ``seed``:
+    the shuffles and the neighbour samples."""
+
+    def __init__(self, robust: ShiftRobust, graph: Graph, train_idx: Tensor, batch_size: int,
+                 num_neighbors: list[int], seed: int, device: torch.device):
+        data = graph.data
+        self.robust, self.device = robust, device
+        self.train_idx = train_idx.cpu()
+        self.iid_idx = robust.iid_idx_ if robust.iid_idx_ is not None else torch.empty(0, dtype=torch.long)
+        self.batch_size = check_int(batch_size, "batch_size")
+        self.steps_per_epoch = math.ceil(self.train_idx.numel() / self.batch_size)
+        self.loader = neighbor_loader(data, num_neighbors, seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.x = data.x.cpu()  # dense rows; each batch's are made CSR where sparse, as Graph.from_data does
+        self.y = data.y.view(-1).cpu()
+        self.in_degree = graph.in_degree().cpu()
+        self._batches: list[tuple[Tensor, Tensor]] = []
+
+    def _epoch(self) -> list[tuple[Tensor, Tensor]]:
+        """This epoch's (training positions, IID nodes) per step."""
+        train = torch.randperm(self.train_idx.numel(), generator=self.generator).split(self.batch_size)
+        iid = self.iid_idx[torch.randperm(self.iid_idx.numel(), generator=self.generator)]
+        return list(zip(train, iid.tensor_split(len(train))))
+
+    def step_loss(self) -> Tensor:
+        if not self._batches:
+            self._batches = self._epoch()
+        positions, iid = self._batches.pop(0)
+        train = self.train_idx[positions]
+        batch = self.loader(torch.cat([train, iid]))
+        x = model_input(self.x[batch.n_id]).to(self.device)
+        graph = batch_graph(batch, self.in_degree, x, self.device)
+        robust = self.robust
+        robust.train()
+        logits, hidden = robust.model.forward_with_hidden(x, graph_input(robust.model, graph))
+        local = torch.arange(batch.batch_size, device=self.device)
+        return robust.objective(logits, hidden, self.y[batch.n_id].to(self.device), local[: train.numel()],
+                                local[train.numel():], weights=robust.weights_[positions])
+

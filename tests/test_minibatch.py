@@ -1,0 +1,95 @@
+"""Mini-batch training (``Trainer(batch_size=..., num_neighbors=...)``) and its neighbour sampler."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.utils import k_hop_subgraph
+
+from srgnn import ShiftRobust, Trainer
+from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler, neighbor_loader
+from srgnn.models import GAT, GCN, SGC, GraphSAGE
+
+
+@pytest.mark.parametrize("model", [GCN, GraphSAGE, GAT])
+def test_one_batch_of_full_neighbourhoods_is_a_full_batch_epoch(cora, cora_published, model):
+    """With every neighbour sampled and one batch holding the whole training set (and the whole
+    IID sample), each mini-batch epoch is the full-batch epoch: the same losses and weights, up
+    to float rounding (the sums run over other rows in another order). Dropout is off, since
+    the two draw their masks over different rows."""
+    train = cora_published[0]
+
+    def fit(**options) -> Trainer:
+        robust = ShiftRobust(model(cora.num_features, cora.num_classes, dropout=0.0), "cmd", lam=1.0,
+                             instance_weights="kmm")
+        return Trainer(robust, epochs=4, seed=3, **options).fit(cora, train)
+
+    full, mini = fit(), fit(batch_size=train.numel())
+    assert len(mini.history_) == 4
+    assert torch.allclose(torch.tensor(full.history_), torch.tensor(mini.history_), rtol=0, atol=1e-5)
+    assert torch.allclose(full.logits(cora), mini.logits(cora), rtol=0, atol=2e-5)
+    # Adam divides by the root of each gradient's square, so a weight whose gradient is near 0
+    # moves by up to a step either way on a rounding difference: 1e-4 is 1% of a step (lr 0.01).
+    for a, b in zip(full.model_.parameters(), mini.model_.parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-4)
+    # Not equal by construction: a wrong normalization of the sampled rows moves the first loss.
+    assert full.history_[0] != pytest.approx(full.history_[-1], abs=1e-3)
+
+
+def test_sampled_mini_batches_learn_cora(cora, cora_published):
+    train = cora_published[0]
+    test = ~torch.isin(torch.arange(cora.num_nodes), train)
+    trainer = Trainer(ShiftRobust(GCN(cora.num_features, cora.num_classes), "cmd"), epochs=60, batch_size=32,
+                      num_neighbors=[10, 5]).fit(cora, train)
+    assert len(trainer.history_) == 60 and trainer.history_[-1] < trainer.history_[0]
+    assert trainer.evaluate(cora, test)["micro_f1"] > 0.6
+
+
+def test_full_neighbourhoods_are_the_k_hop_subgraph(cora):
+    seeds = torch.tensor([0, 5, 100, 2000])
+    batch = neighbor_loader(cora, [-1, -1])(seeds)
+    subset, *_ = k_hop_subgraph(seeds, 2, cora.edge_index, num_nodes=cora.num_nodes)
+    assert torch.equal(batch.n_id[:4], seeds) and batch.batch_size == 4
+    assert set(batch.n_id.tolist()) == set(subset.tolist())
+    assert sum(batch.num_sampled_nodes) == batch.n_id.numel()
+
+
+def test_fan_outs_bound_each_nodes_sampled_neighbours_and_the_seed_fixes_the_draw(cora):
+    seeds = torch.arange(0, 300, 7)
+    batch = neighbor_loader(cora, [3, 2], seed=1)(seeds)
+    edges = set(map(tuple, cora.edge_index.t().tolist()))
+    assert all(tuple(e) in edges for e in batch.n_id[batch.edge_index].t().tolist())
+    first_hop = batch.edge_index[:, : batch.num_sampled_edges[0]]
+    in_degree = torch.bincount(cora.edge_index[1], minlength=cora.num_nodes)
+    per_seed = torch.bincount(first_hop[1], minlength=seeds.numel())
+    assert torch.equal(per_seed, in_degree[seeds].clamp_max(3))  # min(3, degree) distinct neighbours each
+    assert first_hop.t().unique(dim=0).size(0) == first_hop.size(1)
+    again = neighbor_loader(cora, [3, 2], seed=1)(seeds)
+    other = neighbor_loader(cora, [3, 2], seed=2)(seeds)
+    assert torch.equal(batch.n_id, again.n_id) and torch.equal(batch.edge_index, again.edge_index)
+    assert not torch.equal(batch.n_id, other.n_id)
+
+
+@pytest.mark.skipif(not HAS_COMPILED_SAMPLER, reason="needs pyg-lib or torch-sparse")
+def test_torch_sampler_takes_the_nodes_pyg_lib_takes_with_full_neighbourhoods(cora):
+    from torch_geometric.loader import NeighborLoader
+
+    seeds = torch.arange(0, 2708, 97)
+    ours = NeighborLoader(cora, [-1, -1], neighbor_sampler=TorchNeighborSampler(cora, [-1, -1]))(seeds)
+    theirs = NeighborLoader(cora, [-1, -1])(seeds)
+    assert torch.equal(ours.n_id, theirs.n_id) and ours.num_sampled_nodes == theirs.num_sampled_nodes
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"batch_size": 32, "num_neighbors": [10]}, "has 1 fan-out(s), but GCN has 2 message-passing layer"),
+    ({"batch_size": 32, "num_neighbors": [10, 0]}, "each fan-out must be an int >= 1, or -1"),
+    ({"num_neighbors": [10, 10]}, "pass batch_size too"),
+])
+def test_bad_mini_batch_options_are_refused(cora, options, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Trainer(GCN(cora.num_features, cora.num_classes), **options)
+
+
+def test_a_model_of_the_whole_graph_is_refused_mini_batches(cora):
+    with pytest.raises(ValueError, match="cannot train on sampled neighbourhoods"):
+        Trainer(SGC(cora.num_features, cora.num_classes), batch_size=32)
