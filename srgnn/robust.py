@@ -22,7 +22,7 @@ from ._validation import check_choice, check_index, check_int, check_number
 from .models.base import NodeClassifier
 from .graph import Graph, graph_input
 from .ppr import graph_ppr_sq_distances
-from .sampling import default_pool, iid_sample
+from .sampling import default_pool, iid_sample, push_sq_distances
 from .shift import cmd, kmm_weights_from_sq_distances, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
@@ -33,6 +33,11 @@ IID_SAMPLES = ("uniform", "label-balanced")
 #: sample ``[m, H]`` -> a differentiable scalar.
 Penalty = Callable[[Tensor, Tensor], Tensor]
 INSTANCE_WEIGHTS = (None, "kmm", "auto")
+#: Where KMM's PPR rows come from: exact solves, or push approximations (PPR-S).
+KMM_PPR = ("exact", "push")
+#: Largest graph whose exact PPR rows KMM computes: one sparse LU of the graph's system, whose
+#: fill-in grows fast with N (PubMed's 19,717 nodes take about a second).
+MAX_EXACT_PPR_NODES = 100_000
 
 
 class _GradientReversal(torch.autograd.Function):
@@ -70,17 +75,23 @@ class ShiftRobust(nn.Module):
             nodes 0.1 beat 0.01 on the mean and on most paired sets for SR-SGC, SR-DGI and
             SR-APPNP alike:
             ``benchmarks.select_on_validation``, docs/reproduction.md).
+        kmm_ppr: ``"exact"`` PPR rows (default; refused above ``MAX_EXACT_PPR_NODES`` nodes) or
+            ``"push"``, push-approximated rows (``srgnn.sampling.push_sq_distances``), as the
+            authors' large-graph code does.
 
     Call ``setup(graph, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
     """
 
     def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
-                 kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform"):
+                 kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
+                 kmm_ppr: str = "exact"):
         super().__init__()
         if not callable(regularizer):
             check_choice(regularizer, REGULARIZERS, "regularizer")
         check_choice(instance_weights, INSTANCE_WEIGHTS, "instance_weights")
+        check_choice(kmm_ppr, KMM_PPR, "kmm_ppr")
+        self.kmm_ppr = kmm_ppr
         check_choice(iid, IID_SAMPLES, "iid")
         lam = check_number(lam, "lam")
         iid_size = None if iid_size is None else check_int(iid_size, "iid_size")
@@ -141,12 +152,18 @@ class ShiftRobust(nn.Module):
         if self.instance_weights == "kmm":
             # Label-free up to the training labels, so every model trained on one set with one
             # IID sample (SR-APPNP, SR-SGC, SR-DGI in a study) shares one PPR solve and QP.
+            if self.kmm_ppr == "exact" and data.num_nodes > MAX_EXACT_PPR_NODES:
+                raise ValueError(f"KMM on exact PPR rows of a {data.num_nodes:,}-node graph (above "
+                                 f"{MAX_EXACT_PPR_NODES:,}) needs a sparse LU too large to build; pass "
+                                 "kmm_ppr='push' for push-approximated rows (PPR-S), or instance_weights=None.")
             key = ("kmm", tuple(train_idx.tolist()), tuple(iid_idx.tolist()), tuple(data.y[train_idx].tolist()),
-                   self.kmm_teleport, self.kmm_lower)
+                   self.kmm_teleport, self.kmm_lower, self.kmm_ppr)
 
             def weights() -> Tensor:
                 n = train_idx.numel()
-                sq = graph_ppr_sq_distances(graph, train_idx, torch.cat([train_idx, iid_idx]), self.kmm_teleport)
+                both = torch.cat([train_idx, iid_idx])
+                sq = (graph_ppr_sq_distances(graph, train_idx, both, self.kmm_teleport) if self.kmm_ppr == "exact"
+                      else push_sq_distances(data, train_idx, both, self.kmm_teleport))
                 return kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y[train_idx].cpu(), lower=self.kmm_lower)
 
             self.weights_ = (graph.cached(key, weights) if isinstance(graph, Graph) else weights()).float()

@@ -56,3 +56,32 @@ def test_push_sampler_reports_dropped_classes_and_refuses_empty_quotas(cora):
         PushSampler(cora, 1.5)
     with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         push_ppr(cora, torch.tensor([0]), eps=0)
+
+
+def test_push_sq_distances_match_exact_ppr_rows(cora):
+    from srgnn.sampling import push_sq_distances
+
+    sources, targets = torch.tensor([0, 5, 9]), torch.tensor([0, 100, 2000, 2707])
+    sq = push_sq_distances(cora, sources, targets, teleport=0.1, eps=1e-7, top_k=cora.num_nodes)
+    exact = exact_walk_ppr(cora, torch.cat([sources, targets]), 0.1).T  # rows: PPR vectors
+    reference = torch.cdist(exact[:3], exact[3:]) ** 2
+    assert sq.shape == (3, 4) and sq[0, 0] == pytest.approx(0.0, abs=1e-9)
+    assert torch.allclose(sq, reference, rtol=1e-3, atol=1e-6)
+
+
+def test_kmm_on_a_graph_too_large_for_exact_ppr_asks_for_push_rows(cora, cora_published, monkeypatch):
+    import srgnn.robust
+    from srgnn import ShiftRobust
+    from srgnn.models import APPNP
+
+    monkeypatch.setattr(srgnn.robust, "MAX_EXACT_PPR_NODES", 1000)  # Cora's 2,708 nodes stand in for millions
+    train = cora_published[0]
+    with pytest.raises(ValueError, match="pass kmm_ppr='push'"):
+        ShiftRobust(APPNP(cora.num_features, cora.num_classes), kmm_ppr="exact").setup(cora, train)
+    robust = ShiftRobust(APPNP(cora.num_features, cora.num_classes), kmm_ppr="push").setup(cora, train)
+    weights, y = robust.weights_, cora.y[train]
+    assert weights.min() >= 0.2 - 1e-6 and not torch.allclose(weights, torch.ones_like(weights))
+    for c in range(cora.num_classes):  # KMM keeps each class's total weight
+        assert float(weights[y == c].sum()) == pytest.approx(float((y == c).sum()), rel=1e-4)
+    with pytest.raises(ValueError, match="kmm_ppr"):
+        ShiftRobust(APPNP(cora.num_features, cora.num_classes), kmm_ppr="approximate")
