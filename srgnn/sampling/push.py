@@ -198,12 +198,12 @@ class PushSampler:
         return torch.tensor(sorted(chosen), dtype=torch.long)
 
 
-def push_sq_distances(data: Data, sources: Tensor, targets: Tensor, teleport: float = 0.1, eps: float = 1e-4,
+def push_sq_distances(data: Data, sources: Tensor, targets: Tensor, teleport: float = 0.1, eps: float = 1e-3,
                       top_k: int = 1000) -> Tensor:
     r"""Squared distances :math:`\lVert \hat\pi_s - \hat\pi_t \rVert_2^2` between push-approximated
     PPR vectors (``push_ppr``, each cut to its ``top_k`` largest entries) of ``sources`` ``[S]``
     and ``targets`` ``[T]``, ``[S, T]`` float64: KMM's input on graphs too large for exact PPR,
-    as the SR-GNN authors' large-graph code computes it (their tolerance 1e-3; ours 1e-4).
+    as the SR-GNN authors' large-graph code computes it (at their tolerance, 1e-3).
     Memory is ``(S + T) * top_k`` entries plus the ``[S, T]`` result."""
     nodes = torch.cat([torch.as_tensor(sources).long().view(-1), torch.as_tensor(targets).long().view(-1)])
     indices, values = push_ppr(data, nodes, teleport, eps, top_k)
