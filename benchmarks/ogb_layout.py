@@ -5,7 +5,7 @@ through ``ogb`` itself, as it loads the real download.
     python -m benchmarks.ogb_layout --out DIR [--nodes 169343 --edges 1166243]
 
 The default size is arxiv's: 169,343 nodes, 1,166,243 directed edges, 128 features, 40 classes
-(``srgnn.data.synthetic_graph``'s block model, homophily 0.65, feature noise 8), and a year split of arxiv's
+(``srgnn.synthetic.synthetic_graph``'s block model, homophily 0.65, feature noise 8), and a year split of arxiv's
 sizes (train up to 2017: 90,941 nodes; valid 2018: 29,799; test from 2019: 48,603), scaled
 with ``--nodes``. Files: ``ogbn_arxiv/raw/{edge,node-feat,node-label,node_year,num-node-list,
 num-edge-list}.csv.gz``, ``ogbn_arxiv/split/time/{train,valid,test}.csv.gz`` and
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from srgnn.data import synthetic_graph
+from srgnn.synthetic import synthetic_graph
 
 ARXIV = {"nodes": 169_343, "edges": 1_166_243, "features": 128, "classes": 40}
 #: ogbn-arxiv's split sizes: papers up to 2017, of 2018, and from 2019 on.

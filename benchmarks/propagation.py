@@ -14,7 +14,8 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import spmm as pyg_spmm
 
-from srgnn.data import load_dataset, synthetic_graph
+from srgnn.data import load_dataset
+from srgnn.synthetic import synthetic_graph
 from srgnn.propagation import normalized_adjacency, spmm
 
 

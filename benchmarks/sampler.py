@@ -74,7 +74,7 @@ def _run(target, *args) -> dict:
 
 
 def _scale(num_nodes: int, queue) -> None:
-    from srgnn.data import synthetic_graph
+    from srgnn.synthetic import synthetic_graph
     from srgnn.sampling import LocalizedSampler
 
     data = synthetic_graph(num_nodes, 10, seed=0)

@@ -18,10 +18,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch_geometric.data import Data
-from torch_geometric.utils import coalesce, to_undirected
+from torch_geometric.utils import to_undirected
 
 from ._validation import check_graph
 
@@ -245,52 +244,4 @@ def _load_ogb(key: str, root: str | os.PathLike | None) -> Data:
     data.num_classes = dataset.num_classes
     data.name = key
     check_graph(data, require_labels=True)
-    return data
-
-
-def synthetic_graph(num_nodes: int, num_classes: int, *, avg_degree: float = 10.0,
-                    homophily: float = 0.8, num_features: int = 32, feature_noise: float = 1.0,
-                    seed: int = 0) -> Data:
-    """A stochastic-block-model graph with class-dependent Gaussian features.
-
-    Each node draws ``avg_degree / 2`` edge endpoints; with probability ``homophily`` the
-    other endpoint is a uniform node of the same class, else a uniform node of any class.
-    Features are ``mu_y + feature_noise * eps`` with one random unit-scale mean per class.
-    Memory is O(num_nodes * (avg_degree + num_features)), so a million nodes takes seconds.
-
-    Returns:
-        ``Data`` with ``x`` ``[N, num_features]``, undirected ``edge_index``, ``y`` ``[N]``,
-        ``num_classes`` and random 10/10/80 ``train``/``val``/``test`` masks.
-    """
-    if num_nodes < num_classes or num_classes < 2:
-        raise ValueError(f"Need num_classes >= 2 and num_nodes >= num_classes; got {num_nodes}, {num_classes}.")
-    if not 0.0 <= homophily <= 1.0:
-        raise ValueError(f"homophily must lie in [0, 1]; got {homophily}.")
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, num_classes, num_nodes)
-    order = np.argsort(y, kind="stable")
-    counts = np.bincount(y, minlength=num_classes)
-    if counts.min() == 0:
-        raise ValueError(f"A class received no nodes; use more than {num_nodes} nodes for {num_classes} classes.")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-
-    num_draws = int(num_nodes * avg_degree / 2)
-    src = rng.integers(0, num_nodes, num_draws)
-    same = rng.random(num_draws) < homophily
-    dst = rng.integers(0, num_nodes, num_draws)
-    cls = y[src[same]]
-    dst[same] = order[starts[cls] + (rng.random(same.sum()) * counts[cls]).astype(np.int64)]
-    keep = src != dst
-    edge_index = torch.from_numpy(np.stack([src[keep], dst[keep]]))
-    edge_index = coalesce(to_undirected(edge_index, num_nodes=num_nodes), num_nodes=num_nodes)
-
-    means = rng.standard_normal((num_classes, num_features)).astype(np.float32)
-    x = means[y] + feature_noise * rng.standard_normal((num_nodes, num_features), dtype=np.float32)
-    split = rng.random(num_nodes)
-    data = Data(x=torch.from_numpy(x), edge_index=edge_index, y=torch.from_numpy(y))
-    data.train_mask = torch.from_numpy(split < 0.1)
-    data.val_mask = torch.from_numpy((split >= 0.1) & (split < 0.2))
-    data.test_mask = torch.from_numpy(split >= 0.2)
-    data.num_classes = num_classes
-    data.name = f"synthetic-{num_nodes}"
     return data

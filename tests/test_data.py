@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from srgnn.data import ChecksumError, DataNotFoundError, load_dataset, synthetic_graph
+from srgnn.data import ChecksumError, DataNotFoundError, load_dataset
+from srgnn.synthetic import synthetic_graph
 from tests.conftest import DATA_ROOT
 
 

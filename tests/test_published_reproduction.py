@@ -161,7 +161,7 @@ def test_sample_needs_exactly_one_of_seed_and_seed_nodes(cora):
 
 def test_teleport_defaults_per_graph_and_explicit_wins(cora, pubmed):
     from srgnn.sampling import DEFAULT_TELEPORT
-    from srgnn.data import synthetic_graph
+    from srgnn.synthetic import synthetic_graph
 
     assert LocalizedSampler(cora).teleport == 0.01
     assert LocalizedSampler(pubmed, teleport=0.01).teleport == 0.01
