@@ -30,7 +30,7 @@ def one_set(method: str, graph: Graph, train: torch.Tensor, seed: int) -> dict:
     first, second = (Trainer(build(method, data), seed=seed + k).fit(graph, train) for k in (0, 1))
     test = test_nodes(data, train)
     true_error = 1.0 - first.evaluate(data, test)["micro_f1"]
-    return {"estimate": estimate_error(first.logits(data), second.logits(data), nodes=unlabelled),
+    return {"estimate": estimate_error(first.logits(data), second.logits(data), nodes=unlabelled).error,
             "true_error": true_error}
 
 

@@ -8,12 +8,14 @@ Predictions are labels ``[N]`` or logits / probabilities ``[N, C]``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ._validation import check_choice, check_index, check_int
 from .graph import Graph
 
 
@@ -48,11 +50,118 @@ def disagreement_rate(a: Tensor, b: Tensor, nodes: Tensor | None = None) -> floa
     return float((la != lb).float().mean())
 
 
-def estimate_error(*predictions: Tensor, nodes: Tensor | None = None) -> float:
-    """GDE test-error estimate: the mean pairwise disagreement of two or more models."""
-    nodes = _check(predictions, nodes)
-    pairs = list(combinations(predictions, 2))
-    return sum(disagreement_rate(a, b, nodes) for a, b in pairs) / len(pairs)
+#: ``estimate_error``'s methods, and what each needs besides the predictions on the target nodes.
+ESTIMATORS = {
+    "gde": "two or more models (labels, logits or probabilities): their mean pairwise disagreement",
+    "confidence": "one or more models' logits or probabilities: 1 - the ensemble's mean top probability",
+    "doc": "logits or probabilities and held_out labelled nodes drawn like the training set: the held-out "
+           "error plus the drop in mean confidence from them to the targets",
+    "atc": "logits or probabilities and held_out labelled nodes drawn like the training set: the share of "
+           "targets below the confidence threshold that reproduces the held-out error",
+}
+
+
+@dataclass(frozen=True)
+class ErrorEstimate:
+    """A label-free estimate of the error on the target nodes; ``low`` and ``high`` bound its
+    bootstrap interval at ``level`` (``None`` without bootstrap). ``float(estimate)`` is ``error``."""
+
+    method: str
+    error: float
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
+
+    def __float__(self) -> float:
+        return self.error
+
+
+def _probabilities(prediction: Tensor, kind: str) -> Tensor:
+    prediction = torch.as_tensor(prediction, dtype=torch.float64)
+    if prediction.dim() != 2:
+        raise ValueError(f"Confidence-based estimates need [N, C] logits or probabilities; got shape "
+                         f"{tuple(prediction.shape)} (labels carry no confidence: use method='gde').")
+    if kind == "logits":
+        return prediction.softmax(1)
+    if not (torch.isfinite(prediction).all() and (prediction >= 0).all()
+            and torch.allclose(prediction.sum(1), torch.ones_like(prediction[:, 0]), atol=1e-4)):
+        raise ValueError("kind='probs', but the rows are not probabilities (in [0, 1], summing to 1); pass "
+                         "kind='logits' for logits.")
+    return prediction
+
+
+def estimate_error(*predictions: Tensor, nodes: Tensor | None = None, method: str = "gde", kind: str = "logits",
+                   held_out: tuple[Tensor, Tensor] | None = None, n_bootstrap: int | None = None,
+                   level: float = 0.9, seed: int = 0) -> ErrorEstimate:
+    """The error of the ensemble of ``predictions`` on ``nodes`` (default all), estimated without
+    their labels by ``method`` (``ESTIMATORS`` says what each needs).
+
+    Args:
+        predictions: per model, labels ``[N]`` (``gde`` only) or ``[N, C]`` outputs, ``kind``
+            ``"logits"`` (default) or ``"probs"``.
+        held_out: ``(node ids [m], their labels [m])``, labelled nodes the models did not train
+            on, drawn like the training set (``doc``, ``atc``).
+        n_bootstrap: resample the target (and held-out) nodes this many times for a percentile
+            interval at ``level``; ``None`` gives the estimate alone.
+    """
+    if method not in ESTIMATORS:
+        raise ValueError(f"method={method!r} is not an estimator; expected one of {sorted(ESTIMATORS)}.")
+    check_choice(kind, ("logits", "probs"), "kind")
+    if method == "gde":
+        nodes = _check(predictions, nodes)
+    elif not predictions:
+        raise ValueError(f"method={method!r} needs at least one model's predictions.")
+    else:
+        nodes = _check(predictions + predictions[:1], nodes)  # one model is an ensemble here
+    n = torch.as_tensor(predictions[0]).size(0)
+    targets = torch.arange(n) if nodes is None else nodes
+    if n_bootstrap is not None:
+        n_bootstrap = check_int(n_bootstrap, "n_bootstrap")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1); got {level!r}.")
+    if method == "gde":
+        labels = torch.stack([_labels(p) for p in predictions])  # [M, N]
+        disagree = torch.stack([(a != b).double() for a, b in combinations(labels, 2)]).mean(0)  # [N]
+
+        def statistic(target: Tensor, _held: Tensor | None) -> float:
+            return float(disagree[target].mean())
+    else:
+        probs = torch.stack([_probabilities(p, kind) for p in predictions]).mean(0)  # the ensemble's
+        confidence, predicted = probs.max(1)
+        if method != "confidence":
+            if held_out is None:
+                raise ValueError(f"method={method!r} needs held_out=(node ids, labels) of labelled nodes drawn "
+                                 "like the training set and not trained on.")
+            held_nodes = check_index(held_out[0], n, "held_out nodes")
+            held_labels = torch.as_tensor(held_out[1]).long().view(-1)
+            if held_labels.numel() != held_nodes.numel() or held_nodes.numel() == 0:
+                raise ValueError(f"held_out needs as many labels as nodes, at least one; got {held_nodes.numel()} "
+                                 f"nodes and {held_labels.numel()} labels.")
+            held_wrong = (predicted[held_nodes] != held_labels).double()
+
+        def statistic(target: Tensor, held: Tensor | None) -> float:
+            if method == "confidence":
+                return float(1.0 - confidence[target].mean())
+            wrong, held_confidence = held_wrong[held], confidence[held_nodes[held]]
+            if method == "doc":
+                return float(wrong.mean() + held_confidence.mean() - confidence[target].mean())
+            # ATC: the threshold below which the held-out share of confidences is the held-out error.
+            threshold = torch.quantile(held_confidence, float(wrong.mean())) if wrong.any() else -1.0
+            return float((confidence[target] < threshold).double().mean())
+
+    held_all = None if method in ("gde", "confidence") else torch.arange(held_nodes.numel())
+    error = statistic(targets, held_all)
+    if n_bootstrap is None:
+        return ErrorEstimate(method, error)
+    generator = torch.Generator().manual_seed(seed)
+    draws = []
+    for _ in range(n_bootstrap):
+        target = targets[torch.randint(targets.numel(), (targets.numel(),), generator=generator)]
+        held = None if held_all is None else torch.randint(held_all.numel(), (held_all.numel(),), generator=generator)
+        draws.append(statistic(target, held))
+    low, high = torch.quantile(torch.tensor(draws, dtype=torch.float64),
+                               torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return ErrorEstimate(method, error, low, high, level)
 
 
 def predict_all(models, data: Data | Graph) -> list[Tensor]:

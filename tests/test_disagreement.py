@@ -8,7 +8,7 @@ from srgnn.disagreement import (classwise_calibration_error, disagreement_rate, 
 def test_identical_models_disagree_zero():
     logits = torch.randn(100, 4)
     assert disagreement_rate(logits, logits.clone()) == 0.0
-    assert estimate_error(logits, logits, logits.argmax(1)) == 0.0
+    assert estimate_error(logits, logits, logits.argmax(1)).error == 0.0
 
 
 def test_disagreement_on_labels_and_subset():
@@ -26,7 +26,7 @@ def test_gde_equals_error_for_an_ensemble_calibrated_by_construction():
     draw = lambda: torch.multinomial(p, 1, generator=gen).view(-1)  # noqa: E731
     labels, first, second = draw(), draw(), draw()
     error = float((first != labels).float().mean())
-    assert estimate_error(first, second) == pytest.approx(error, abs=0.01)
+    assert estimate_error(first, second).error == pytest.approx(error, abs=0.01)
     assert error == pytest.approx(float(1 - (p ** 2).sum(1).mean()), abs=0.01)
 
 
@@ -88,3 +88,56 @@ def test_class_aggregated_calibration_error_sums_classes_inside_the_absolute_val
     assert classwise_calibration_error(vote, labels, n_bins=2) == pytest.approx(1 / 3)
     perfect = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert class_aggregated_calibration_error(perfect, torch.tensor([0, 1])) == 0.0
+
+
+def _calibrated(n: int, classes: int = 4, seed: int = 0):
+    """Logits whose softmax p is the true class distribution: labels drawn from p."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = 2.0 * torch.randn(n, classes, generator=gen)
+    labels = torch.multinomial(logits.softmax(1), 1, generator=gen).view(-1)
+    return logits, labels
+
+
+@pytest.mark.parametrize("method", ["confidence", "doc", "atc"])
+def test_confidence_estimators_recover_a_calibrated_models_error(method):
+    logits, labels = _calibrated(40000)
+    error = float((logits.argmax(1) != labels).double().mean())
+    held = torch.arange(20000)  # held-out nodes drawn like the targets
+    estimate = estimate_error(logits, nodes=torch.arange(20000, 40000), method=method,
+                              held_out=(held, labels[held]), n_bootstrap=200)
+    assert estimate.error == pytest.approx(error, abs=0.015)
+    assert estimate.low < estimate.error < estimate.high and estimate.high - estimate.low < 0.05
+    assert float(estimate) == estimate.error and estimate.method == method
+
+
+def test_doc_and_atc_see_a_shift_that_raw_confidence_misses():
+    """An overconfident model (logits doubled): average confidence underestimates its error;
+    held-out labels drawn like the targets correct it."""
+    logits, labels = _calibrated(40000, seed=1)
+    logits = 2.0 * logits
+    error = float((logits.argmax(1) != labels).double().mean())
+    held, targets = torch.arange(10000), torch.arange(10000, 40000)
+    naive = estimate_error(logits, nodes=targets, method="confidence").error
+    assert naive < error - 0.05
+    for method in ("doc", "atc"):
+        corrected = estimate_error(logits, nodes=targets, method=method, held_out=(held, labels[held])).error
+        assert corrected == pytest.approx(error, abs=0.015)
+
+
+def test_gde_bootstrap_interval_covers_the_estimate_and_is_seeded():
+    a, b = torch.randint(0, 3, (2000,)), torch.randint(0, 3, (2000,))
+    first = estimate_error(a, b, n_bootstrap=100, seed=1)
+    assert first.low < first.error < first.high and first == estimate_error(a, b, n_bootstrap=100, seed=1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: estimate_error(x), "at least two models"),
+    (lambda x: estimate_error(x, x, n_bootstrap=0), "n_bootstrap must be an int >= 1"),
+    (lambda x: estimate_error(x, method="atc"), "needs held_out"),
+    (lambda x: estimate_error(x, method="oracle"), "not an estimator"),
+    (lambda x: estimate_error(x, method="confidence", kind="probs"), "rows are not probabilities"),
+    (lambda x: estimate_error(x.argmax(1), method="confidence"), "labels carry no confidence"),
+])
+def test_bad_estimator_inputs_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(torch.randn(50, 3))
