@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog
 from srgnn import ShiftRobust, Trainer
 from srgnn.data import DataNotFoundError, load_dataset
@@ -115,9 +116,7 @@ def main(argv=None) -> list[list[str]]:
                      f"{int((sr > gcn).sum())}/{len(sr)}"])
     print(f"\n{data.name}: Micro-F1 (%) on OGB's test split minus the training nodes, mean ± std over "
           f"{args.repeats} PPR-S sets")
-    print("| " + " | ".join(rows[0]) + " |\n|" + " --- |" * len(rows[0]))
-    for row in rows[1:]:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(rows))
     return rows
 
 

@@ -17,6 +17,12 @@ CSV_COLUMNS = ("micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std",
                "wins_vs_base", "recovered", "published")
 
 
+def markdown_table(rows: list[list[str]]) -> str:
+    """``rows`` (a header row first) as a Markdown table."""
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
+
+
 def summarized_methods(log: RunLog, args) -> list[str]:
     """``--methods``, then every other method with runs in the log (a resumed study with fewer
     --methods keeps them in its summary), in ``METHODS`` order."""

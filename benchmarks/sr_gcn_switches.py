@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmarks import pubmed_bias
 from benchmarks.reproduce import SEEDS_DIR
+from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog
 from srgnn.models import GCN
 
@@ -71,9 +72,7 @@ def main(argv=None) -> list[list[str]]:
         rows.append([switch, f"{gcn.mean():.2f}", f"{sr.mean():.2f}", f"{int((sr > gcn).sum())}/{len(sr)}",
                      f"{(sr - gcn).mean():+.2f}", f"{(gcn - ours_gcn).mean():+.2f}", f"{(sr - ours_sr).mean():+.2f}"])
     print(f"\n{args.dataset}, {args.repeats} published sets, label-free IID sample; Micro-F1 (%) on the test nodes")
-    print("| " + " | ".join(rows[0]) + " |\n|" + " --- |" * len(rows[0]))
-    for row in rows[1:]:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(rows))
     return rows
 
 

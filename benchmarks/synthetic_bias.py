@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
@@ -87,9 +88,7 @@ def main(argv=None) -> list[list[str]]:
                      f"{100 * (scores.mean() - gcn.mean()) / (iid.mean() - gcn.mean()):.0f}%" if sr else ""])
     print(f"\n{data.name}, {args.repeats} PPR-S sets at ratio {args.ratio} against IID sets of the same size; "
           f"GCN's bias drop: {iid.mean() - gcn.mean():.1f} points")
-    print("| " + " | ".join(rows[0]) + " |\n|" + " --- |" * len(rows[0]))
-    for row in rows[1:]:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(rows))
     return rows
 
 

@@ -51,13 +51,17 @@ def synthetic_graph(num_nodes: int, num_classes: int, *, avg_degree: float = 10.
 
     means = rng.standard_normal((num_classes, num_features)).astype(np.float32)
     x = means[y] + feature_noise * rng.standard_normal((num_nodes, num_features), dtype=np.float32)
-    split = rng.random(num_nodes)
     data = Data(x=torch.from_numpy(x), edge_index=edge_index, y=torch.from_numpy(y))
+    return _labelled(data, num_classes, f"synthetic-{num_nodes}", rng)
+
+
+def _labelled(data: Data, num_classes: int, name: str, rng: np.random.Generator) -> Data:
+    """``data`` with random 10/10/80 train/val/test masks, ``num_classes`` and ``name``."""
+    split = rng.random(data.num_nodes)
     data.train_mask = torch.from_numpy(split < 0.1)
     data.val_mask = torch.from_numpy((split >= 0.1) & (split < 0.2))
     data.test_mask = torch.from_numpy(split >= 0.2)
-    data.num_classes = num_classes
-    data.name = f"synthetic-{num_nodes}"
+    data.num_classes, data.name = num_classes, name
     return data
 
 
@@ -130,12 +134,6 @@ def shifted_block_model(num_nodes: int, num_classes: int, *, communities: int = 
     class_means = rng.standard_normal((num_classes, num_features))
     offsets = community_spread * rng.standard_normal((groups, num_features))
     x = class_means[y] + offsets[community] + feature_noise * rng.standard_normal((num_nodes, num_features))
-    split = rng.random(num_nodes)
     data = Data(x=torch.from_numpy(x.astype(np.float32)), edge_index=edge_index, y=torch.from_numpy(y),
                 community=torch.from_numpy(community))
-    data.train_mask = torch.from_numpy(split < 0.1)
-    data.val_mask = torch.from_numpy((split >= 0.1) & (split < 0.2))
-    data.test_mask = torch.from_numpy(split >= 0.2)
-    data.num_classes = num_classes
-    data.name = f"shifted-block-{num_nodes}"
-    return data
+    return _labelled(data, num_classes, f"shifted-block-{num_nodes}", rng)
