@@ -1,9 +1,11 @@
 """Shared fixtures: real Planetoid data from ../shared (or $SRGNN_DATA), cached in a temp dir."""
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +17,30 @@ DATA_ROOT = Path(os.environ.get("SRGNN_DATA", SHARED / "planetoid"))
 SEEDS_DIR = Path(os.environ.get("SRGNN_SEEDS", SHARED / "srgnn_localized_seeds"))
 
 
-def run_module(module: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m <module> <args>`` from the repository root; with ``check``, a nonzero exit
-    fails the test with the command's stderr, which says why (CalledProcessError hides it)."""
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=600)
-    if check and done.returncode != 0:
-        pytest.fail(f"python -m {module} exited {done.returncode}:\n{done.stderr[-4000:]}")
-    return done
+def run_main(module: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` as ``module.main(args)`` in this process, with stdout and
+    stderr captured and ``env`` set for the call: a new interpreter would spend ~10 s importing
+    torch and PyG for each refusal of a bad flag. The Ctrl-C and kill tests keep real processes.
+    An exception other than ``SystemExit`` propagates, so a traceback fails the test; with
+    ``check``, a nonzero exit fails it with the captured stderr."""
+    main = importlib.import_module(module).main
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+    saved_env, threads = dict(os.environ), torch.get_num_threads()
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main(list(args))
+    except SystemExit as exit_:
+        returncode = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if isinstance(exit_.code, str):
+            stderr.write(exit_.code)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(threads)  # --threads sets the process's thread count
+    if check and returncode != 0:
+        pytest.fail(f"{module}.main exited {returncode}:\n{stderr.getvalue()[-4000:]}")
+    return subprocess.CompletedProcess([module, *args], returncode, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="session", autouse=True)

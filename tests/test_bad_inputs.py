@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from conftest import REPO, SEEDS_DIR, run_module
+from conftest import REPO, SEEDS_DIR, run_main
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler, degree_biased_sample, load_published_splits
@@ -32,7 +32,7 @@ def _copy(data, **changes) -> Data:
 
 
 def _cli(*args, env=None, check=False):
-    return run_module("benchmarks.pubmed_bias", *args, env=env, check=check)
+    return run_main("benchmarks.pubmed_bias", *args, env=env, check=check)
 
 
 def _one_line_error(result, message: str, status: int = 2) -> None:

@@ -10,7 +10,7 @@ from torch_geometric.nn import GINConv
 
 from srgnn import Graph, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import GCN, NodeClassifier
-from tests.conftest import run_module
+from tests.conftest import run_main
 
 
 class GIN(NodeClassifier):
@@ -89,8 +89,8 @@ def test_the_study_cli_trains_your_model_and_penalty(tmp_path):
     flags = ["--dataset", "cora", "--repeats", "2", "--iid-repeats", "0", "--epochs", "10", "--workers", "2",
              "--threads", "1", "--regularizer", "tests.test_plugins:linear_mmd"]
     methods = "tests.test_plugins:gin,sr-tests.test_plugins:gin,sr-gcn"
-    run_module("benchmarks.pubmed_bias", *flags, "--methods", methods, "--out", str(tmp_path / "one"))
-    run_module("benchmarks.pubmed_bias", *flags, "--methods", methods, "--batch", "2", "--out", str(tmp_path / "batched"))
+    run_main("benchmarks.pubmed_bias", *flags, "--methods", methods, "--out", str(tmp_path / "one"))
+    run_main("benchmarks.pubmed_bias", *flags, "--methods", methods, "--batch", "2", "--out", str(tmp_path / "batched"))
     scores = {}
     for name in ("one", "batched"):
         records = [json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()]
@@ -110,6 +110,6 @@ def test_the_study_cli_trains_your_model_and_penalty(tmp_path):
     ("--regularizer", "kmm", "choose cmd, mmd or package.module:function"),
 ])
 def test_the_study_cli_refuses_a_plugin_it_cannot_load(tmp_path, flag, value, message):
-    result = run_module("benchmarks.pubmed_bias", "--dataset", "cora", flag, value, "--out", str(tmp_path / "o"),
+    result = run_main("benchmarks.pubmed_bias", "--dataset", "cora", flag, value, "--out", str(tmp_path / "o"),
                         check=False)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_module
+from tests.conftest import REPO, run_main
 
 QUICK = ["--dataset", "cora", "--repeats", "4", "--methods", "gcn,sr-gcn,sgc", "--epochs", "15"]
 
 
 def _run(*args, check=True):
-    return run_module("benchmarks.pubmed_bias", *args, check=check)
+    return run_main("benchmarks.pubmed_bias", *args, check=check)
 
 
 def _metrics(out: Path) -> dict:
@@ -154,7 +154,7 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path):
 def test_reproduce_on_generated_sets_writes_its_own_section(tmp_path):
     doc = tmp_path / "reproduction.md"
     doc.write_text("# Reproduction\n\n<!-- published cora mlp -->\nkept\n<!-- /published cora mlp -->\n")
-    run_module("benchmarks.reproduce", "--datasets", "cora", "--methods", "mlp", "--repeats", "2",
+    run_main("benchmarks.reproduce", "--datasets", "cora", "--methods", "mlp", "--repeats", "2",
                "--splits", "generated", "--results", str(tmp_path / "results"), "--doc", str(doc))
     text = doc.read_text()
     assert "kept" in text and "<!-- generated cora mlp -->" in text and "--splits generated`" in text
