@@ -7,9 +7,10 @@ pushes (Andersen, Chung & Lang, 2006): a node whose residual is at least
 :math:`\alpha \varepsilon \deg(u)` moves it to its estimate and spreads
 :math:`(1 - \alpha)` of it over its out-neighbours, until no node qualifies. The estimate
 never exceeds :math:`\pi_s` and misses it by at most :math:`\varepsilon \deg(v)` at node v.
-All qualifying nodes of a block of seeds push at once (one sparse product per round), so
-working memory is the graph plus two ``[N, B]`` float32 blocks (B seeds, sized to a memory
-budget), never N x N; each seed keeps only its ``top_k`` neighbours.
+All qualifying nodes of a block of seeds push at once (one sparse product per round), and the
+residuals and estimates are sparse ``[N, B]`` matrices, so a round costs the entries it
+touches, not N, and working memory is the graph plus those entries, never N x N; each seed
+keeps only its ``top_k`` neighbours.
 
 ``PushSampler`` then draws a training set as the authors' code does: per class a quota of
 ``floor(ratio * class size)`` nodes; classes whose quota falls under ``min_quota`` are
@@ -31,17 +32,86 @@ from torch_geometric.data import Data
 
 from .._validation import check_graph, check_int, check_number
 
-#: Entries of each ``[N, B]`` working block (float32): 64 MiB.
-BLOCK_ENTRIES = 1 << 24
+#: Seeds pushed together: one sparse product a round serves all of them.
+PUSH_BLOCK = 256
 
 
 def _walk_matrix(edge_index: Tensor, num_nodes: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """:math:`A D^{-1}` (column u spreads node u's mass over its out-neighbours) and the out-degrees."""
+    """:math:`(A D^{-1})^T`, CSR: row u holds node u's out-edges, each weighted 1 / deg(u), the
+    share of u's mass a push spreads along it; and the out-degrees."""
     source, target = edge_index.cpu().numpy()
     degree = np.bincount(source, minlength=num_nodes).astype(np.float32)
     values = 1.0 / degree[source]
-    walk = sp.csr_matrix((values.astype(np.float32), (target, source)), shape=(num_nodes, num_nodes))
-    return walk, degree
+    spread = sp.csr_matrix((values.astype(np.float32), (source, target)), shape=(num_nodes, num_nodes))
+    return spread, degree
+
+
+class Pusher:
+    """Push-based PPR on one graph (module docstring), ``block`` seeds at a time.
+
+    Holds the graph's out-edges and the working residual and estimate of one block, flat
+    ``[N * block]`` float32 arrays (entry ``node * block + seed``) allocated once and reused by
+    every call: a push reads and resets only the entries it touched, so a round costs the edges
+    it pushes over, never N, and memory is the graph plus ``2 * N * block`` floats."""
+
+    def __init__(self, data: Data, teleport: float = 0.1, eps: float = 1e-4, top_k: int = 200,
+                 block: int = PUSH_BLOCK):
+        check_graph(data)
+        if not 0.0 < teleport < 1.0:
+            raise ValueError(f"teleport must lie in (0, 1); got {teleport!r}.")
+        self.teleport, self.eps = teleport, check_number(eps, "eps", strict=True)
+        self.top_k, self.block = check_int(top_k, "top_k"), check_int(block, "block")
+        self.out, self.degree = _walk_matrix(data.edge_index, data.num_nodes)
+        self.out_count = np.diff(self.out.indptr)
+        self.threshold = (teleport * self.eps * np.maximum(self.degree, 1.0)).astype(np.float32)
+        self.residual = np.zeros(data.num_nodes * self.block, dtype=np.float32)
+        self.estimate = np.zeros_like(self.residual)
+
+    def __call__(self, seeds: np.ndarray) -> tuple[Tensor, Tensor]:
+        """``push_ppr``'s ``(indices, values)`` ``[S, top_k]`` for node ids ``seeds`` ``[S]``."""
+        indices = np.full((len(seeds), self.top_k), -1, dtype=np.int64)
+        values = np.zeros((len(seeds), self.top_k), dtype=np.float32)
+        for start in range(0, len(seeds), self.block):
+            node, col, value = self._push_block(seeds[start:start + self.block])
+            # Per seed, decreasing PPR, ties by node id.
+            order = np.lexsort((node, -value, col))
+            node, col, value = node[order], col[order], value[order]
+            rank = np.arange(col.size) - np.searchsorted(col, col)  # position within its seed
+            kept = rank < self.top_k
+            indices[start + col[kept], rank[kept]] = node[kept]
+            values[start + col[kept], rank[kept]] = value[kept]
+        return torch.from_numpy(indices), torch.from_numpy(values)
+
+    def _push_block(self, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Push ``seeds`` (at most ``block``) to convergence; the (node, seed position, estimate)
+        of every non-zero estimate entry, with the working arrays left all zero again."""
+        width, residual, estimate, out = self.block, self.residual, self.estimate, self.out
+        active = seeds.astype(np.int64) * width + np.arange(len(seeds))
+        residual[active] = self.teleport
+        pushed, reached = [], [active]
+        active = active[residual[active] >= self.threshold[active // width]]
+        while active.size:
+            pushed.append(active)
+            moved = residual[active]
+            residual[active] = 0.0
+            estimate[active] += moved
+            # One round for every qualifying node of every seed: (1 - alpha) of its residual
+            # spread evenly over its out-neighbours.
+            node, col = active // width, active % width
+            first, count = out.indptr[node], self.out_count[node]
+            owner = np.repeat(np.arange(active.size), count)
+            edge = np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count) + first[owner]
+            targets = out.indices[edge].astype(np.int64) * width + col[owner]
+            np.add.at(residual, targets, (1.0 - self.teleport) * moved[owner] * out.data[edge])
+            reached.append(targets)
+            # Next round: the reached entries now over their threshold, each once.
+            active = np.unique(targets[residual[targets] >= self.threshold[targets // width]])
+        touched = np.unique(np.concatenate(pushed)) if pushed else np.empty(0, dtype=np.int64)
+        value = estimate[touched]
+        estimate[touched] = 0.0
+        for keys in reached:
+            residual[keys] = 0.0
+        return touched // width, touched % width, value
 
 
 def push_ppr(data: Data, seeds: Tensor, teleport: float = 0.1, eps: float = 1e-4,
@@ -58,46 +128,8 @@ def push_ppr(data: Data, seeds: Tensor, teleport: float = 0.1, eps: float = 1e-4
         ``indices`` ``[S, top_k]`` (``-1`` past a seed's support) and ``values`` ``[S, top_k]``
         float32, each row in decreasing PPR, ties by node id.
     """
-    check_graph(data)
-    if not 0.0 < teleport < 1.0:
-        raise ValueError(f"teleport must lie in (0, 1); got {teleport!r}.")
-    walk, degree = _walk_matrix(data.edge_index, data.num_nodes)
-    return _push(walk, degree, torch.as_tensor(seeds).long().view(-1).cpu().numpy(), teleport,
-                 check_number(eps, "eps", strict=True), check_int(top_k, "top_k"))
-
-
-def _push(walk: sp.csr_matrix, degree: np.ndarray, seeds: np.ndarray, teleport: float, eps: float,
-          top_k: int) -> tuple[Tensor, Tensor]:
-    n = walk.shape[0]
-    threshold = (teleport * eps * np.maximum(degree, 1.0)).astype(np.float32)[:, None]
-    block = max(1, min(len(seeds), BLOCK_ENTRIES // max(n, 1)))
-    keep = min(top_k, n)
-    indices = np.full((len(seeds), top_k), -1, dtype=np.int64)
-    values = np.zeros((len(seeds), top_k), dtype=np.float32)
-    for start in range(0, len(seeds), block):
-        part = seeds[start:start + block]
-        estimate = np.zeros((n, len(part)), dtype=np.float32)
-        residual = np.zeros_like(estimate)
-        residual[part, np.arange(len(part))] = teleport
-        while True:
-            rows, cols = np.nonzero(residual >= threshold)
-            if rows.size == 0:
-                break
-            moved = residual[rows, cols]
-            residual[rows, cols] = 0.0
-            estimate[rows, cols] += moved
-            # One round for every qualifying node of every seed: (1 - alpha) of its residual
-            # spread evenly over its out-neighbours. The product's entries are unique, so the
-            # indexed += adds each once.
-            spread = (walk @ sp.csc_matrix((moved, (rows, cols)), shape=residual.shape)).tocoo()
-            residual[spread.row, spread.col] += (1.0 - teleport) * spread.data
-        # Decreasing PPR, ties by node id: a stable sort of the negated estimate.
-        order = np.argsort(-estimate, axis=0, kind="stable")[:keep].T  # [B, keep]
-        top = np.take_along_axis(estimate.T, order, axis=1)
-        order[top <= 0] = -1
-        indices[start:start + len(part), :keep] = order
-        values[start:start + len(part), :keep] = np.where(top > 0, top, 0.0)
-    return torch.from_numpy(indices), torch.from_numpy(values)
+    seeds = torch.as_tensor(seeds).long().view(-1).cpu().numpy()
+    return Pusher(data, teleport, eps, top_k, block=max(1, min(PUSH_BLOCK, len(seeds))))(seeds)
 
 
 def exact_walk_ppr(data: Data, seeds: Tensor, teleport: float = 0.1) -> Tensor:
@@ -105,8 +137,9 @@ def exact_walk_ppr(data: Data, seeds: Tensor, teleport: float = 0.1) -> Tensor:
     sparse LU: a reference for checks on graphs small enough to factor."""
     check_graph(data)
     seeds = torch.as_tensor(seeds).long().view(-1).cpu().numpy()
-    walk, _ = _walk_matrix(data.edge_index, data.num_nodes)
-    lu = spla.splu((sp.identity(data.num_nodes, format="csc") - (1 - teleport) * walk.astype(np.float64)).tocsc())
+    spread, _ = _walk_matrix(data.edge_index, data.num_nodes)
+    walk = spread.T.astype(np.float64)  # A D^-1
+    lu = spla.splu((sp.identity(data.num_nodes, format="csc") - (1 - teleport) * walk).tocsc())
     rhs = np.zeros((data.num_nodes, len(seeds)))
     rhs[seeds, np.arange(len(seeds))] = 1.0
     return torch.from_numpy(teleport * lu.solve(rhs))
@@ -147,7 +180,7 @@ class PushSampler:
         self.min_neighbours = check_int(min_neighbours, "min_neighbours", minimum=0)
         self.min_quota = check_int(min_quota, "min_quota", minimum=0)
         self.block = check_int(block, "block")
-        self._walk, self._degree = _walk_matrix(data.edge_index, data.num_nodes)  # A D^-1, built once
+        self.pusher = Pusher(data, teleport, eps, self.top_k, self.block)  # the graph's out-edges, built once
         y = data.y.view(-1).cpu()
         counts = torch.bincount(y[self.candidates], minlength=int(y.max()) + 1).tolist()
         self.quota = {c: math.floor(ratio * count) for c, count in enumerate(counts) if count}
@@ -160,39 +193,44 @@ class PushSampler:
 
     def sample(self, seed: int = 0) -> Tensor:
         """One training set ``[T]`` (sorted), ``sum(quota)`` nodes; deterministic in ``seed``."""
-        y = self.data.y.view(-1).cpu()
+        y = self.data.y.view(-1).cpu().numpy()
         generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
         order = self.candidates[torch.randperm(self.candidates.numel(), generator=generator)]
         taken = {c: 0 for c in self.quota}
         chosen: set[int] = set()
         used = skipped = 0
+
+        def unfilled() -> bool:
+            return any(taken[c] < q for c, q in self.quota.items())
+
         for start in range(0, order.numel(), self.block):
-            if all(taken[c] >= q for c, q in self.quota.items()):
+            if not unfilled():
                 break
             part = order[start:start + self.block]
-            neighbours, _ = _push(self._walk, self._degree, part.numpy(), self.teleport, self.eps, self.top_k)
-            for node, row in zip(part.tolist(), neighbours.tolist()):
-                if all(taken[c] >= q for c, q in self.quota.items()):
+            neighbours, _ = self.pusher(part.numpy())
+            for node, row in zip(part.tolist(), neighbours.numpy()):
+                if not unfilled():
                     break
                 cls = int(y[node])
-                support = [v for v in row if v >= 0]
-                if len(support) <= self.min_neighbours or cls not in self.quota:
+                support = row[row >= 0]
+                if support.size <= self.min_neighbours or cls not in self.quota:
                     skipped += 1
                     continue
                 used += 1
-                for v in support:
+                for v in support[y[support] == cls].tolist():
                     if taken[cls] >= self.quota[cls]:
                         break
-                    if int(y[v]) == cls and v not in chosen:
+                    if v not in chosen:
                         chosen.add(v)
                         taken[cls] += 1
         filled = 0
-        for node in order.tolist():  # the authors' fallback when the seeds ran out
-            cls = int(y[node])
-            if cls in self.quota and taken[cls] < self.quota[cls] and node not in chosen:
-                chosen.add(node)
-                taken[cls] += 1
-                filled += 1
+        if unfilled():  # the authors' fallback when the seeds ran out
+            for node in order.tolist():
+                cls = int(y[node])
+                if cls in self.quota and taken[cls] < self.quota[cls] and node not in chosen:
+                    chosen.add(node)
+                    taken[cls] += 1
+                    filled += 1
         self.report_ = {"quota": dict(self.quota), "dropped_classes": list(self.dropped_classes),
                         "seeds_used": used, "seeds_skipped": skipped, "filled_at_random": filled}
         return torch.tensor(sorted(chosen), dtype=torch.long)
