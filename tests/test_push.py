@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from srgnn.sampling import PushSampler, push_ppr
-from srgnn.sampling.push import _walk_matrix, exact_walk_ppr
+from srgnn.sampling.push import Pusher, _walk_matrix, exact_walk_ppr
 
 
 def test_push_ppr_is_within_its_tolerance_of_exact_ppr_on_pubmed(pubmed):
@@ -27,6 +27,19 @@ def test_push_rows_are_sorted_and_padded(cora):
     assert indices.shape == (2, 3000) and (values[:, :-1] >= values[:, 1:]).all()
     assert indices[0, 0] == 0 and indices[1, 0] == 1  # a seed's own PPR is its largest
     assert ((indices == -1) == (values == 0)).all() and (indices[0] == -1).any()  # support < N at eps 1e-3
+
+
+def test_a_reused_pusher_leaves_no_state_and_blocks_do_not_change_rows(cora):
+    """The working arrays are reused across blocks and calls: each block must reset what it
+    touched, and a seed's row must not depend on which seeds share its block."""
+    seeds = np.arange(0, 120, 7)
+    pusher = Pusher(cora, 0.1, 1e-4, 60, block=4)
+    first = pusher(seeds)
+    again = pusher(seeds[::-1].copy())
+    assert not pusher.residual.any() and not pusher.estimate.any()
+    whole = push_ppr(cora, torch.from_numpy(seeds), 0.1, 1e-4, 60)  # one block of all 18 seeds
+    for rows in (first, whole):
+        assert torch.equal(rows[0], again[0].flip(0)) and torch.equal(rows[1], again[1].flip(0))
 
 
 def test_push_sampler_fills_each_quota_from_seeds_deterministically(pubmed):
