@@ -90,15 +90,18 @@ def main(argv=None) -> str:
     parser.add_argument("--fan-outs", default="10,10")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds of the epochs")
+    parser.add_argument("--iid-size", type=int, default=None,
+                        help="SR-GCN's IID sample (default: ShiftRobust's, as many nodes as the training set)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if min(args.nodes, args.sets, args.batch_size, args.hidden, args.rounds, args.threads) < 1:
-        parser.error("--nodes, --sets, --batch-size, --hidden, --rounds and --threads must be >= 1")
+    if min(args.nodes, args.sets, args.batch_size, args.hidden, args.rounds, args.threads,
+           1 if args.iid_size is None else args.iid_size) < 1:
+        parser.error("--nodes, --sets, --batch-size, --hidden, --rounds, --threads and --iid-size must be >= 1")
     fan_outs = [int(k) for k in args.fan_outs.split(",")]
     torch.set_num_threads(args.threads)
     lines = [f"Command: `python -m benchmarks.large_graph --nodes {args.nodes} --sets {args.sets} --ratio {args.ratio} "
              f"--batch-size {args.batch_size} --fan-outs {args.fan_outs} --hidden {args.hidden} --rounds {args.rounds} "
-             f"--threads {args.threads}` (torch threads: {args.threads}; sampler: "
+             f"--threads {args.threads}" + (f" --iid-size {args.iid_size}" if args.iid_size else "") + f"` (torch threads: {args.threads}; sampler: "
              f"{'PyG compiled' if HAS_COMPILED_SAMPLER else 'srgnn.loader.TorchNeighborSampler'})", ""]
 
     with Phase() as build:
@@ -121,7 +124,8 @@ def main(argv=None) -> str:
         "srgnn GCN": lambda: Trainer(GCN(data.num_features, data.num_classes, hidden_channels=args.hidden),
                                      **options).fit(graph, train),
         "srgnn SR-GCN (CMD)": lambda: Trainer(ShiftRobust(GCN(data.num_features, data.num_classes,
-                                                              hidden_channels=args.hidden), "cmd", lam=1.0),
+                                                              hidden_channels=args.hidden), "cmd", lam=1.0,
+                                                          iid_size=args.iid_size),
                                               **options).fit(graph, train),
         "srgnn GraphSAGE": lambda: Trainer(GraphSAGE(data.num_features, data.num_classes, hidden_channels=args.hidden),
                                            **options).fit(graph, train),
