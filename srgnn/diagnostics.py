@@ -1,0 +1,185 @@
+"""A bias report for one labelled set of a user's own graph: how shifted it is, how accurate a
+model trained on it will be on the unlabelled nodes, and how much the bias is likely to cost.
+
+    python -m srgnn.diagnostics --dataset pubmed --published-set 0
+    python -m srgnn.diagnostics --data my_graph.pt --train my_labels.pt   # torch.save'd Data, index
+
+Every figure is read off the graph and the labelled nodes alone; no unlabelled node's label is
+read.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from ._validation import check_int
+from .disagreement import ErrorEstimate, estimate_error
+from .data import load_dataset
+from .graph import Graph
+from .models import APPNP, GAT, GCN
+from .propagation import sgc_features
+from .sampling import iid_sample, load_published_splits
+from .shift import cmd
+from .trainer import Trainer, check_training_set
+
+#: The ensemble whose mean confidence estimates accuracy (one model of each; mixed architectures
+#: disagree where a seed ensemble of one would agree).
+DEFAULT_MODELS: tuple[Callable[[int, int], nn.Module], ...] = (GCN, APPNP, GAT)
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A CMD between the labelled set and an IID sample of unlabelled nodes, placed against the
+    same statistic for ``reference`` IID sets of the labelled set's size: ``percentile`` is the
+    share of those below ``value`` (1.0: more shifted than every IID set)."""
+
+    value: float
+    reference_mean: float
+    reference_high: float  # the reference sets' 95th percentile
+    percentile: float
+
+
+@dataclass(frozen=True)
+class BiasReport:
+    """``bias_report``'s findings; ``str(report)`` prints them."""
+
+    n_labelled: int
+    n_unlabelled: int
+    feature_shift: Shift  # of the input features X
+    propagated_shift: Shift  # of two-hop propagated features, what a 2-layer GCN's receptive field sees
+    hidden_shift: Shift  # of the first model's last hidden layer
+    accuracy: ErrorEstimate  # of accuracy (1 - error) on the unlabelled nodes, with its interval
+    held_out_accuracy: float  # k-fold, on labelled nodes held out of training: what validation promises
+    estimated_drop: float  # held_out_accuracy - accuracy.error
+
+    def __str__(self) -> str:
+        def shift(name: str, s: Shift) -> str:
+            return (f"{name}: CMD {s.value:.4f} against {s.reference_mean:.4f} for IID sets of this size "
+                    f"(95th percentile {s.reference_high:.4f}); above {100 * s.percentile:.0f}% of them")
+        a = self.accuracy
+        return "\n".join([
+            f"labelled nodes: {self.n_labelled}; unlabelled: {self.n_unlabelled}",
+            shift("feature shift", self.feature_shift),
+            shift("propagated-feature shift (A^2 X)", self.propagated_shift),
+            shift("hidden-layer shift (trained GCN)", self.hidden_shift),
+            f"estimated accuracy on unlabelled nodes: {100 * a.error:.1f}% "
+            f"({100 * a.level:.0f}% interval {100 * a.low:.1f}-{100 * a.high:.1f}; method {a.method})",
+            f"held-out accuracy on labelled nodes: {100 * self.held_out_accuracy:.1f}%",
+            f"estimated drop (held-out minus unlabelled): {100 * self.estimated_drop:.1f} points",
+        ])
+
+
+def _shift(features: Tensor, labelled: Tensor, target: Tensor, reference: Tensor) -> Shift:
+    value = float(cmd(features[labelled], features[target]))
+    ref = cmd(features[reference], features[target].expand(reference.size(0), -1, -1))  # [R]
+    return Shift(value, float(ref.mean()), float(torch.quantile(ref, 0.95)), float((ref < value).double().mean()))
+
+
+def bias_report(graph: Graph | Data, train_idx: Tensor, *,
+                models: Sequence[Callable[[int, int], nn.Module]] = DEFAULT_MODELS, iid_size: int = 500,
+                n_reference: int = 100, folds: int = 5, n_bootstrap: int = 200, method: str = "confidence",
+                seed: int = 0, epochs: int = 200) -> BiasReport:
+    """Report on the labelled set ``train_idx`` ``[n]`` of ``graph`` (features and labels of
+    the labelled nodes; the others' labels are never read).
+
+    Args:
+        models: factories ``f(in_channels, out_channels)`` of the ensemble whose estimate
+            (``method`` of ``srgnn.disagreement.estimate_error``) gives the accuracy; the first
+            also gives the hidden-layer shift.
+        iid_size: unlabelled nodes drawn uniformly as the IID sample both shifts compare against.
+        n_reference: IID sets of ``n`` unlabelled nodes that place each shift.
+        folds: the labelled set is split in this many folds for the held-out accuracy.
+        n_bootstrap: resamples for the accuracy interval.
+    """
+    graph = graph if isinstance(graph, Graph) else Graph.from_data(graph)
+    data = graph.data
+    train_idx = check_training_set(graph, train_idx)
+    n_reference, folds = check_int(n_reference, "n_reference"), check_int(folds, "folds", minimum=2)
+    check_int(n_bootstrap, "n_bootstrap")
+    if not models:
+        raise ValueError("models is empty: the accuracy estimate needs at least one model factory.")
+    n, num_nodes = train_idx.numel(), data.num_nodes
+    if folds > n:
+        raise ValueError(f"folds={folds} is more than the {n} labelled nodes; use at most {n} folds.")
+    unlabelled = torch.ones(num_nodes, dtype=torch.bool)
+    unlabelled[train_idx] = False
+    pool = unlabelled.nonzero().view(-1)
+    if pool.numel() < max(n, 2):
+        raise ValueError(f"Only {pool.numel()} unlabelled node(s) for a labelled set of {n}: the report compares "
+                         "the labelled set with unlabelled nodes, so it needs more of them than labelled ones.")
+    iid_size = min(check_int(iid_size, "iid_size"), pool.numel())
+    target = iid_sample(data, iid_size, seed=seed, candidates=pool)
+    reference = torch.stack([iid_sample(data, n, seed=seed + 1 + r, candidates=pool) for r in range(n_reference)])
+    x = data.x.to_dense() if data.x.is_sparse or data.x.is_sparse_csr else data.x
+    channels = (data.num_features, int(data.y.max()) + 1)
+
+    trainers = [Trainer(factory(*channels), epochs=epochs, seed=seed + m).fit(graph, train_idx)
+                for m, factory in enumerate(models)]
+    logits = [t.logits(graph) for t in trainers]
+    first = trainers[0].model.eval()
+    with torch.no_grad():
+        hidden = first.forward_with_hidden(*graph.on(next(first.parameters()).device).inputs_for(first))[1].cpu()
+    error = estimate_error(*logits, nodes=pool, method=method, n_bootstrap=n_bootstrap, seed=seed)
+    accuracy = ErrorEstimate(error.method, 1 - error.error, 1 - error.high, 1 - error.low, error.level)
+
+    # Held-out accuracy: each fold is predicted by the first model trained on the other folds,
+    # with the folds stratified by class so every class stays in training.
+    y = data.y.view(-1).cpu()[train_idx]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = order[torch.sort(y[order], stable=True).indices]  # class by class, shuffled within
+    fold_of = torch.empty(n, dtype=torch.long)
+    fold_of[order] = torch.arange(n) % folds
+    correct = 0
+    for f in range(folds):
+        held, kept = train_idx[fold_of == f], train_idx[fold_of != f]
+        if torch.unique(y[fold_of != f]).numel() < channels[1]:
+            raise ValueError(f"folds={folds} leaves a class without training nodes (a class has a single "
+                             "labelled node); label more of it, or report on the other classes' nodes.")
+        fold_model = Trainer(models[0](*channels), epochs=epochs, seed=seed).fit(graph, kept)
+        correct += int((fold_model.predict(graph)[held].cpu() == data.y.view(-1).cpu()[held]).sum())
+    held_out = correct / n
+    x = x.cpu().float()
+    propagated = sgc_features(graph.on("cpu").adjacency("sym"), x, 2)
+    return BiasReport(n, int(pool.numel()), *(_shift(f, train_idx, target, reference) for f in (x, propagated, hidden)), accuracy, held_out, held_out - accuracy.error)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m srgnn.diagnostics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="a registered dataset (cora, citeseer, pubmed), found through $SRGNN_DATA")
+    source.add_argument("--data", help="a torch.save'd torch_geometric Data with x, edge_index and y")
+    labelled = parser.add_mutually_exclusive_group(required=True)
+    labelled.add_argument("--train", help="a torch.save'd LongTensor of labelled node ids")
+    labelled.add_argument("--published-set", type=int, metavar="I",
+                          help="set I of the authors' published sets for --dataset (--splits-path)")
+    parser.add_argument("--splits-path", help="localized_seeds_<dataset>.p (default: ../shared/data/...)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=200, help="training epochs of each model")
+    parser.add_argument("--reference", type=int, default=100, metavar="R", help="IID reference sets")
+    args = parser.parse_args(argv)
+    data = load_dataset(args.dataset) if args.dataset else torch.load(args.data, weights_only=False)
+    if not isinstance(data, Data):
+        parser.error(f"--data {args.data} holds a {type(data).__name__}, not a torch_geometric Data.")
+    if args.published_set is not None:
+        if args.dataset is None:
+            parser.error("--published-set needs --dataset (the published sets are per dataset).")
+        path = args.splits_path or (Path(__file__).resolve().parents[2] / "shared" / "data" /
+                                    "srgnn_localized_seeds" / f"localized_seeds_{args.dataset}.p")
+        sets = load_published_splits(path, data=data)
+        if not 0 <= args.published_set < len(sets):
+            parser.error(f"--published-set {args.published_set} is out of range 0..{len(sets) - 1}.")
+        train = sets[args.published_set]
+    else:
+        train = torch.load(args.train, weights_only=True)
+    print(bias_report(data, train, seed=args.seed, epochs=args.epochs, n_reference=args.reference))
+
+
+if __name__ == "__main__":
+    main()
