@@ -64,6 +64,7 @@ def test_embedding_rows_are_unit_and_match_a_dense_computation():
     ({"k": 0}, ValueError, "k"),
     ({"k": 1, "logits": torch.zeros(5, 2)}, ValueError, "logits must be finite"),
     ({"k": 1, "candidates": torch.tensor([99])}, IndexError, "candidates contains node 99"),
+    ({"k": 1, "temperature": 0.0}, ValueError, "temperature"),
 ])
 def test_bad_requests_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
