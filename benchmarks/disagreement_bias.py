@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from benchmarks.runlog import RunLog
+from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import build, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.data import load_dataset
@@ -128,10 +126,7 @@ def main(argv=None) -> None:
     jobs = [(s, i, sets[i]) for s, sets in (("biased", biased), ("iid", iid)) for i in range(args.repeats)
             if (args.dataset, s, i) not in log]
     threads = max(1, (os.cpu_count() or 1) // args.workers)
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_set, args.dataset, s, i, t, args.bootstrap, threads) for s, i, t in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), unit="set"):
-            log.add(future.result())
+    run_logged(one_set, [(args.dataset, s, i, t, args.bootstrap, threads) for s, i, t in jobs], log, args.workers)
     lines = [f"## {args.dataset}, {args.repeats} localized sets and {args.repeats} IID sets", "",
              f"Command: `python -m benchmarks.disagreement_bias --dataset {args.dataset} --repeats {args.repeats} "
              f"--bootstrap {args.bootstrap}`", "",

@@ -3,10 +3,14 @@ any moment resumes where it stopped."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 
 class RunLog:
@@ -41,3 +45,16 @@ class RunLog:
         """Scores of the matching runs in index order, in %."""
         rows = [r for r in self.records.values() if all(r[k] == v for k, v in match.items())]
         return np.array([r[metric] for r in sorted(rows, key=lambda r: r["index"])]) * 100
+
+
+def run_logged(function: Callable[..., dict], jobs: list[tuple], log: RunLog, workers: int = 1) -> None:
+    """``log.add(function(*job))`` for every job, in ``workers`` spawned processes when more than
+    one (fork is unsafe once torch's thread pool exists), each record logged as it finishes."""
+    if workers == 1:
+        for job in tqdm(jobs, unit="set"):
+            log.add(function(*job))
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(function, *job) for job in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), unit="set"):
+            log.add(future.result())

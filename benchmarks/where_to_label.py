@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from benchmarks.reproduce import SEEDS_DIR
-from benchmarks.runlog import RunLog
+from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import build, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.acquisition import suggest_labels
@@ -99,10 +97,7 @@ def main(argv=None) -> None:
         sets = load_published_splits(args.seeds_dir / f"localized_seeds_{dataset}.p", data=data)[:args.repeats]
         jobs += [(dataset, m, i, s) for m in methods for i, s in enumerate(sets) if (dataset, m, i) not in log]
     threads = max(1, (os.cpu_count() or 1) // args.workers)
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(one_set, d, m, i, s, args.k, threads) for d, m, i, s in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), unit="set"):
-            log.add(future.result())
+    run_logged(one_set, [(d, m, i, s, args.k, threads) for d, m, i, s in jobs], log, args.workers)
     lines = [f"Command: `python -m benchmarks.where_to_label --datasets {args.datasets} --methods {args.methods} "
              f"--repeats {args.repeats} --k {args.k}`", "",
              "Micro-F1 in %, mean over the published localized sets; before: trained on the set alone; the",

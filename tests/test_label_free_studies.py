@@ -1,0 +1,40 @@
+"""The estimator and where-to-label studies, end to end on a few real Cora sets."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from benchmarks.disagreement_bias import ESTIMATES, split_held_out
+from conftest import SEEDS_DIR, run_main
+
+
+def test_held_out_nodes_are_a_stratified_share_of_the_labelled_set():
+    train = torch.arange(30)
+    y = torch.arange(30) % 3
+    fit, held = split_held_out(train, y, 0.2, seed=0)
+    assert sorted(torch.cat([fit, held]).tolist()) == list(range(30))
+    assert torch.bincount(y[held]).tolist() == [2, 2, 2]
+
+
+def test_the_estimator_study_scores_every_estimator_and_resumes(tmp_path):
+    runs, doc = tmp_path / "runs.jsonl", tmp_path / "doc.md"
+    args = ("--dataset", "cora", "--repeats", "1", "--bootstrap", "5", "--workers", "1", "--runs", str(runs),
+            "--doc", str(doc))
+    out = run_main("benchmarks.disagreement_bias", *args).stdout
+    for name in ESTIMATES:
+        assert f"| {name} | 1 | biased |" in out and f"| {name} | 1 | iid |" in out
+    record = json.loads(runs.read_text().splitlines()[0])
+    low, estimate, high = record["atc, gcn"][1], record["atc, gcn"][0], record["atc, gcn"][2]
+    assert 0.0 <= low <= estimate <= high <= 1.0
+    run_main("benchmarks.disagreement_bias", *args)
+    assert len(runs.read_text().splitlines()) == 2  # the resumed run trained nothing more
+
+
+def test_the_where_to_label_study_pairs_both_arms_on_published_sets(tmp_path):
+    runs, doc = tmp_path / "runs.jsonl", tmp_path / "doc.md"
+    out = run_main("benchmarks.where_to_label", "--datasets", "cora", "--methods", "gcn", "--repeats", "2",
+                   "--workers", "1", "--seeds-dir", str(SEEDS_DIR), "--runs", str(runs), "--doc", str(doc)).stdout
+    assert "| cora | gcn | 2 |" in out and "where-to-label cora gcn" in doc.read_text()
+    records = [json.loads(line) for line in runs.read_text().splitlines()]
+    assert len(records) == 2 and all(len(set(r["suggested_nodes"])) == 20 for r in records)
