@@ -3,10 +3,10 @@
 Modules, in import order: ``data`` -> ``propagation`` (sparse kernels) -> ``kernels`` (layer
 kernels) / ``attention`` -> ``ops`` -> ``graph`` -> ``ppr`` -> ``sampling`` / ``shift`` ->
 ``models`` -> ``robust`` -> ``subgraph`` / ``loop`` -> ``trainer`` -> ``replicas`` -> ``lockstep``,
-with ``swa`` and ``disagreement`` beside the trainer (docs/architecture.md).
+with ``swa``, ``calibration`` and ``disagreement`` beside the trainer (docs/architecture.md).
 """
-from . import (attention, data, disagreement, graph, kernels, lockstep, loop, models, ops, ppr, propagation, replicas,
-               sampling, shift, subgraph, swa)
+from . import (attention, calibration, data, disagreement, graph, kernels, lockstep, loop, models, ops, ppr,
+               propagation, replicas, sampling, shift, subgraph, swa)
 from .graph import Graph
 from .lockstep import LockstepTrainer
 from .replicas import ReplicaTrainer
@@ -14,6 +14,6 @@ from .robust import ShiftRobust
 from .trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Graph", "ShiftRobust", "Trainer", "ReplicaTrainer", "LockstepTrainer", "attention", "data",
+__all__ = ["Graph", "ShiftRobust", "Trainer", "ReplicaTrainer", "LockstepTrainer", "attention", "calibration", "data",
            "disagreement", "graph", "kernels", "lockstep", "loop", "models", "ops", "ppr", "propagation", "replicas",
            "sampling", "shift", "subgraph", "swa"]

@@ -1,8 +1,11 @@
 """Stochastic weight averaging for full-batch graph models, on ``torch.optim.swa_utils``.
 
-* ``SWAConfig``: when and how to average inside ``srgnn.Trainer``.
+* ``SWAConfig``: when, how often and under which learning-rate schedule to average inside
+  ``srgnn.Trainer`` (and whether to collect a ``SWAG`` posterior there too).
 * ``update_bn``: recompute BatchNorm statistics with one full-graph forward pass.
-* ``SWAG``: a Gaussian over weights (diagonal plus low rank) for Bayesian model averaging.
+* ``SWAG``: a Gaussian over weights (diagonal plus low rank) for Bayesian model averaging;
+  ``multiswag_predict_proba`` averages several, one per training seed (MultiSWAG, Wilson &
+  Izmailov, 2020).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import Data
 
@@ -27,22 +31,45 @@ class SWAConfig:
     """Average weights from ``start`` (a fraction of the epochs) on.
 
     Args:
-        start: fraction of training after which averaging begins, in (0, 1).
-        lr: the constant SWA learning rate reached by annealing; ``None`` keeps the optimizer's.
+        start: fraction of training after which averaging begins, in [0, 1) (0 suits a warm
+            start from a trained model, ``Trainer(warm_start=True)``).
+        lr: the SWA learning rate: with ``schedule="constant"`` the constant rate ``SWALR``
+            anneals to (``None`` keeps the optimizer's); with ``"cyclical"`` the low end of each
+            cycle, which starts at the optimizer's rate.
         anneal_epochs: epochs to anneal to ``lr``. strategy: ``"cos"`` or ``"linear"``.
+        schedule: ``"constant"`` (``SWALR``) or ``"cyclical"``: cosine cycles of ``cycle``
+            epochs from the optimizer's rate down to ``lr`` (``CosineAnnealingWarmRestarts``),
+            the weights collected at the end of each cycle, where the rate is lowest.
+        every: with ``"constant"``, collect every this many epochs.
         ema: an exponential moving average (``ema_decay``) instead of the equal average.
+        swag_rank: also collect a ``SWAG`` posterior of this rank from the same iterates (the
+            trainer's ``swag_``); ``None`` collects none.
     """
 
     start: float = 0.75
     lr: float | None = None
     anneal_epochs: int = 10
     strategy: str = "cos"
+    schedule: str = "constant"
+    cycle: int = 10
+    every: int = 1
     ema: bool = False
     ema_decay: float = 0.99
+    swag_rank: int | None = None
 
     def __post_init__(self):
-        if not 0.0 < self.start < 1.0:
-            raise ValueError(f"SWAConfig.start must lie in (0, 1); got {self.start}.")
+        if not 0.0 <= self.start < 1.0:
+            raise ValueError(f"SWAConfig.start must lie in [0, 1); got {self.start}.")
+        if self.schedule not in ("constant", "cyclical"):
+            raise ValueError(f"SWAConfig.schedule={self.schedule!r} is not supported; expected 'constant' or "
+                             "'cyclical'.")
+        if self.schedule == "cyclical" and self.lr is None:
+            raise ValueError("SWAConfig(schedule='cyclical') needs lr, the low end of each cycle (the high end is "
+                             "the optimizer's learning rate).")
+        check_int(self.cycle, "SWAConfig.cycle")
+        check_int(self.every, "SWAConfig.every")
+        if self.swag_rank is not None:
+            check_int(self.swag_rank, "SWAConfig.swag_rank", minimum=0)
         if self.strategy not in ("cos", "linear"):
             raise ValueError(f"SWAConfig.strategy={self.strategy!r} is not supported; expected 'cos' or 'linear'.")
         if self.lr is not None:
@@ -59,23 +86,38 @@ class _SWARun:
     """One training run's averaging state; ``Trainer`` calls ``step`` each epoch, then ``finish``."""
 
     def __init__(self, config: SWAConfig, model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int):
-        self.model = model
+        self.model, self.config = model, config
         self.start_epoch = min(int(config.start * epochs), epochs - 1)
         multi_avg_fn = get_ema_multi_avg_fn(config.ema_decay) if config.ema else None
         self.averaged = AveragedModel(model, multi_avg_fn=multi_avg_fn)
-        self.scheduler = None if config.lr is None else SWALR(
-            optimizer, swa_lr=config.lr, anneal_epochs=config.anneal_epochs, anneal_strategy=config.strategy)
+        self.swag = None if config.swag_rank is None else SWAG(model, max_rank=config.swag_rank)
+        if config.schedule == "cyclical":
+            self.scheduler = CosineAnnealingWarmRestarts(optimizer, T_0=config.cycle, eta_min=config.lr)
+        else:
+            self.scheduler = None if config.lr is None else SWALR(
+                optimizer, swa_lr=config.lr, anneal_epochs=config.anneal_epochs, anneal_strategy=config.strategy)
 
     @property
     def n_averaged(self) -> int:
         """Epochs averaged so far (0 when training stopped before averaging began)."""
         return int(self.averaged.n_averaged)
 
+    def collects(self, epoch: int) -> bool:
+        """Whether the weights after ``epoch`` join the average."""
+        since = epoch - self.start_epoch
+        if since < 0:
+            return False
+        period = self.config.cycle if self.config.schedule == "cyclical" else self.config.every
+        # A cycle ends after its last epoch, at the lowest rate; constant collection starts at once.
+        return (since + 1) % period == 0 if self.config.schedule == "cyclical" else since % period == 0
+
     def step(self, epoch: int) -> None:
-        if epoch >= self.start_epoch:
+        if self.collects(epoch):
             self.averaged.update_parameters(self.model)
-            if self.scheduler is not None:
-                self.scheduler.step()
+            if self.swag is not None:
+                self.swag.collect(self.model)
+        if epoch >= self.start_epoch and self.scheduler is not None:
+            self.scheduler.step()
 
     def finish(self, data: Data, x: Tensor, edge_index: Tensor | Graph) -> nn.Module:
         averaged = self.averaged.module
@@ -170,3 +212,15 @@ class SWAG:
                 probs = model(x, graph_input(model, edge_index)).softmax(-1)
                 total = probs if total is None else total + probs
         return total / n_samples
+
+
+def multiswag_predict_proba(posteriors: list[SWAG], x: Tensor, edge_index: Tensor | Graph, n_samples: int = 20,
+                            seed: int = 0) -> Tensor:
+    """MultiSWAG: the mean of ``SWAG.predict_proba`` over posteriors from independent runs
+    (different seeds), ``n_samples`` draws each, ``[N, C]`` on the first posterior's device."""
+    if len(posteriors) < 2:
+        raise ValueError(f"multiswag_predict_proba needs two or more SWAG posteriors (one per training run); got "
+                         f"{len(posteriors)}. For one, call its predict_proba.")
+    device = posteriors[0].mean.device
+    return torch.stack([p.predict_proba(x, edge_index, n_samples, seed + i).to(device)
+                        for i, p in enumerate(posteriors)]).mean(0)

@@ -10,9 +10,9 @@ from sklearn.metrics import f1_score
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_graph, check_index, check_int, check_number, check_same_device
+from ._validation import check_choice, check_graph, check_index, check_int, check_number, check_same_device
 from .graph import Graph, graph_input
-from .loop import make_optimizer, run_epochs
+from .loop import OPTIMIZERS, make_optimizer, run_epochs
 from .minibatch import MiniBatches, check_fan_outs
 from .models.base import NodeClassifier
 from .robust import ShiftRobust
@@ -124,6 +124,9 @@ class Trainer:
             PyG's ``NeighborLoader``; ``None`` (default) trains full-batch.
         num_neighbors: with ``batch_size``, the fan-out of each message-passing layer (``-1``:
             every neighbour; default every neighbour at every layer), one per layer.
+        optimizer: ``"adam"`` (default) or ``"sgd"`` (momentum 0.9), at ``lr``.
+        warm_start: ``fit`` starts from the model's current weights (one already trained, say,
+            to average from with ``SWAConfig(start=0.0)``) instead of re-initialising them.
 
     ``fit``, ``predict`` and ``evaluate`` take a ``Data`` or a ``srgnn.graph.Graph``
     (``Graph.from_data(data)``): pass one ``Graph`` to many trainers to compute what is derived
@@ -132,13 +135,15 @@ class Trainer:
     Attributes (after ``fit``): ``model_`` (the module evaluated), ``history_`` (losses),
     ``selected_``: which weights ``model_`` holds, ``"last"``, ``"best"`` (early stopping) or
     ``"swa"``; ``graph_``, the ``Graph`` it trained on, which ``evaluate`` reuses for the
-    ``Data`` it was built from.
+    ``Data`` it was built from; ``swag_``, the ``srgnn.swa.SWAG`` posterior collected with
+    ``SWAConfig(swag_rank=...)``, else ``None``.
     """
 
     def __init__(self, model: NodeClassifier | ShiftRobust, *, epochs: int = 200, lr: float | None = None,
                  weight_decay: float | None = None, patience: int | None = None, seed: int = 0,
                  device: str | torch.device | None = None, swa=None, validate_every: int = 1,
-                 batch_size: int | None = None, num_neighbors: list[int] | None = None):
+                 batch_size: int | None = None, num_neighbors: list[int] | None = None, optimizer: str = "adam",
+                 warm_start: bool = False):
         epochs, seed = check_int(epochs, "epochs"), check_int(seed, "seed", minimum=0)
         patience = None if patience is None else check_int(patience, "patience")
         self.validate_every = check_int(validate_every, "validate_every")
@@ -151,7 +156,8 @@ class Trainer:
         lr, weight_decay = optimizer_settings(self.model.model, lr, weight_decay)
         self.epochs, self.lr, self.weight_decay, self.patience, self.seed = epochs, lr, weight_decay, patience, seed
         self.device = resolve_device(device)
-        self.swa = swa
+        check_choice(optimizer, OPTIMIZERS, "optimizer")
+        self.swa, self.optimizer, self.warm_start = swa, optimizer, bool(warm_start)
 
     def fit(self, data: Data | Graph, train_idx: Tensor, val_idx: Tensor | None = None,
             iid_idx: Tensor | None = None) -> "Trainer":
@@ -171,7 +177,9 @@ class Trainer:
                 hidden = robust.to(self.device).forward_with_hidden(graph.x, graph)[1]
                 hidden_size = hidden.size(1)
         robust.setup(graph, train_idx, self.seed, iid_idx, hidden_size)
-        robust.to(self.device).reset_parameters()
+        robust.to(self.device)
+        if not self.warm_start:
+            robust.reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
         val_idx = check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None
         if self.batch_size is None:
@@ -187,7 +195,7 @@ class Trainer:
                                   self.device)
             step_loss, steps_per_epoch = batches.step_loss, batches.steps_per_epoch
             x, edge_index, y, val_local = graph.x, graph, data.y.view(-1).to(self.device), val_idx
-        optimizer = make_optimizer(robust.parameters(), self.lr, self.weight_decay, self.device)
+        optimizer = make_optimizer(robust.parameters(), self.lr, self.weight_decay, self.device, self.optimizer)
         swa_state = self.swa.start_training(robust.model, optimizer, self.epochs) if self.swa else None
         best, best_state, waited = -1.0, None, 0
 
@@ -210,6 +218,7 @@ class Trainer:
             robust.model.load_state_dict(best_state)
             self.selected_ = "best"
         self.model_, self.graph_ = robust.model, graph
+        self.swag_ = None if swa_state is None else swa_state.swag
         if swa_state is not None and swa_state.n_averaged > 0:
             averaged = swa_state.finish(data, x, edge_index)
             # Early stopping picked its weights on validation nodes: the average must beat them there.

@@ -91,7 +91,9 @@ def test_cora_published_sets_regenerate_up_to_ties(cora):
     sampler, published, regenerated = _regenerate(cora)
     assert sampler.teleport == 0.01
     exact, tied, other = _compare(cora, sampler, published, regenerated, _ours(sampler))
-    assert (exact, tied, other) == (76, 24, [])
+    # Which tied node a sort keeps depends on the last bit of each distance, so on the BLAS
+    # and CPU: only the number of sets explained is fixed, not the exact/tied split.
+    assert other == [] and exact + tied == 100 and exact >= 50
 
 
 def _authors_ppr(data, teleport: float) -> np.ndarray:
@@ -112,7 +114,7 @@ def test_citeseer_published_sets_regenerate_up_to_ties_and_self_loops(citeseer):
     sampler, published, regenerated = _regenerate(citeseer)
     assert sampler.teleport == 0.1
     exact, tied, other = _compare(citeseer, sampler, published, regenerated, _ours(sampler))
-    assert (exact, tied, len(other)) == (10, 9, 81)
+    assert exact + tied == 19 and len(other) == 81
     # The other 81 are what the authors' adjacency gives, up to ties: rerun their procedure
     # with the raw self-loops counted twice and compare again.
     ppr = _authors_ppr(citeseer, 0.1)
@@ -129,7 +131,7 @@ def test_citeseer_published_sets_regenerate_up_to_ties_and_self_loops(citeseer):
             blocks.append(members[torch.from_numpy(order)])
         theirs_regenerated.append(torch.cat(blocks))
     exact_a, tied_a, other_a = _compare(citeseer, sampler, published, theirs_regenerated, authors_distance)
-    assert (exact_a, tied_a, other_a) == (57, 43, [])
+    assert other_a == [] and exact_a + tied_a == 100 and exact_a >= 50
 
 
 def test_sample_takes_seed_nodes_in_any_class_order(cora):
