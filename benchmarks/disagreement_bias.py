@@ -7,8 +7,9 @@ dataset's section of docs/disagreement.md (between <!-- <dataset> --> markers).
 
 Per set, 80% of the labelled nodes (stratified by class) train the models and the other 20%
 are the held-out labelled nodes, drawn like the training set, that DoC and ATC read. The
-models: GCN at two seeds, GCN on two bootstrap resamples of its training nodes, APPNP and SGC
-(linear: it differs from GCN more than a seed does, at a fraction of GAT's cost).
+models: GCN at two seeds, GCN on two class-stratified bootstrap resamples of its training
+nodes, APPNP and SGC (linear: it differs from GCN more than a seed does, at a fraction of GAT's
+cost).
 Each estimator is scored against the error of what it estimates: the first GCN's test error
 for the single-model ones and for GDE, the GCN/APPNP/SGC ensemble's (mean probabilities) for
 the ensemble ones. Test nodes are the paper's, less the held-out nodes.
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from benchmarks.runlog import RunLog, run_logged
-from benchmarks.study import build, test_nodes, write_section
+from benchmarks.study import build, split_held_out, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.data import load_dataset
 from srgnn.disagreement import estimate_error
@@ -44,19 +45,6 @@ ESTIMATES = {
 _graphs: dict[str, Graph] = {}
 
 
-def split_held_out(train: torch.Tensor, y: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(fit, held)``: ``share`` of each class's labelled nodes held out, at least one, at random."""
-    generator = torch.Generator().manual_seed(seed)
-    fit, held = [], []
-    for c in y[train].unique():
-        nodes = train[y[train] == c]
-        nodes = nodes[torch.randperm(nodes.numel(), generator=generator)]
-        cut = max(1, round(share * nodes.numel()))
-        held.append(nodes[:cut])
-        fit.append(nodes[cut:])
-    return torch.cat(fit), torch.cat(held)
-
-
 def one_set(dataset: str, split: str, index: int, train: torch.Tensor, n_bootstrap: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     if dataset not in _graphs:
@@ -66,7 +54,10 @@ def one_set(dataset: str, split: str, index: int, train: torch.Tensor, n_bootstr
     y = data.y.view(-1)
     fit, held = split_held_out(train, y, 0.2, seed=index)
     generator = torch.Generator().manual_seed(20_000 + index)
-    bags = [fit[torch.randint(fit.numel(), (fit.numel(),), generator=generator)].unique() for _ in range(2)]
+    # Resampled within each class, so no bag loses a class a training set must cover.
+    by_class = [fit[y[fit] == c] for c in y[fit].unique()]
+    bags = [torch.cat([nodes[torch.randint(nodes.numel(), (nodes.numel(),), generator=generator)]
+                       for nodes in by_class]).unique() for _ in range(2)]
     plan = {"gcn": ("gcn", fit, 2 * index), "gcn-seed2": ("gcn", fit, 2 * index + 1), "gcn-bag1": ("gcn", bags[0], 2 * index),
             "gcn-bag2": ("gcn", bags[1], 2 * index), "appnp": ("appnp", fit, 2 * index), "sgc": ("sgc", fit, 2 * index)}
     logits = {name: Trainer(build(method, data), seed=seed).fit(graph, nodes).logits(graph)

@@ -56,5 +56,10 @@ def run_logged(function: Callable[..., dict], jobs: list[tuple], log: RunLog, wo
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(function, *job) for job in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), unit="set"):
-            log.add(future.result())
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), unit="set"):
+                log.add(future.result())
+        except BaseException:
+            # Without this the pool's exit would run every queued job before the error surfaced.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

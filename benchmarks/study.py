@@ -102,6 +102,19 @@ def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
     return data.test_mask
 
 
+def split_held_out(train: torch.Tensor, y: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(fit, held)``: ``share`` of each class's labelled nodes held out, at least one, at random."""
+    generator = torch.Generator().manual_seed(seed)
+    fit, held = [], []
+    for c in y[train].unique():
+        nodes = train[y[train] == c]
+        nodes = nodes[torch.randperm(nodes.numel(), generator=generator)]
+        cut = max(1, round(share * nodes.numel()))
+        held.append(nodes[:cut])
+        fit.append(nodes[cut:])
+    return torch.cat(fit), torch.cat(held)
+
+
 def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regularizer: str = "cmd", lam: float = 1.0,
             lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu", dgi_embeddings: Path | None = None,
             iid: str = "uniform") -> dict:

@@ -5,7 +5,8 @@ import json
 
 import torch
 
-from benchmarks.disagreement_bias import ESTIMATES, split_held_out
+from benchmarks.disagreement_bias import ESTIMATES
+from benchmarks.study import split_held_out
 from conftest import SEEDS_DIR, run_main
 
 
@@ -38,3 +39,42 @@ def test_the_where_to_label_study_pairs_both_arms_on_published_sets(tmp_path):
     assert "| cora | gcn | 2 |" in out and "where-to-label cora gcn" in doc.read_text()
     records = [json.loads(line) for line in runs.read_text().splitlines()]
     assert len(records) == 2 and all(len(set(r["suggested_nodes"])) == 20 for r in records)
+
+
+def test_the_swa_recipe_study_scores_every_recipe_and_temperature_keeps_the_argmax(tmp_path):
+    from benchmarks.swa_bias import RECIPES
+
+    runs, doc = tmp_path / "runs.jsonl", tmp_path / "doc.md"
+    args = ("--datasets", "cora", "--repeats", "1", "--workers", "1", "--seeds-dir", str(SEEDS_DIR), "--runs",
+            str(runs), "--doc", str(doc))
+    out = run_main("benchmarks.swa_bias", *args).stdout
+    for recipe in RECIPES:
+        assert f"| cora | {recipe} | 1 |" in out
+    assert "Chosen on validation nodes by the fixed rule" in doc.read_text()
+    record = json.loads(runs.read_text().splitlines()[0])
+    for split in ("val", "test"):
+        assert record[f"gcn + temperature|{split}|micro_f1"] == record[f"gcn|{split}|micro_f1"]
+        assert record[f"gcn + temperature|{split}|ece"] != record[f"gcn|{split}|ece"]
+    run_main("benchmarks.swa_bias", *args)
+    assert len(runs.read_text().splitlines()) == 1  # resumed: nothing retrained
+
+
+def _fails_on_first(job: int) -> dict:
+    import time
+
+    if job == 0:
+        raise ValueError("job 0 is bad")
+    time.sleep(1.0)
+    return {"index": job}
+
+
+def test_a_failing_job_stops_the_study_at_once_and_keeps_what_finished(tmp_path):
+    import pytest
+
+    from benchmarks.runlog import RunLog, run_logged
+
+    log = RunLog(tmp_path / "runs.jsonl", ("index",))
+    with pytest.raises(ValueError, match="job 0 is bad"):
+        run_logged(_fails_on_first, [(j,) for j in range(40)], log, workers=2)
+    # The queued jobs were cancelled, not run to the end before the error surfaced.
+    assert len(log.records) < 10
