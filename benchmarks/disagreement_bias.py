@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 from benchmarks.runlog import RunLog, run_logged
-from benchmarks.study import build, split_held_out, test_nodes, write_section
+from benchmarks.study import build, split_held_out, worker_graph, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.data import load_dataset
 from srgnn.disagreement import estimate_error
-from srgnn.graph import Graph
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample
 
 #: estimator name -> (estimate_error method, models it reads, what its true error is of)
@@ -42,14 +41,11 @@ ESTIMATES = {
     "atc, gcn": ("atc", ("gcn",), "gcn"),
     "atc, gcn/appnp/sgc": ("atc", ("gcn", "appnp", "sgc"), "ensemble"),
 }
-_graphs: dict[str, Graph] = {}
 
 
 def one_set(dataset: str, split: str, index: int, train: torch.Tensor, n_bootstrap: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    if dataset not in _graphs:
-        _graphs[dataset] = Graph.from_data(load_dataset(dataset))
-    graph = _graphs[dataset]
+    graph = worker_graph(dataset)
     data = graph.data
     y = data.y.view(-1)
     fit, held = split_held_out(train, y, 0.2, seed=index)

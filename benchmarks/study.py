@@ -13,6 +13,7 @@ from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.replicas import supports
 from srgnn.graph import Graph
+from srgnn.data import load_dataset
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]
@@ -100,6 +101,17 @@ def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
         mask[train] = False
         return mask
     return data.test_mask
+
+
+_worker_graphs: dict[str, Graph] = {}  # one per worker process and dataset, built on first use
+
+
+def worker_graph(dataset: str) -> Graph:
+    """The ``Graph`` of ``dataset`` for this process, loaded once: a study's spawned workers each
+    run many sets of one graph, and what the graph derives (adjacency, PPR) serves them all."""
+    if dataset not in _worker_graphs:
+        _worker_graphs[dataset] = Graph.from_data(load_dataset(dataset))
+    return _worker_graphs[dataset]
 
 
 def split_held_out(train: torch.Tensor, y: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

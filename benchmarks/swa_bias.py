@@ -36,12 +36,11 @@ from torch import Tensor
 
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog, run_logged
-from benchmarks.study import build, split_held_out, test_nodes, write_section
+from benchmarks.study import build, split_held_out, worker_graph, test_nodes, write_section
 from srgnn import Trainer
 from srgnn.calibration import fit_temperature
 from srgnn.data import load_dataset
 from srgnn.disagreement import expected_calibration_error
-from srgnn.graph import Graph
 from srgnn.sampling import load_published_splits
 from srgnn.swa import SWAConfig, multiswag_predict_proba
 
@@ -52,7 +51,6 @@ SETTINGS = {"gcn": dict(),
             "swa cyclical": dict(lr=SWA_LR, swa=SWAConfig(start=0.5, schedule="cyclical", lr=0.001, cycle=10)),
             "sr-gcn": dict()}
 DRAWS = 20
-_graphs: dict[str, Graph] = {}  # one per worker process and dataset, built on first use
 
 
 def _metrics(probs: Tensor, y: Tensor, nodes: Tensor) -> dict:
@@ -65,9 +63,7 @@ def _metrics(probs: Tensor, y: Tensor, nodes: Tensor) -> dict:
 def one_set(dataset: str, index: int, train: Tensor, threads: int) -> dict:
     """Every recipe on one set: its metrics on the validation and the test nodes."""
     torch.set_num_threads(threads)
-    if dataset not in _graphs:
-        _graphs[dataset] = Graph.from_data(load_dataset(dataset))
-    graph = _graphs[dataset]
+    graph = worker_graph(dataset)
     data = graph.data
     y = data.y.view(-1)
 

@@ -17,26 +17,16 @@ import torch
 
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog, run_logged
-from benchmarks.study import build, test_nodes, write_section
+from benchmarks.study import build, test_nodes, worker_graph, write_section
 from srgnn import Trainer
 from srgnn.acquisition import suggest_labels
 from srgnn.data import load_dataset
-from srgnn.graph import Graph
 from srgnn.sampling import default_pool, load_published_splits
-
-_graphs: dict[str, Graph] = {}  # one per worker process and dataset, built on first use
-
-
-def _graph(dataset: str) -> Graph:
-    if dataset not in _graphs:
-        _graphs[dataset] = Graph.from_data(load_dataset(dataset))
-    return _graphs[dataset]
-
 
 def one_set(dataset: str, method: str, index: int, train: torch.Tensor, k: int, threads: int) -> dict:
     """Both arms on one set: the suggested and the random additions, and their test Micro-F1."""
     torch.set_num_threads(threads)
-    graph = _graph(dataset)
+    graph = worker_graph(dataset)
     data = graph.data
 
     def fit(nodes: torch.Tensor) -> Trainer:

@@ -9,23 +9,30 @@ from srgnn.models import GCN
 from srgnn.swa import SWAG, SWAConfig, multiswag_predict_proba, update_bn
 
 
+def _watched(on_step, **config) -> SWAConfig:
+    """A ``SWAConfig`` whose run calls ``on_step(run, model, optimizer, epoch, step)`` each epoch,
+    ``step`` being the run's own step, so a test sees what the trainer does epoch by epoch."""
+    class Watched(SWAConfig):
+        def start_training(self, model, optimizer, epochs):
+            run = super().start_training(model, optimizer, epochs)
+            original = run.step
+            run.step = lambda epoch: on_step(run, model, optimizer, epoch, original)
+            return run
+
+    return Watched(**config)
+
+
 def test_equal_average_matches_manual_average(cora, cora_published):
     """Trainer+SWAConfig averages exactly the weights visited from the start epoch on."""
     saved = []
 
-    class Recording(SWAConfig):
-        def start_training(self, model, optimizer, epochs):
-            run = super().start_training(model, optimizer, epochs)
-            original = run.step
+    def on_step(run, model, optimizer, epoch, step):
+        step(epoch)
+        if epoch >= run.start_epoch:
+            saved.append(parameters_to_vector(model.parameters()).detach().clone())
 
-            def step(epoch):
-                original(epoch)
-                if epoch >= run.start_epoch:
-                    saved.append(parameters_to_vector(model.parameters()).detach().clone())
-            run.step = step
-            return run
-
-    trainer = Trainer(GCN(1433, 7), epochs=40, seed=0, swa=Recording(start=0.5, lr=0.05)).fit(cora, cora_published[0])
+    trainer = Trainer(GCN(1433, 7), epochs=40, seed=0, swa=_watched(on_step, start=0.5, lr=0.05)).fit(
+        cora, cora_published[0])
     assert len(saved) == 20
     averaged = parameters_to_vector(trainer.model_.parameters()).detach()
     assert torch.allclose(averaged, torch.stack(saved).mean(0), atol=1e-6)
@@ -127,19 +134,13 @@ def test_cyclical_schedule_collects_at_each_cycle_end_where_the_rate_is_lowest(c
     assert _collected(SWAConfig(start=0.5, schedule="cyclical", lr=0.001, cycle=5), 20) == [14, 19]
     rates = []
 
-    class Recording(SWAConfig):
-        def start_training(self, model, optimizer, epochs):
-            run = super().start_training(model, optimizer, epochs)
-            original = run.step
-
-            def step(epoch):
-                rates.append((run.collects(epoch), optimizer.param_groups[0]["lr"]))
-                original(epoch)
-            run.step = step
-            return run
+    def on_step(run, model, optimizer, epoch, step):
+        rates.append((run.collects(epoch), optimizer.param_groups[0]["lr"]))
+        step(epoch)
 
     trainer = Trainer(GCN(1433, 7), epochs=40, lr=0.05, seed=0,
-                      swa=Recording(start=0.5, schedule="cyclical", lr=0.001, cycle=10)).fit(cora, cora_published[0])
+                      swa=_watched(on_step, start=0.5, schedule="cyclical", lr=0.001, cycle=10)).fit(
+        cora, cora_published[0])
     assert trainer.selected_ == "swa"
     in_cycles = rates[20:]
     assert in_cycles[0][1] == pytest.approx(0.05)  # each cycle starts at the optimizer's rate
