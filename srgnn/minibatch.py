@@ -1,6 +1,9 @@
 """Mini-batch shift-robust training: each step is one batch of labelled nodes and one batch of
-the IID sample, their sampled neighbourhoods drawn together by PyG's ``NeighborLoader``
-(``srgnn.loader``), and the model's own forward run on that batch (``batch_graph``).
+the IID sample, each with its neighbourhood sampled by PyG's ``NeighborLoader``
+(``srgnn.loader``) and the model's own forward run on it (``batch_graph``). The shift term reads
+the IID nodes' hidden layer alone, so their batch is sampled only as deep as that layer needs
+(``hidden_receptive_field``: one hop of a two-layer GCN against two, about a tenth of the nodes
+at fan-out 10), as the full-batch receptive subgraph does (``srgnn.subgraph``).
 
 ``Trainer(batch_size=..., num_neighbors=...)`` trains this way; evaluation stays one forward
 over the whole graph without gradients, layer by layer over every node (each layer's
@@ -18,6 +21,7 @@ from .graph import Graph, graph_input, model_input
 from .loader import batch_graph, neighbor_loader
 from .models.base import NodeClassifier
 from .robust import ShiftRobust
+from .subgraph import target_hops
 
 
 def check_fan_outs(num_neighbors: Sequence[int] | None, model: NodeClassifier) -> list[int]:
@@ -44,7 +48,9 @@ def check_fan_outs(num_neighbors: Sequence[int] | None, model: NodeClassifier) -
 
 class MiniBatches:
     """The steps of one epoch: ``train_idx`` shuffled into batches of ``batch_size``, the IID
-    sample shuffled into as many batches, each pair's neighbourhoods sampled as one batch.
+    sample shuffled into as many batches. A training batch is sampled with ``num_neighbors``;
+    an IID batch with the fan-outs of the layers below the hidden one, the last
+    ``hidden_receptive_field`` of them.
 
     ``step_loss()`` is the next step's loss (``ShiftRobust.objective`` on the batch, with the
     training batch's KMM weights), ``steps_per_epoch`` how many an epoch has. Seeded by ``seed``:
@@ -59,6 +65,9 @@ class MiniBatches:
         self.batch_size = check_int(batch_size, "batch_size")
         self.steps_per_epoch = math.ceil(self.train_idx.numel() / self.batch_size)
         self.loader = neighbor_loader(data, num_neighbors, seed)
+        hidden_hops = target_hops(robust.model, hidden_only=True)
+        # The IID batch's first hop feeds the hidden layer, the layer num_neighbors[-hidden_hops] samples for.
+        self.iid_loader = neighbor_loader(data, num_neighbors[len(num_neighbors) - hidden_hops:], seed + 1)
         self.generator = torch.Generator().manual_seed(seed)
         self.x = data.x.cpu()  # dense rows; each batch's are made CSR where sparse, as Graph.from_data does
         self.y = data.y.view(-1).cpu()
@@ -76,13 +85,22 @@ class MiniBatches:
             self._batches = self._epoch()
         positions, iid = self._batches.pop(0)
         train = self.train_idx[positions]
-        batch = self.loader(torch.cat([train, iid]))
+        self.robust.train()
+        logits, hidden = self._forward(self.loader, train)
+        if iid.numel():
+            # The IID rows' logits are not read (their last layer saw no neighbours), only their hidden layer.
+            iid_logits, iid_hidden = self._forward(self.iid_loader, iid)
+            logits, hidden = torch.cat([logits, iid_logits]), torch.cat([hidden, iid_hidden])
+        local = torch.arange(logits.size(0), device=self.device)
+        y = torch.cat([self.y[train], self.y[iid]]).to(self.device)
+        return self.robust.objective(logits, hidden, y, local[: train.numel()], local[train.numel():],
+                                     weights=self.robust.weights_[positions])
+
+    def _forward(self, loader, seeds: Tensor) -> tuple[Tensor, Tensor]:
+        """The model's logits and hidden layer at ``seeds``, on their sampled neighbourhood."""
+        batch = loader(seeds)
         x = model_input(self.x[batch.n_id]).to(self.device)
         graph = batch_graph(batch, self.in_degree, x, self.device)
-        robust = self.robust
-        robust.train()
-        logits, hidden = robust.model.forward_with_hidden(x, graph_input(robust.model, graph))
-        local = torch.arange(batch.batch_size, device=self.device)
-        return robust.objective(logits, hidden, self.y[batch.n_id].to(self.device), local[: train.numel()],
-                                local[train.numel():], weights=robust.weights_[positions])
+        logits, hidden = self.robust.model.forward_with_hidden(x, graph_input(self.robust.model, graph))
+        return logits[: seeds.numel()], hidden[: seeds.numel()]
 

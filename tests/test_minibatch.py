@@ -93,3 +93,23 @@ def test_bad_mini_batch_options_are_refused(cora, options, message):
 def test_a_model_of_the_whole_graph_is_refused_mini_batches(cora):
     with pytest.raises(ValueError, match="cannot train on sampled neighbourhoods"):
         Trainer(SGC(cora.num_features, cora.num_classes), batch_size=32)
+
+
+def test_the_iid_batch_is_sampled_only_as_deep_as_the_hidden_layer(cora, cora_published):
+    """The shift term reads the IID nodes' hidden layer: a two-layer model's IID batch takes the
+    fan-out of its first layer, one hop, and holds far fewer nodes than the labelled batch."""
+    from srgnn.graph import Graph
+    from srgnn.minibatch import MiniBatches
+
+    train = cora_published[0]
+    robust = ShiftRobust(GraphSAGE(cora.num_features, cora.num_classes), "cmd")
+    graph = Graph.from_data(cora)
+    robust.setup(graph, train, 0, None, None)
+    batches = MiniBatches(robust, graph, train, 140, [7, 3], seed=0, device=torch.device("cpu"))
+    iid = robust.iid_idx_[:140]
+    deep, shallow = batches.loader(iid), batches.iid_loader(iid)
+    assert len(shallow.num_sampled_nodes) == 2 and len(deep.num_sampled_nodes) == 3
+    first_hop = shallow.edge_index[:, : shallow.num_sampled_edges[0]]
+    in_degree = torch.bincount(cora.edge_index[1], minlength=cora.num_nodes)
+    assert torch.equal(torch.bincount(first_hop[1], minlength=iid.numel()), in_degree[iid].clamp_max(3))
+    assert shallow.num_nodes < deep.num_nodes
