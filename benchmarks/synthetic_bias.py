@@ -5,7 +5,7 @@ GCN on PPR-S training sets against GCN on IID sets of the same size, and SR-GCN'
 
 The graph: 10 classes of 8 communities each, degree-corrected (power law 2.5), mean degree
 about 9, 90% of edges within a class and 90% of those within a community, 64 features: class
-mean + community offset (spread 2) + noise (4). Sets: ``PushSampler`` at ``--ratio`` over every
+mean + community offset (spread 3) + noise (4). Sets: ``PushSampler`` at ``--ratio`` over every
 node (set r with seed r); IID sets: a uniform sample of as many nodes (seed r). Test nodes: the
 graph's test mask minus both sets. Methods, 200 epochs each: GCN on both sets; on the biased
 sets, SR-GCN (CMD, lambda 1, the study's) and SR-GCN with KMM on push-PPR rows plus CMD at
@@ -28,7 +28,7 @@ from srgnn.models import GCN
 from srgnn.sampling import PushSampler, iid_sample
 from srgnn.synthetic import shifted_block_model
 
-GRAPH = {"num_classes": 10, "communities": 8, "feature_noise": 4.0, "community_spread": 2.0}
+GRAPH = {"num_classes": 10, "communities": 8, "feature_noise": 4.0, "community_spread": 3.0}
 #: method -> (training set, model factory)
 RUNS = {
     "gcn": ("biased", lambda d: GCN(d.num_features, d.num_classes)),
