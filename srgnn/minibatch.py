@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ._validation import check_int
 from .graph import Graph, graph_input, model_input
-from .loader import batch_graph, neighbor_loader
+from .loader import batch_graph, neighbor_loader, with_fan_outs
 from .models.base import NodeClassifier
 from .robust import ShiftRobust
 from .subgraph import target_hops
@@ -67,7 +67,8 @@ class MiniBatches:
         self.loader = neighbor_loader(data, num_neighbors, seed)
         hidden_hops = target_hops(robust.model, hidden_only=True)
         # The IID batch's first hop feeds the hidden layer, the layer num_neighbors[-hidden_hops] samples for.
-        self.iid_loader = neighbor_loader(data, num_neighbors[len(num_neighbors) - hidden_hops:], seed + 1)
+        self.iid_loader = (with_fan_outs(self.loader, num_neighbors[len(num_neighbors) - hidden_hops:], seed + 1)
+                           if self.iid_idx.numel() else None)
         self.generator = torch.Generator().manual_seed(seed)
         self.x = data.x.cpu()  # dense rows; each batch's are made CSR where sparse, as Graph.from_data does
         self.y = data.y.view(-1).cpu()

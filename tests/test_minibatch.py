@@ -6,7 +6,7 @@ import torch
 from torch_geometric.utils import k_hop_subgraph
 
 from srgnn import ShiftRobust, Trainer
-from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler, neighbor_loader
+from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler, neighbor_loader, with_fan_outs
 from srgnn.models import GAT, GCN, SGC, GraphSAGE
 
 
@@ -67,6 +67,19 @@ def test_fan_outs_bound_each_nodes_sampled_neighbours_and_the_seed_fixes_the_dra
     other = neighbor_loader(cora, [3, 2], seed=2)(seeds)
     assert torch.equal(batch.n_id, again.n_id) and torch.equal(batch.edge_index, again.edge_index)
     assert not torch.equal(batch.n_id, other.n_id)
+
+
+def test_a_loader_with_other_fan_outs_shares_the_index_and_samples_as_a_new_one(cora):
+    seeds = torch.arange(0, 300, 7)
+    two_hops = neighbor_loader(cora, [3, 2], seed=1)
+    one_hop = with_fan_outs(two_hops, [4], seed=5)
+    assert one_hop.node_sampler.colptr is two_hops.node_sampler.colptr  # the CSC built once
+    fresh = neighbor_loader(cora, [4], seed=5)(seeds)
+    batch = one_hop(seeds)
+    assert len(batch.num_sampled_nodes) == 2
+    assert torch.equal(batch.n_id, fresh.n_id) and torch.equal(batch.edge_index, fresh.edge_index)
+    # The copy leaves the original's fan-outs and draws alone.
+    assert torch.equal(two_hops(seeds).n_id, neighbor_loader(cora, [3, 2], seed=1)(seeds).n_id)
 
 
 @pytest.mark.skipif(not HAS_COMPILED_SAMPLER, reason="needs pyg-lib or torch-sparse")
