@@ -23,6 +23,11 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
+def paired_difference(diff: np.ndarray) -> str:
+    """Per-set differences ``[n]`` as "mean ± standard error", signed, one decimal."""
+    return f"{diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.1f}"
+
+
 def summarized_methods(log: RunLog, args) -> list[str]:
     """``--methods``, then every other method with runs in the log (a resumed study with fewer
     --methods keeps them in its summary), in ``METHODS`` order."""

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from benchmarks.report import paired_difference
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import build, split_held_out, test_nodes, worker_graph, write_section
@@ -123,7 +124,7 @@ def table(log: RunLog, datasets: list[str], split: str) -> list[str]:
         for recipe in RECIPES:
             f1 = _column(log, dataset, recipe, split, "micro_f1")
             diff = 100 * (f1 - base)
-            paired = "" if recipe == "gcn" else f"{diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.1f}"
+            paired = "" if recipe == "gcn" else paired_difference(diff)
             wins = "" if recipe == "gcn" else f"{int((diff > 0).sum())}/{diff.size}"
             lines.append(f"| {dataset} | {recipe} | {f1.size} | {100 * f1.mean():.1f} | {paired} | {wins} | "
                          f"{_column(log, dataset, recipe, split, 'ece').mean():.3f} | "

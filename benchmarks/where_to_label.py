@@ -12,9 +12,9 @@ import argparse
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from benchmarks.report import paired_difference
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import build, test_nodes, worker_graph, write_section
@@ -58,7 +58,7 @@ def table(log: RunLog, datasets: list[str], methods: list[str]) -> list[str]:
                 continue
             diff = suggested - uniform
             lines.append(f"| {dataset} | {method} | {diff.size} | {before.mean():.1f} | {uniform.mean():.1f} | "
-                         f"{suggested.mean():.1f} | {diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.1f} | "
+                         f"{suggested.mean():.1f} | {paired_difference(diff)} | "
                          f"{int((diff > 0).sum())}/{diff.size} |")
     return lines
 
