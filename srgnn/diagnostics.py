@@ -35,9 +35,9 @@ DEFAULT_MODELS: tuple[Callable[[int, int], nn.Module], ...] = (GCN, APPNP, GAT)
 
 @dataclass(frozen=True)
 class Shift:
-    """A CMD between the labelled set and an IID sample of unlabelled nodes, placed against the
-    same statistic for ``reference`` IID sets of the labelled set's size: ``percentile`` is the
-    share of those below ``value`` (1.0: more shifted than every IID set)."""
+    """A statistic of the labelled set (a CMD against an IID sample of unlabelled nodes, or the
+    mean degree), placed against the same statistic for ``reference`` IID sets of the labelled
+    set's size: ``percentile`` is the share of those below ``value`` (1.0: above every IID set)."""
 
     value: float
     reference_mean: float
@@ -54,6 +54,7 @@ class BiasReport:
     feature_shift: Shift  # of the input features X
     propagated_shift: Shift  # of two-hop propagated features, what a 2-layer GCN's receptive field sees
     hidden_shift: Shift  # of the first model's last hidden layer
+    degree_shift: Shift  # mean in-degree: PPR-localized sets favour well-connected nodes
     accuracy: ErrorEstimate  # of accuracy (1 - error) on the unlabelled nodes, with its interval
     held_out_accuracy: float  # k-fold, on labelled nodes held out of training: what validation promises
     estimated_drop: float  # held_out_accuracy - accuracy.error
@@ -68,6 +69,9 @@ class BiasReport:
             shift("feature shift", self.feature_shift),
             shift("propagated-feature shift (A^2 X)", self.propagated_shift),
             shift("hidden-layer shift (trained GCN)", self.hidden_shift),
+            f"mean degree: {self.degree_shift.value:.1f} against {self.degree_shift.reference_mean:.1f} for IID "
+            f"sets of this size (95th percentile {self.degree_shift.reference_high:.1f}); above "
+            f"{100 * self.degree_shift.percentile:.0f}% of them",
             f"estimated accuracy on unlabelled nodes: {100 * a.error:.1f}% "
             f"({100 * a.level:.0f}% interval {100 * a.low:.1f}-{100 * a.high:.1f}; method {a.method})",
             f"held-out accuracy on labelled nodes: {100 * self.held_out_accuracy:.1f}%",
@@ -75,10 +79,16 @@ class BiasReport:
         ])
 
 
+def _placed(value: float, reference: Tensor) -> Shift:
+    """``value`` against the same statistic of the reference sets ``[R]``."""
+    reference = reference.double()
+    return Shift(value, float(reference.mean()), float(torch.quantile(reference, 0.95)),
+                 float((reference < value).double().mean()))
+
+
 def _shift(features: Tensor, labelled: Tensor, target: Tensor, reference: Tensor) -> Shift:
     value = float(cmd(features[labelled], features[target]))
-    ref = cmd(features[reference], features[target].expand(reference.size(0), -1, -1))  # [R]
-    return Shift(value, float(ref.mean()), float(torch.quantile(ref, 0.95)), float((ref < value).double().mean()))
+    return _placed(value, cmd(features[reference], features[target].expand(reference.size(0), -1, -1)))
 
 
 def bias_report(graph: Graph | Data, train_idx: Tensor, *,
@@ -146,7 +156,10 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     held_out = correct / n
     x = x.cpu().float()
     propagated = sgc_features(graph.on("cpu").adjacency("sym"), x, 2)
-    return BiasReport(n, int(pool.numel()), *(_shift(f, train_idx, target, reference) for f in (x, propagated, hidden)), accuracy, held_out, held_out - accuracy.error)
+    degree = graph.in_degree().cpu().double()
+    degree_shift = _placed(float(degree[train_idx].mean()), degree[reference].mean(1))
+    return BiasReport(n, int(pool.numel()), *(_shift(f, train_idx, target, reference) for f in (x, propagated, hidden)),
+                      degree_shift, accuracy, held_out, held_out - accuracy.error)
 
 
 def main(argv=None) -> None:

@@ -29,6 +29,16 @@ def test_a_published_localized_set_is_more_shifted_than_iid_sets_of_its_size(rep
         assert getattr(iid, name).value < getattr(biased, name).value
 
 
+def test_the_degree_shift_is_the_labelled_nodes_mean_degree_against_iid_sets(cora, cora_published, reports):
+    from torch_geometric.utils import degree
+    biased, iid = reports
+    in_degree = degree(cora.edge_index[1], cora.num_nodes)
+    assert biased.degree_shift.value == pytest.approx(float(in_degree[cora_published[0]].mean()))
+    # The reference sets are uniform, so their mean degree sits near the graph's.
+    assert biased.degree_shift.reference_mean == pytest.approx(float(in_degree.mean()), rel=0.15)
+    assert "mean degree:" in str(biased)
+
+
 def test_the_report_holds_an_interval_and_its_drop(reports):
     biased, _ = reports
     a = biased.accuracy
