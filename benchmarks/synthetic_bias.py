@@ -97,7 +97,8 @@ def main(argv=None) -> list[list[str]]:
     # PPR ranks well-connected nodes high, so localized sets are also a degree shift.
     degree = graph.in_degree().float().cpu()
     all_sets = [sets_of(i) for i in range(args.repeats)]  # each sampled once, both splits read from it
-    mean_degree = {split: np.mean([degree[drawn[split]].mean().item() for drawn in all_sets]) for split in ("biased", "iid")}
+    mean_degree = {split: np.mean([degree[drawn[split]].mean().item() for drawn in all_sets])
+                   for split in ("biased", "iid")}
     print(f"\n{data.name}, {args.repeats} PPR-S sets at ratio {args.ratio} against IID sets of the same size; "
           f"GCN's bias drop: {iid.mean() - gcn.mean():.1f} points; mean degree of the training nodes "
           f"{mean_degree['biased']:.1f} (biased) against {mean_degree['iid']:.1f} (IID), "
