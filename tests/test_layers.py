@@ -171,14 +171,15 @@ def _assert_equals_pyg_on_a_directed_graph(model, convs, activation, weight_pair
         torch.testing.assert_close(ours.grad, theirs.grad)
 
 
-def test_gcn_equals_pyg_gcn_conv_on_a_directed_graph():
+@pytest.mark.parametrize("hidden", [8, 32])  # 32: a widening first layer, propagated before W
+def test_gcn_equals_pyg_gcn_conv_on_a_directed_graph(hidden):
     # PyG's flow: node i aggregates its in-neighbours (edge_index[1] == i), normalized by in-degree.
     from torch_geometric.nn import GCNConv
 
     from srgnn.models import GCN
 
-    model = GCN(12, 3, hidden_channels=8).eval()
-    convs = [GCNConv(12, 8), GCNConv(8, 3)]
+    model = GCN(12, 3, hidden_channels=hidden).eval()
+    convs = [GCNConv(12, hidden), GCNConv(hidden, 3)]
     with torch.no_grad():
         for conv, lin, bias in zip(convs, model.lins, model.biases):
             conv.lin.weight.copy_(lin.weight)

@@ -10,23 +10,27 @@ from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler, neighbor_lo
 from srgnn.models import GAT, GCN, SGC, GraphSAGE
 
 
-@pytest.mark.parametrize("model", [GCN, GraphSAGE, GAT])
-def test_one_batch_of_full_neighbourhoods_is_a_full_batch_epoch(cora, cora_published, model):
+@pytest.mark.parametrize("model, features", [(GCN, None), (GraphSAGE, None), (GAT, None), (GCN, 8)])
+def test_one_batch_of_full_neighbourhoods_is_a_full_batch_epoch(cora, cora_published, model, features):
     """With every neighbour sampled and one batch holding the whole training set (and the whole
     IID sample), each mini-batch epoch is the full-batch epoch: the same losses and weights, up
     to float rounding (the sums run over other rows in another order). Dropout is off, since
-    the two draw their masks over different rows."""
+    the two draw their masks over different rows. ``features=8`` projects the features on 8 dense
+    columns, fewer than the hidden layer's 16, so GCN's first layer propagates before multiplying by W."""
     train = cora_published[0]
+    data = cora.clone()
+    if features is not None:
+        data.x = cora.x @ torch.randn(cora.num_features, features, generator=torch.Generator().manual_seed(0))
 
     def fit(**options) -> Trainer:
-        robust = ShiftRobust(model(cora.num_features, cora.num_classes, dropout=0.0), "cmd", lam=1.0,
+        robust = ShiftRobust(model(data.num_features, data.num_classes, dropout=0.0), "cmd", lam=1.0,
                              instance_weights="kmm")
-        return Trainer(robust, epochs=4, seed=3, **options).fit(cora, train)
+        return Trainer(robust, epochs=4, seed=3, **options).fit(data, train)
 
     full, mini = fit(), fit(batch_size=train.numel())
     assert len(mini.history_) == 4
     assert torch.allclose(torch.tensor(full.history_), torch.tensor(mini.history_), rtol=0, atol=1e-5)
-    assert torch.allclose(full.logits(cora), mini.logits(cora), rtol=0, atol=2e-5)
+    assert torch.allclose(full.logits(data), mini.logits(data), rtol=0, atol=2e-5)
     # Adam divides by the root of each gradient's square, so a weight whose gradient is near 0
     # moves by up to a step either way on a rounding difference: 1e-4 is 1% of a step (lr 0.01).
     for a, b in zip(full.model_.parameters(), mini.model_.parameters()):

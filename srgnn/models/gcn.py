@@ -99,8 +99,13 @@ class GCN(NodeClassifier):
                 hidden = h
             # On a receptive subgraph, the adjacency's rows where this layer's output is read.
             adj = graph.layer(i + 1).adjacency()
-            # A (X W) equals (A X) W; multiplying by W first keeps the SpMM narrow.
-            h = spmm(adj, ops.linear(h, lin.weight)) + ops.bias(bias)
+            # A (X W) equals (A X) W: the SpMM goes on the narrower side of W. A widening layer
+            # on dense, constant input (arxiv's 128 features -> 256) then also skips an SpMM in
+            # the backward, since A X needs no gradient.
+            if not h.is_sparse_csr and ops.in_features(h) < lin.out_features:
+                h = ops.linear(spmm(adj, h), lin.weight) + ops.bias(bias)
+            else:
+                h = spmm(adj, ops.linear(h, lin.weight)) + ops.bias(bias)
             if i < len(self.lins) - 1:
                 h = self.activation(self.norms[i](h) if self.norms is not None else h)
                 if not self.hidden_after_dropout:
