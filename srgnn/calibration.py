@@ -4,7 +4,10 @@ argmax, and so accuracy, unchanged; it only rescales confidence.
 
 Under bias, held-out nodes drawn like the training set are themselves shifted from the
 unlabelled nodes: the temperature fitted there calibrates the model on nodes like them, which
-``benchmarks.swa_bias`` measures on the test nodes.
+``benchmarks.swa_bias`` measures on the test nodes. ``weights`` makes the fit importance-weighted
+(Park et al., AISTATS 2020, for covariate shift): each held-out node's NLL counts by an estimate
+of how much more often nodes like it occur among the unlabelled ones, such as
+``srgnn.robust.kmm_node_weights``.
 """
 from __future__ import annotations
 
@@ -12,12 +15,14 @@ import torch
 from torch import Tensor
 
 
-def fit_temperature(logits: Tensor, labels: Tensor, *, max_iter: int = 100) -> float:
-    """The temperature ``T > 0`` minimising the NLL of ``softmax(logits / T)`` on ``labels``.
+def fit_temperature(logits: Tensor, labels: Tensor, *, weights: Tensor | None = None, max_iter: int = 100) -> float:
+    """The temperature ``T > 0`` minimising the NLL of ``softmax(logits / T)`` on ``labels``,
+    each node's NLL weighted by ``weights`` when given.
 
     Args:
         logits: ``[n, C]`` raw scores of the held-out nodes (not probabilities).
         labels: ``[n]`` their classes.
+        weights: ``[n]`` non-negative importance weights, not all zero; default all ones.
 
     Returns ``T``; apply it as ``(logits / T).softmax(-1)``.
     """
@@ -33,13 +38,21 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, max_iter: int = 100) -> f
     if torch.allclose(logits.sum(1), torch.ones_like(logits[:, 0])) and (logits >= 0).all():
         raise ValueError("fit_temperature takes logits, and these rows are probabilities (non-negative, "
                          "summing to 1): pass the model's raw outputs, or probs.log() for probabilities.")
+    if weights is None:
+        weights = torch.ones(logits.size(0), dtype=torch.float64)
+    weights = torch.as_tensor(weights).detach().double().view(-1)
+    if weights.numel() != logits.size(0) or not torch.isfinite(weights).all() or (weights < 0).any() \
+            or weights.sum() <= 0:
+        raise ValueError(f"fit_temperature: weights must be {logits.size(0)} finite, non-negative values, not all "
+                         f"zero (one per held-out node); got {weights.numel()} values.")
+    weights = weights / weights.sum()
     # Optimised over log T: positive by construction, and the NLL is smooth in it.
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss = (weights * torch.nn.functional.cross_entropy(logits / log_t.exp(), labels, reduction="none")).sum()
         loss.backward()
         return loss
 

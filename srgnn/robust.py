@@ -51,6 +51,25 @@ class _GradientReversal(torch.autograd.Function):
         return -ctx.scale * grad, None
 
 
+def kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, *, teleport: float = 0.1,
+                     lower: float = 0.2, ppr: str = "exact") -> Tensor:
+    """KMM weights ``[n]`` (float64) for ``nodes`` ``[n]``, labelled, that make their PPR rows
+    look like those of ``iid_idx`` ``[m]``, an unlabelled sample; each class's weights sum to
+    its count (``srgnn.shift.kmm_weights``). ``ppr``: ``"exact"`` rows or ``"push"``
+    approximations (PPR-S). ``ShiftRobust`` weighs its training loss with them; weighting
+    held-out labelled nodes the same way estimates quantities on the IID nodes instead
+    (``srgnn.calibration.fit_temperature``'s ``weights``)."""
+    data = graph.data if isinstance(graph, Graph) else graph
+    check_choice(ppr, KMM_PPR, "ppr")
+    nodes = check_index(nodes, data.num_nodes, "nodes").cpu()
+    iid_idx = check_index(iid_idx, data.num_nodes, "iid_idx").cpu()
+    n = nodes.numel()
+    both = torch.cat([nodes, iid_idx])
+    sq = (graph_ppr_sq_distances(graph, nodes, both, teleport) if ppr == "exact"
+          else push_sq_distances(data, nodes, both, teleport))
+    return kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y.view(-1)[nodes].cpu(), lower=lower)
+
+
 class ShiftRobust(nn.Module):
     """Wrap ``model`` (a ``NodeClassifier``) with SR-GNN's shift-robust loss.
 
@@ -160,11 +179,8 @@ class ShiftRobust(nn.Module):
                    self.kmm_teleport, self.kmm_lower, self.kmm_ppr)
 
             def weights() -> Tensor:
-                n = train_idx.numel()
-                both = torch.cat([train_idx, iid_idx])
-                sq = (graph_ppr_sq_distances(graph, train_idx, both, self.kmm_teleport) if self.kmm_ppr == "exact"
-                      else push_sq_distances(data, train_idx, both, self.kmm_teleport))
-                return kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y[train_idx].cpu(), lower=self.kmm_lower)
+                return kmm_node_weights(graph, train_idx, iid_idx, teleport=self.kmm_teleport, lower=self.kmm_lower,
+                                        ppr=self.kmm_ppr)
 
             self.weights_ = (graph.cached(key, weights) if isinstance(graph, Graph) else weights()).float()
         if self.regularizer == "dann" and self.discriminator is None:

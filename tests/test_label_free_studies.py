@@ -41,22 +41,30 @@ def test_the_where_to_label_study_pairs_both_arms_on_published_sets(tmp_path):
     assert len(records) == 2 and all(len(set(r["suggested_nodes"])) == 20 for r in records)
 
 
-def test_the_swa_recipe_study_scores_every_recipe_and_temperature_keeps_the_argmax(tmp_path):
-    from benchmarks.swa_bias import RECIPES
+def test_the_swa_recipe_study_adds_groups_to_its_log_and_temperature_keeps_the_argmax(tmp_path):
+    from benchmarks.swa_bias import GROUPS, RECIPES
 
     runs, doc = tmp_path / "runs.jsonl", tmp_path / "doc.md"
     args = ("--datasets", "cora", "--repeats", "1", "--workers", "1", "--seeds-dir", str(SEEDS_DIR), "--runs",
             str(runs), "--doc", str(doc))
-    out = run_main("benchmarks.swa_bias", *args).stdout
+    out = run_main("benchmarks.swa_bias", *args, "--groups", "sr-gcn").stdout
+    assert "| cora | sr-gcn + weighted temperature | 1 |" in out and "| cora | gcn | 1 |" in out  # the baseline
+    assert "| cora | swa |" not in out
+    out = run_main("benchmarks.swa_bias", *args).stdout  # the other groups join the log
     for recipe in RECIPES:
         assert f"| cora | {recipe} | 1 |" in out
     assert "Chosen on validation nodes by the fixed rule" in doc.read_text()
-    record = json.loads(runs.read_text().splitlines()[0])
-    for split in ("val", "test"):
-        assert record[f"gcn + temperature|{split}|micro_f1"] == record[f"gcn|{split}|micro_f1"]
-        assert record[f"gcn + temperature|{split}|ece"] != record[f"gcn|{split}|ece"]
+    records = {r["group"]: r for r in map(json.loads, runs.read_text().splitlines())}
+    assert sorted(records) == sorted(GROUPS)
+    for group in ("gcn", "sr-gcn"):
+        for split in ("val", "test"):
+            record = records[group]
+            assert record[f"{group} + temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
+            assert record[f"{group} + weighted temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
+            eces = {record[f"{group}{suffix}|{split}|ece"] for suffix in ("", " + temperature", " + weighted temperature")}
+            assert len(eces) == 3
     run_main("benchmarks.swa_bias", *args)
-    assert len(runs.read_text().splitlines()) == 1  # resumed: nothing retrained
+    assert len(runs.read_text().splitlines()) == len(GROUPS)  # resumed: nothing retrained
 
 
 def _fails_on_first(job: int) -> dict:
@@ -78,3 +86,13 @@ def test_a_failing_job_stops_the_study_at_once_and_keeps_what_finished(tmp_path)
         run_logged(_fails_on_first, [(j,) for j in range(40)], log, workers=2)
     # The queued jobs were cancelled, not run to the end before the error surfaced.
     assert len(log.records) < 10
+
+
+def test_the_swa_recipe_study_refuses_an_unknown_group_and_a_log_without_groups(tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({"dataset": "cora", "index": 0, "gcn|val|ece": 0.1}) + "\n")
+    for flags, message in ((("--groups", "gcn,swag"), "unknown group(s) 'swag'"),
+                           (("--runs", str(old)), "holds records without a group")):
+        result = run_main("benchmarks.swa_bias", "--datasets", "cora", "--repeats", "1", "--doc",
+                          str(tmp_path / "doc.md"), *flags, check=False)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
