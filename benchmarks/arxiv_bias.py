@@ -2,6 +2,7 @@
 with one correction: GCN and SR-GCN on PPR-S training sets at label ratios 1% and 5%.
 
     python -m benchmarks.arxiv_bias [--root DIR] [--ratios 0.01,0.05] [--repeats 10] [--out results/arxiv_bias]
+                                    [--workers 1] [--threads N]
 
 - Sets: ``srgnn.sampling.PushSampler`` (teleport 0.1, tolerance 5e-5, top 200 PPR neighbours)
   seeded from OGB's train split, quota ``floor(ratio * class size)`` per class; set r is drawn
@@ -16,13 +17,15 @@ with one correction: GCN and SR-GCN on PPR-S training sets at label ratios 1% an
   training nodes, restricted to the classes present in training; the validation nodes likewise.
 
 Data: ``srgnn.data.load_dataset("ogbn-arxiv", root)``, ogb's own download folder (or
-``benchmarks.ogb_layout``'s synthetic graph in its layout). Each run is saved to
-``OUT/results.jsonl`` as it finishes; rerunning the same command resumes.
+``benchmarks.ogb_layout``'s synthetic graph in its layout). Each run (method, ratio, set) is a
+job of ``benchmarks.runlog.run_logged``, in ``--workers`` processes of ``--threads`` torch threads
+each, saved to ``OUT/results.jsonl`` as it finishes; rerunning the same command resumes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,12 +34,13 @@ import numpy as np
 import torch
 
 from benchmarks.report import markdown_table
-from benchmarks.runlog import RunLog
+from benchmarks.runlog import RunLog, run_logged
 from srgnn import ShiftRobust, Trainer
 from srgnn.data import DataNotFoundError, load_dataset
 from srgnn.graph import Graph
 from srgnn.models import GCN
 from srgnn.sampling import PushSampler
+from srgnn.trainer import resolve_device
 
 METHODS = ("gcn", "sr-gcn")
 PROTOCOL = {"hidden_channels": 256, "dropout": 0.5, "epochs": 100, "lr": 0.01, "weight_decay": 5e-4,
@@ -59,6 +63,35 @@ def scored_nodes(mask: torch.Tensor, train: torch.Tensor, y: torch.Tensor) -> to
     return keep.nonzero().view(-1)
 
 
+_worker_graphs: dict[tuple[str, str], tuple] = {}  # one per worker process, root and device: (Data, Graph)
+
+
+def one_run(root: Path | None, device: str, method: str, ratio: float, index: int, protocol: dict,
+            threads: int) -> dict:
+    """Train ``method`` on PPR-S set ``index`` at ``ratio`` and score it; the graph is loaded once
+    per process."""
+    torch.set_num_threads(threads)
+    key = (str(root), device)
+    if key not in _worker_graphs:
+        data = load_dataset("ogbn-arxiv", root=root)
+        _worker_graphs[key] = data, Graph.from_data(data, device)
+    data, graph = _worker_graphs[key]
+    y = data.y.view(-1)
+    sampler = PushSampler(data, ratio)
+    train = sampler.sample(seed=index)
+    val, test = scored_nodes(data.val_mask, train, y), scored_nodes(data.test_mask, train, y)
+    start = time.perf_counter()
+    trainer = Trainer(build(method, data, protocol), epochs=protocol["epochs"], lr=protocol["lr"],
+                      weight_decay=protocol["weight_decay"], patience=protocol["epochs"],
+                      validate_every=protocol["validate_every"], seed=index, device=device)
+    scores = trainer.fit(graph, train, val_idx=val).evaluate(graph, test)
+    seconds = time.perf_counter() - start
+    print(f"ratio {ratio} set {index} {method}: Micro-F1 {100 * scores['micro_f1']:.1f} ({seconds:.0f} s)", flush=True)
+    return {"method": method, "ratio": ratio, "index": index, **scores, "train_nodes": train.numel(),
+            "outside_train_split": int((~data.train_mask[train]).sum()), "test_nodes": test.numel(),
+            "classes": len(sampler.quota), "seconds": seconds, "threads": threads}
+
+
 def main(argv=None) -> list[list[str]]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.arxiv_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,45 +99,38 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--ratios", default="0.01,0.05")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=PROTOCOL["epochs"], help="100, the protocol's")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default: the CPU count over --workers)")
     parser.add_argument("--out", type=Path, default=Path("results/arxiv_bias"))
     args = parser.parse_args(argv)
     try:
         ratios = [float(r) for r in args.ratios.split(",")]
     except ValueError:
         parser.error(f"--ratios {args.ratios!r}: give comma-separated label ratios, e.g. 0.01,0.05")
-    if args.repeats < 1 or args.epochs < 1:
-        parser.error("--repeats and --epochs must be >= 1")
+    if args.repeats < 1 or args.epochs < 1 or args.workers < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--repeats, --epochs, --workers and --threads must be >= 1")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    try:
+        if resolve_device(args.device).type not in ("cpu", "cuda"):
+            raise ValueError("the study runs on the CPU or CUDA; use 'cpu', 'cuda' or 'cuda:N'")
+    except ValueError as err:
+        parser.error(f"--device {args.device}: {err}")
     protocol = {**PROTOCOL, "epochs": args.epochs}
     try:
         data = load_dataset("ogbn-arxiv", root=args.root)
-        samplers = {ratio: PushSampler(data, ratio) for ratio in ratios}
+        for ratio in ratios:  # refuses a ratio that leaves no class, before any run
+            PushSampler(data, ratio)
     except (DataNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps({"ratios": ratios, "repeats": args.repeats, **protocol}, indent=2))
     log = RunLog(args.out / "results.jsonl", ("method", "ratio", "index"))
-    graph = Graph.from_data(data, args.device)
-    y = data.y.view(-1)
-    start = time.perf_counter()
-    for ratio, sampler in samplers.items():
-        for index in range(args.repeats):
-            todo = [m for m in METHODS if (m, ratio, index) not in log]
-            if not todo:
-                continue
-            train = sampler.sample(seed=index)
-            val, test = scored_nodes(data.val_mask, train, y), scored_nodes(data.test_mask, train, y)
-            outside = int((~data.train_mask[train]).sum())
-            for method in todo:
-                trainer = Trainer(build(method, data, protocol), epochs=protocol["epochs"], lr=protocol["lr"],
-                                  weight_decay=protocol["weight_decay"], patience=protocol["epochs"],
-                                  validate_every=protocol["validate_every"], seed=index, device=args.device)
-                scores = trainer.fit(graph, train, val_idx=val).evaluate(graph, test)
-                log.add({"method": method, "ratio": ratio, "index": index, **scores, "train_nodes": train.numel(),
-                         "outside_train_split": outside, "test_nodes": test.numel(), "classes": len(sampler.quota)})
-                print(f"ratio {ratio} set {index} {method}: Micro-F1 {100 * scores['micro_f1']:.1f} "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+    jobs = [(args.root, args.device, method, ratio, index, protocol, threads) for ratio in ratios
+            for index in range(args.repeats) for method in METHODS if (method, ratio, index) not in log]
+    run_logged(one_run, jobs, log, args.workers)
     rows = [["ratio", "training nodes", "outside OGB train", "GCN", "SR-GCN", "SR-GCN wins"]]
     for ratio in ratios:
         gcn = log.scores(method="gcn", ratio=ratio)[: args.repeats]

@@ -167,9 +167,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--teleport must lie in (0, 1); got {args.teleport}")
     try:
         if resolve_device(args.device).type not in ("cpu", "cuda"):
-            raise ValueError("the study runs on the CPU or CUDA")
+            raise ValueError("the study runs on the CPU or CUDA; use 'cpu', 'cuda' or 'cuda:N'")
     except ValueError as err:
-        parser.error(f"--device {args.device}: {err}; use cpu, cuda or cuda:N")
+        parser.error(f"--device {args.device}: {err}")
     try:
         ensure_writable_dir(args.out)
     except OSError as err:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchmarks.ogb_layout import ARXIV, ARXIV_SPLIT, write_arxiv_layout
+from conftest import run_main
 from srgnn.data import load_dataset
 from srgnn.sampling import PushSampler
 
@@ -66,3 +67,12 @@ def test_an_arxiv_sized_graph_in_ogb_layout_loads_through_ogb(tmp_path, monkeypa
     year = data.node_year.view(-1)
     assert int(year[data.train_mask].max()) <= 2017 and bool((year[data.val_mask] == 2018).all())
     assert int(year[data.test_mask].min()) >= 2019
+
+
+@pytest.mark.parametrize("flags, message", [(("--device", "tpu"), "is not a device"),
+                                            (("--device", "mps"), "runs on the CPU or CUDA"),
+                                            (("--workers", "0"), "must be >= 1")])
+def test_bad_run_options_are_refused_in_one_line(small_arxiv, tmp_path, flags, message):
+    result = run_main("benchmarks.arxiv_bias", "--root", str(small_arxiv), "--out", str(tmp_path / "o"), *flags,
+                      check=False)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
