@@ -48,3 +48,17 @@ def test_the_synthetic_study_runs_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     synthetic_bias.main(flags)
     assert "set 0" not in capsys.readouterr().out  # resumed
+
+
+def test_the_scale_benchmark_runs_every_phase_on_a_small_graph(capsys):
+    from benchmarks import large_graph
+
+    out = large_graph.main(["--nodes", "3000", "--sets", "2", "--ratio", "0.05", "--rounds", "1", "--hidden", "32",
+                            "--community-spread", "3"])
+    assert "--community-spread 3`" in out and "PPR-S: 2 sets of" in out
+    for method in ("srgnn GCN", "srgnn SR-GCN (CMD)", "srgnn GraphSAGE", "PyG GraphSAGE loop"):
+        assert f"| {method} |" in out
+    assert "Whole-graph inference of the GCN (3,000 x 10 logits)" in out
+    with pytest.raises(SystemExit) as refused:
+        large_graph.main(["--nodes", "3000", "--sets", "1"])  # 1% of 3,000 nodes: 3 a class, under the minimum
+    assert refused.value.code == 2 and "no class reaches min_quota" in capsys.readouterr().err
