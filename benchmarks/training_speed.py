@@ -28,7 +28,7 @@ def srgnn_epochs(model, data, train, epochs: int, receptive_field: bool = False)
     robust.setup(graph, train, seed=0)
     x, edge_index, y, (train, iid) = graph.x, graph, data.y, (train, robust.iid_idx_)
     if receptive_field:  # what the Trainer trains on
-        x, edge_index, y, (train, iid, _) = robust_loss_subgraph(robust, graph, train, torch.device("cpu"))
+        x, edge_index, y, (train, iid) = robust_loss_subgraph(robust, graph, train, torch.device("cpu"))
     optimizer = torch.optim.Adam(robust.parameters(), lr=0.01, weight_decay=5e-4)
     start = time.perf_counter()
     for _ in range(epochs):

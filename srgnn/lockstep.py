@@ -98,7 +98,7 @@ class LockstepTrainer(ManyModels):
             torch.manual_seed(self.seed)  # Trainer.fit's order: seed, set up, initialise
             robust.setup(graph, train, self.seed)
             robust.to(self.device).reset_parameters()
-            x, operator, y, (train_local, iid_local, _) = robust_loss_subgraph(robust, graph, train, self.device)
+            x, operator, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train, self.device)
             inputs.append(x)
             steps.append((operator, y, train_local, iid_local))
         models = [robust.model for robust in self.models]

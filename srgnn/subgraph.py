@@ -93,17 +93,12 @@ def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tens
     return x, rows if rows is not None else edge_index, data.y.view(-1).to(device), targets
 
 
-def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, device: torch.device,
-                         val_idx: Tensor | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
-                                                                 list[Tensor | None]]:
+def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, device: torch.device
+                         ) -> tuple[Tensor, Graph | TargetRows | None, Tensor, list[Tensor | None]]:
     """``loss_subgraph`` for what ``ShiftRobust.loss`` reads after ``setup``: the logits of the
-    training (and validation) nodes and the hidden layer alone of the IID sample. Returns
-    ``x, edge_index, y, [train, iid, val]`` relabelled (``None`` for an absent group)."""
-    groups = [train_idx, robust.iid_idx_, val_idx]
-    present = [i for i, group in enumerate(groups) if group is not None]
-    x, edge_index, y, local = loss_subgraph(robust.model, graph, [groups[i] for i in present], device,
-                                            [i == 1 for i in present])
-    relabelled: list[Tensor | None] = [None, None, None]
-    for i, group in zip(present, local):
-        relabelled[i] = group
-    return x, edge_index, y, relabelled
+    training nodes and the hidden layer alone of the IID sample. Returns
+    ``x, edge_index, y, [train, iid]`` relabelled (``None`` for no IID sample)."""
+    if robust.iid_idx_ is None:
+        x, edge_index, y, (train,) = loss_subgraph(robust.model, graph, [train_idx], device)
+        return x, edge_index, y, [train, None]
+    return loss_subgraph(robust.model, graph, [train_idx, robust.iid_idx_], device, [False, True])

@@ -16,7 +16,7 @@ from .loop import OPTIMIZERS, make_optimizer, run_epochs
 from .minibatch import MiniBatches, check_fan_outs
 from .models.base import NodeClassifier
 from .robust import ShiftRobust
-from .subgraph import evaluation_graph, fitted_graph, robust_loss_subgraph
+from .subgraph import evaluation_graph, fitted_graph, loss_subgraph, robust_loss_subgraph
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -183,9 +183,13 @@ class Trainer:
         early_stopping = val_idx is not None and self.patience is not None
         val_idx = check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None
         if self.batch_size is None:
-            x, edge_index, y, (train_local, iid_local, val_local) = robust_loss_subgraph(
-                robust, graph, train_idx, self.device, val_idx)
+            x, edge_index, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train_idx, self.device)
             steps_per_epoch = 1
+            # Validation reads its own receptive field, cut once: in the training one, the
+            # validation nodes' neighbourhoods would enter every step (ogbn-arxiv's 29,799
+            # validation nodes reach most of the graph, 890 training nodes a sliver of it).
+            val_x, val_edge_index, val_y, (val_local,) = (
+                loss_subgraph(robust.model, graph, [val_idx], self.device) if early_stopping else (x, edge_index, y, [None]))
 
             def step_loss() -> Tensor:
                 robust.train()
@@ -194,7 +198,8 @@ class Trainer:
             batches = MiniBatches(robust, graph, train_idx, self.batch_size, self.num_neighbors, self.seed,
                                   self.device)
             step_loss, steps_per_epoch = batches.step_loss, batches.steps_per_epoch
-            x, edge_index, y, val_local = graph.x, graph, data.y.view(-1).to(self.device), val_idx
+            x, edge_index, y = graph.x, graph, data.y.view(-1).to(self.device)
+            val_x, val_edge_index, val_y, val_local = x, edge_index, y, val_idx
         optimizer = make_optimizer(robust.parameters(), self.lr, self.weight_decay, self.device, self.optimizer)
         swa_state = self.swa.start_training(robust.model, optimizer, self.epochs) if self.swa else None
         best, best_state, waited = -1.0, None, 0
@@ -205,7 +210,7 @@ class Trainer:
                 swa_state.step(epoch)
             if not early_stopping or epoch % self.validate_every:
                 return False
-            accuracy = self._accuracy(robust.model, x, edge_index, y, val_local)
+            accuracy = self._accuracy(robust.model, val_x, val_edge_index, val_y, val_local)
             if accuracy > best:
                 best, best_state, waited = accuracy, copy.deepcopy(robust.model.state_dict()), 0
             else:
@@ -222,7 +227,7 @@ class Trainer:
         if swa_state is not None and swa_state.n_averaged > 0:
             averaged = swa_state.finish(data, x, edge_index)
             # Early stopping picked its weights on validation nodes: the average must beat them there.
-            if best_state is None or self._accuracy(averaged, x, edge_index, y, val_local) >= best:
+            if best_state is None or self._accuracy(averaged, val_x, val_edge_index, val_y, val_local) >= best:
                 self.model_, self.selected_ = averaged, "swa"
         self.model_.eval()
         return self
