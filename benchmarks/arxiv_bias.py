@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch_geometric.data import Data
 
 from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog, run_logged
@@ -63,7 +64,8 @@ def scored_nodes(mask: torch.Tensor, train: torch.Tensor, y: torch.Tensor) -> to
     return keep.nonzero().view(-1)
 
 
-_worker_graphs: dict[tuple[str, str], tuple] = {}  # one per worker process, root and device: (Data, Graph)
+#: One per worker process, root and device: the Data, its Graph, and a PushSampler per ratio.
+_worker_graphs: dict[tuple[str, str], tuple[Data, Graph, dict[float, PushSampler]]] = {}
 
 
 def one_run(root: Path | None, device: str, method: str, ratio: float, index: int, protocol: dict,
@@ -74,10 +76,12 @@ def one_run(root: Path | None, device: str, method: str, ratio: float, index: in
     key = (str(root), device)
     if key not in _worker_graphs:
         data = load_dataset("ogbn-arxiv", root=root)
-        _worker_graphs[key] = data, Graph.from_data(data, device)
-    data, graph = _worker_graphs[key]
+        _worker_graphs[key] = data, Graph.from_data(data, device), {}
+    data, graph, samplers = _worker_graphs[key]
     y = data.y.view(-1)
-    sampler = PushSampler(data, ratio)
+    if ratio not in samplers:  # its out-edge index is built once per graph and ratio
+        samplers[ratio] = PushSampler(data, ratio)
+    sampler = samplers[ratio]
     train = sampler.sample(seed=index)
     val, test = scored_nodes(data.val_mask, train, y), scored_nodes(data.test_mask, train, y)
     start = time.perf_counter()

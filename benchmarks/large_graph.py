@@ -26,12 +26,12 @@ from torch_geometric.loader import NeighborLoader
 from torch_geometric.nn import GraphSAGE as PyGGraphSAGE
 
 from benchmarks.report import markdown_table
+from benchmarks.synthetic_bias import GRAPH
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
 from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler
 from srgnn.models import GCN, GraphSAGE
 from srgnn.sampling import PushSampler
-from benchmarks.synthetic_bias import GRAPH
 from srgnn.synthetic import shifted_block_model
 
 #: The bias study's graph at the community spread of the scale figures in docs/benchmarks.md,
