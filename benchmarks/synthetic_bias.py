@@ -2,6 +2,7 @@
 GCN on PPR-S training sets against GCN on IID sets of the same size, and SR-GCN's recovery.
 
     python -m benchmarks.synthetic_bias [--nodes 169343] [--ratio 0.01] [--repeats 10] [--out results/synthetic_bias]
+                                        [--methods gcn,gcn-iid,sr-gcn,sr-gcn-kmm] [--workers 1] [--threads N]
 
 The graph: 10 classes of 8 communities each, degree-corrected (power law 2.5), mean degree
 about 9, 90% of edges within a class and 90% of those within a community, 64 features: class
@@ -9,12 +10,15 @@ mean + community offset (``--community-spread``, 3 unless told) + noise (4). Set
 node (set r with seed r); IID sets: a uniform sample of as many nodes (seed r). Test nodes: the
 graph's test mask minus both sets. Methods, 200 epochs each: GCN on both sets; on the biased
 sets, SR-GCN (CMD, lambda 1, the study's) and SR-GCN with KMM on push-PPR rows plus CMD at
-0.1 (the arxiv protocol's). Runs are saved as they finish and resume.
+0.1 (the arxiv protocol's). Each run (method, set) is a job of ``benchmarks.runlog.run_logged``,
+method by method, in ``--workers`` processes of ``--threads`` torch threads each (every worker
+builds the graph once), saved to ``OUT/results.jsonl`` as it finishes; rerunning resumes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks.report import markdown_table
-from benchmarks.runlog import RunLog
+from benchmarks.runlog import RunLog, run_logged
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
 from srgnn.models import GCN
@@ -40,6 +44,44 @@ RUNS = {
 }
 
 
+#: One per worker process: the graph, its ``Graph`` and PPR-S sampler, keyed by (nodes, seed,
+#: graph options, ratio), built on the first run that needs them.
+_worker_graphs: dict[tuple, tuple] = {}
+
+
+def graph_of(nodes: int, seed: int, graph_options: dict, ratio: float) -> tuple:
+    """(data, ``Graph``, ``PushSampler``) for the block model, built once per process; a ratio
+    that leaves no class raises ``ValueError``."""
+    key = (nodes, seed, tuple(sorted(graph_options.items())), ratio)
+    if key not in _worker_graphs:
+        data = shifted_block_model(nodes, seed=seed, **graph_options)
+        sampler = PushSampler(data, ratio, candidates=torch.arange(data.num_nodes))
+        _worker_graphs[key] = data, Graph.from_data(data), sampler
+    return _worker_graphs[key]
+
+
+def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, epochs: int, method: str, index: int,
+            threads: int) -> dict:
+    """Train ``method`` on set ``index`` (biased: PPR-S with seed ``index``; IID: a uniform sample
+    of as many nodes) and score it on the test mask minus both sets."""
+    torch.set_num_threads(threads)
+    data, graph, sampler = graph_of(nodes, seed, graph_options, ratio)
+    biased = sampler.sample(seed=index)
+    sets = {"biased": biased, "iid": iid_sample(data, biased.numel(), seed=index)}
+    test = data.test_mask.clone()
+    test[sets["biased"]] = test[sets["iid"]] = False
+    split, make = RUNS[method]
+    start = time.perf_counter()
+    scores = Trainer(make(data), epochs=epochs, seed=index).fit(graph, sets[split]).evaluate(graph, test)
+    seconds = time.perf_counter() - start
+    print(f"set {index} {method}: Micro-F1 {100 * scores['micro_f1']:.1f} ({seconds:.0f} s)", flush=True)
+    # PPR ranks well-connected nodes high, so localized sets are also a degree shift.
+    degree = graph.in_degree().float().cpu()
+    return {"method": method, "index": index, **scores, "train_nodes": sets[split].numel(),
+            "train_degree": degree[sets[split]].mean().item(), "graph_degree": degree.mean().item(),
+            "seconds": seconds, "threads": threads}
+
+
 def main(argv=None) -> list[list[str]]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.synthetic_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,59 +92,61 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--seed", type=int, default=0, help="the graph's seed")
     parser.add_argument("--community-spread", type=float, default=GRAPH["community_spread"],
                         help="how far a community's features sit from its class mean (0: no feature shift)")
+    parser.add_argument("--methods", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default: the CPU count over --workers)")
     parser.add_argument("--out", type=Path, default=Path("results/synthetic_bias"))
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.epochs < 1:
-        parser.error("--repeats and --epochs must be >= 1")
+    if min(args.repeats, args.epochs, args.workers, args.threads or 1) < 1:
+        parser.error("--repeats, --epochs, --workers and --threads must be >= 1")
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in RUNS]
+    if unknown:
+        parser.error(f"--methods: unknown method(s) {', '.join(map(repr, unknown))}; choose from {', '.join(RUNS)}")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    graph_options = {**GRAPH, "community_spread": args.community_spread}
     start = time.perf_counter()
-    try:
-        graph_options = {**GRAPH, "community_spread": args.community_spread}
-        data = shifted_block_model(args.nodes, seed=args.seed, **graph_options)
-        sampler = PushSampler(data, args.ratio, candidates=torch.arange(data.num_nodes))
+    try:  # in this process for one worker; else only to refuse a bad graph or ratio before any run
+        data = graph_of(args.nodes, args.seed, graph_options, args.ratio)[0]
     except ValueError as err:
         parser.error(str(err))
     print(f"{data.name}: {data.num_nodes:,} nodes, {data.edge_index.size(1):,} edge entries "
           f"({time.perf_counter() - start:.0f} s)", flush=True)
+    if args.workers > 1:
+        _worker_graphs.clear()  # each worker builds its own
     args.out.mkdir(parents=True, exist_ok=True)
     config = {"nodes": args.nodes, "ratio": args.ratio, "epochs": args.epochs, "seed": args.seed, **graph_options}
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     log = RunLog(args.out / "results.jsonl", ("method", "index"))
-    graph = Graph.from_data(data)
+    # Method by method, so that GCN's bias drop (gcn against gcn-iid) is known before the SR runs end.
+    jobs = [(args.nodes, args.seed, graph_options, args.ratio, args.epochs, method, index, threads)
+            for method in methods for index in range(args.repeats) if (method, index) not in log]
+    run_logged(one_run, jobs, log, args.workers)
+    return report(log, methods, args)
 
-    def sets_of(index: int) -> dict[str, torch.Tensor]:
-        biased = sampler.sample(seed=index)
-        return {"biased": biased, "iid": iid_sample(data, biased.numel(), seed=index)}
 
-    for index in range(args.repeats):
-        todo = [m for m in RUNS if (m, index) not in log]
-        if not todo:
-            continue
-        sets = sets_of(index)
-        test = data.test_mask.clone()
-        test[sets["biased"]] = test[sets["iid"]] = False
-        for method in todo:
-            split, make = RUNS[method]
-            scores = Trainer(make(data), epochs=args.epochs, seed=index).fit(graph, sets[split]).evaluate(graph, test)
-            log.add({"method": method, "index": index, **scores, "train_nodes": sets[split].numel()})
-            print(f"set {index} {method}: Micro-F1 {100 * scores['micro_f1']:.1f} ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+def report(log: RunLog, methods: list[str], args) -> list[list[str]]:
+    """Print and return the table: each method's Micro-F1, and an SR method's wins over GCN and
+    share of GCN's bias drop recovered (where gcn and gcn-iid have run)."""
     gcn, iid = log.scores(method="gcn")[: args.repeats], log.scores(method="gcn-iid")[: args.repeats]
     rows = [["method", "Micro-F1", "wins vs GCN", "recovered"]]
-    for method in RUNS:
+    for method in methods:
         scores = log.scores(method=method)[: args.repeats]
-        sr = method.startswith("sr-")
+        paired = method.startswith("sr-") and len(gcn) == len(scores) == len(iid)
         rows.append([method, f"{scores.mean():.1f} ± {scores.std():.1f}",
-                     f"{int((scores > gcn).sum())}/{len(scores)}" if sr else "",
-                     f"{100 * (scores.mean() - gcn.mean()) / (iid.mean() - gcn.mean()):.0f}%" if sr else ""])
-    # PPR ranks well-connected nodes high, so localized sets are also a degree shift.
-    degree = graph.in_degree().float().cpu()
-    all_sets = [sets_of(i) for i in range(args.repeats)]  # each sampled once, both splits read from it
-    mean_degree = {split: np.mean([degree[drawn[split]].mean().item() for drawn in all_sets])
-                   for split in ("biased", "iid")}
-    print(f"\n{data.name}, {args.repeats} PPR-S sets at ratio {args.ratio} against IID sets of the same size; "
-          f"GCN's bias drop: {iid.mean() - gcn.mean():.1f} points; mean degree of the training nodes "
-          f"{mean_degree['biased']:.1f} (biased) against {mean_degree['iid']:.1f} (IID), "
-          f"{degree.mean():.1f} over the graph")
+                     f"{int((scores > gcn).sum())}/{len(scores)}" if paired else "",
+                     f"{100 * (scores.mean() - gcn.mean()) / (iid.mean() - gcn.mean()):.0f}%" if paired else ""])
+    runs = [r for r in log.records.values() if r["index"] < args.repeats and "train_degree" in r]
+    degree = {split: np.mean([r["train_degree"] for r in runs if r["method"] == method])
+              for split, method in (("biased", "gcn"), ("iid", "gcn-iid")) if method in methods}
+    line = f"\n{args.repeats} PPR-S sets at ratio {args.ratio} against IID sets of the same size"
+    if len(gcn) and len(iid):
+        line += f"; GCN's bias drop: {iid.mean() - gcn.mean():.1f} points"
+    if runs and degree:
+        line += ("; mean degree of the training nodes " + ", ".join(f"{d:.1f} ({s})" for s, d in degree.items())
+                 + f", {runs[0]['graph_degree']:.1f} over the graph")
+    print(line)
     print(markdown_table(rows))
     return rows
 

@@ -88,6 +88,56 @@ def test_a_failing_job_stops_the_study_at_once_and_keeps_what_finished(tmp_path)
     assert len(log.records) < 10
 
 
+_SLEEPING_STUDY = """
+import os, sys, time
+from pathlib import Path
+from benchmarks.runlog import RunLog, run_logged
+
+def job(pid_file):
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(120)
+    return {"index": pid_file}
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    run_logged(job, [(str(out / f"worker{i}.pid"),) for i in range(4)], RunLog(out / "runs.jsonl", ("index",)), workers=2)
+"""
+
+
+def test_a_sigterm_to_the_study_ends_its_workers(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "study.py"
+    script.write_text(_SLEEPING_STUDY)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    study = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("worker*.pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.2)  # both pid files written in full
+    pids = [int(f.read_text()) for f in tmp_path.glob("worker*.pid")]
+    assert len(pids) == 2, "the workers did not start"
+    study.send_signal(signal.SIGTERM)
+    assert study.wait(timeout=30) != 0
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids), "a worker outlived the study"
+
+
 def test_the_swa_recipe_study_refuses_an_unknown_group_and_a_log_without_groups(tmp_path):
     old = tmp_path / "old.jsonl"
     old.write_text(json.dumps({"dataset": "cora", "index": 0, "gcn|val|ece": 0.1}) + "\n")

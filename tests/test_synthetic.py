@@ -1,6 +1,8 @@
 """Synthetic graphs: the block model whose localized sets are biased, and its bias study."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -38,16 +40,29 @@ def test_bad_block_model_parameters_are_refused():
         shifted_block_model(1000, 4, degree_exponent=2.0)
 
 
-def test_the_synthetic_study_runs_and_resumes(tmp_path, capsys):
+def test_the_synthetic_study_runs_in_workers_method_by_method_and_resumes(tmp_path, capsys):
     from benchmarks import synthetic_bias
 
     flags = ["--nodes", "4000", "--ratio", "0.05", "--repeats", "1", "--epochs", "5", "--out", str(tmp_path)]
+    rows = synthetic_bias.main([*flags, "--methods", "gcn,gcn-iid", "--workers", "2", "--threads", "1"])
+    assert [r[0] for r in rows[1:]] == ["gcn", "gcn-iid"]
+    assert "GCN's bias drop" in capsys.readouterr().out
     rows = synthetic_bias.main(flags)
     assert [r[0] for r in rows[1:]] == ["gcn", "gcn-iid", "sr-gcn", "sr-gcn-kmm"]
+    assert rows[3][2] in ("0/1", "1/1") and rows[3][3].endswith("%")  # paired against GCN
     assert (tmp_path / "results.jsonl").read_text().count("\n") == 4
-    capsys.readouterr()
-    synthetic_bias.main(flags)
-    assert "set 0" not in capsys.readouterr().out  # resumed
+    out = capsys.readouterr().out
+    assert "set 0 sr-gcn:" in out and "set 0 gcn:" not in out  # resumed: only the runs not in the log
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert all(r["train_degree"] > 0 for r in records)
+
+
+def test_the_synthetic_study_refuses_an_unknown_method(tmp_path, capsys):
+    from benchmarks import synthetic_bias
+
+    with pytest.raises(SystemExit):
+        synthetic_bias.main(["--nodes", "4000", "--methods", "gcn,sr-gat", "--out", str(tmp_path)])
+    assert "unknown method(s) 'sr-gat'" in capsys.readouterr().err
 
 
 def test_the_scale_benchmark_runs_every_phase_on_a_small_graph(capsys):
