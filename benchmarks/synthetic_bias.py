@@ -3,12 +3,14 @@ GCN on PPR-S training sets against GCN on IID sets of the same size, and SR-GCN'
 
     python -m benchmarks.synthetic_bias [--nodes 169343] [--ratio 0.01] [--repeats 10] [--out results/synthetic_bias]
                                         [--methods gcn,gcn-iid,sr-gcn,sr-gcn-kmm] [--workers 1] [--threads N]
+                                        [--batch-size B --fan-outs 10,10]
 
 The graph: 10 classes of 8 communities each, degree-corrected (power law 2.5), mean degree
 about 9, 90% of edges within a class and 90% of those within a community, 64 features: class
 mean + community offset (``--community-spread``, 3 unless told) + noise (4). Sets: ``PushSampler`` at ``--ratio`` over every
 node (set r with seed r); IID sets: a uniform sample of as many nodes (seed r). Test nodes: the
-graph's test mask minus both sets. Methods, 200 epochs each: GCN on both sets; on the biased
+graph's test mask minus both sets. Methods, 200 epochs each, full batch unless ``--batch-size``
+or ``--fan-outs`` asks for sampled mini-batches: GCN on both sets; on the biased
 sets, SR-GCN (CMD, lambda 1, the study's) and SR-GCN with KMM on push-PPR rows plus CMD at
 0.1 (the arxiv protocol's). Each run (method, set) is a job of ``benchmarks.runlog.run_logged``,
 method by method, in ``--workers`` processes of ``--threads`` torch threads each (every worker
@@ -60,10 +62,11 @@ def graph_of(nodes: int, seed: int, graph_options: dict, ratio: float) -> tuple:
     return _worker_graphs[key]
 
 
-def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, epochs: int, method: str, index: int,
+def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, training: dict, method: str, index: int,
             threads: int) -> dict:
     """Train ``method`` on set ``index`` (biased: PPR-S with seed ``index``; IID: a uniform sample
-    of as many nodes) and score it on the test mask minus both sets."""
+    of as many nodes) with ``Trainer`` options ``training`` (epochs, and batch size and fan-outs
+    for mini-batches) and score it on the test mask minus both sets."""
     torch.set_num_threads(threads)
     data, graph, sampler = graph_of(nodes, seed, graph_options, ratio)
     biased = sampler.sample(seed=index)
@@ -72,7 +75,7 @@ def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, epochs: in
     test[sets["biased"]] = test[sets["iid"]] = False
     split, make = RUNS[method]
     start = time.perf_counter()
-    scores = Trainer(make(data), epochs=epochs, seed=index).fit(graph, sets[split]).evaluate(graph, test)
+    scores = Trainer(make(data), seed=index, **training).fit(graph, sets[split]).evaluate(graph, test)
     seconds = time.perf_counter() - start
     print(f"set {index} {method}: Micro-F1 {100 * scores['micro_f1']:.1f} ({seconds:.0f} s)", flush=True)
     # PPR ranks well-connected nodes high, so localized sets are also a degree shift.
@@ -92,6 +95,9 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--seed", type=int, default=0, help="the graph's seed")
     parser.add_argument("--community-spread", type=float, default=GRAPH["community_spread"],
                         help="how far a community's features sit from its class mean (0: no feature shift)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="training nodes per mini-batch step (default: full batch, the receptive field)")
+    parser.add_argument("--fan-outs", default=None, help="neighbours sampled per layer for mini-batches, e.g. 10,10")
     parser.add_argument("--methods", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process")
     parser.add_argument("--threads", type=int, default=None,
@@ -105,6 +111,19 @@ def main(argv=None) -> list[list[str]]:
     if unknown:
         parser.error(f"--methods: unknown method(s) {', '.join(map(repr, unknown))}; choose from {', '.join(RUNS)}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    training = {"epochs": args.epochs}
+    if args.batch_size is not None or args.fan_outs is not None:
+        batch_size = 1024 if args.batch_size is None else args.batch_size
+        try:
+            fan_outs = [int(k) for k in args.fan_outs.split(",")] if args.fan_outs else None
+        except ValueError:
+            parser.error(f"--fan-outs {args.fan_outs!r}: give one int per layer, comma-separated, e.g. 10,10")
+        try:
+            # Trainer refuses a bad batch size or fan-out list here, before any run.
+            Trainer(GCN(1, 2), batch_size=batch_size, num_neighbors=fan_outs)
+        except ValueError as err:
+            parser.error(f"--batch-size / --fan-outs: {err}")
+        training.update(batch_size=batch_size, num_neighbors=fan_outs)
     graph_options = {**GRAPH, "community_spread": args.community_spread}
     start = time.perf_counter()
     try:  # in this process for one worker; else only to refuse a bad graph or ratio before any run
@@ -116,11 +135,15 @@ def main(argv=None) -> list[list[str]]:
     if args.workers > 1:
         _worker_graphs.clear()  # each worker builds its own
     args.out.mkdir(parents=True, exist_ok=True)
-    config = {"nodes": args.nodes, "ratio": args.ratio, "epochs": args.epochs, "seed": args.seed, **graph_options}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2))
+    config = {"nodes": args.nodes, "ratio": args.ratio, "seed": args.seed, **training, **graph_options}
+    saved = args.out / "config.json"
+    if saved.exists() and (args.out / "results.jsonl").exists() and json.loads(saved.read_text()) != config:
+        parser.error(f"{args.out} holds runs of another configuration ({saved.read_text().strip()}); "
+                     "rerun with those options to resume, or pass another --out")
+    saved.write_text(json.dumps(config))
     log = RunLog(args.out / "results.jsonl", ("method", "index"))
     # Method by method, so that GCN's bias drop (gcn against gcn-iid) is known before the SR runs end.
-    jobs = [(args.nodes, args.seed, graph_options, args.ratio, args.epochs, method, index, threads)
+    jobs = [(args.nodes, args.seed, graph_options, args.ratio, training, method, index, threads)
             for method in methods for index in range(args.repeats) if (method, index) not in log]
     run_logged(one_run, jobs, log, args.workers)
     return report(log, methods, args)

@@ -52,6 +52,10 @@ class Graph:
         full_degree: for a receptive subgraph, each node's in-degree in the whole graph ``[N]``.
         depth: for a receptive subgraph, how many layers' outputs are read at each node ``[N]``.
         read: for one layer of a receptive subgraph, the nodes whose output it computes ``[R]``.
+        depth_sorted: the nodes are in order of non-increasing ``depth`` (a sampled batch,
+            ``srgnn.loader.batch_graph``: the seeds, then each hop's new nodes), so the nodes a
+            layer reads are a prefix of the rows and ``layer(l, trimmed=True)`` can drop the rest.
+        num_rows: for a trimmed layer, the rows of its output, ``read``'s nodes ``0..R-1``.
         data: the ``Data`` this graph was built from (labels, masks, ``num_classes``).
         ops: the layer operations a model's forward runs on this graph (``srgnn.ops``): ``PLAIN``,
             or a ``ReplicaOps`` for R replicas' graphs stacked as one.
@@ -61,11 +65,13 @@ class Graph:
 
     def __init__(self, edge_index: Tensor, num_nodes: int | None = None, *, x: Tensor | None = None,
                  full_degree: Tensor | None = None, depth: Tensor | None = None, read: Tensor | None = None,
-                 data: Data | None = None, ops: Ops = PLAIN):
+                 depth_sorted: bool = False, num_rows: int | None = None, data: Data | None = None,
+                 ops: Ops = PLAIN):
         if num_nodes is None:
             num_nodes = x.size(0) if x is not None else int(edge_index.max()) + 1 if edge_index.numel() else 0
         self.edge_index, self.num_nodes, self.x, self.data = edge_index, int(num_nodes), x, data
         self.full_degree, self.depth, self.read, self.ops = full_degree, depth, read, ops
+        self.depth_sorted, self.num_rows = depth_sorted, num_rows
         self.cache: dict[Any, Any] = {}
         self._watched = [t for t in (edge_index, x) if t is not None]
         if data is not None:
@@ -122,7 +128,8 @@ class Graph:
         """The normalized adjacency with its transpose (``srgnn.propagation.adjacency_pair``);
         on a layer of a receptive subgraph, the rows it reads, with the whole graph's degrees."""
         return self.cached(("adjacency", norm, dtype), lambda: adjacency_pair(
-            self.edge_index, self.num_nodes, norm, dtype=dtype, read=self.read, full_degree=self.full_degree))
+            self.edge_index, self.num_nodes, norm, dtype=dtype, read=self.read, full_degree=self.full_degree,
+            num_rows=self.num_rows))
 
     def attention(self) -> AttentionCSR:
         """GAT's edge structure with self-loops (at the ``read`` nodes of a layer)."""
@@ -136,24 +143,37 @@ class Graph:
 
         return self.cached("in_degree", count)
 
-    def layer(self, layer: int) -> "Graph":
+    def layer(self, layer: int, trimmed: bool = False) -> "Graph":
         """The edges into the nodes whose layer-``layer`` output is read (``depth >= layer``) of a
         receptive subgraph; this graph itself for another. A message-passing layer run on them
-        gives exact outputs at those nodes, which keep all their neighbours."""
+        gives exact outputs at those nodes, which keep all their neighbours.
+
+        ``trimmed=True`` on a ``depth_sorted`` graph: the layer's adjacency is ``[R_l, R_{l-1}]``,
+        the ``R_l`` nodes it reads by the ``R_{l-1}`` the layer below reads, so a model whose
+        layer maps ``[R_{l-1}, F]`` rows to ``[R_l, H]`` computes no row that is never read (on
+        a batch of 1,024 seeds at fan-outs 10, 10, a fifth of the first layer's rows). Elsewhere
+        it is ``layer(l)``."""
         if self.depth is None:
             return self
+        trimmed = trimmed and self.depth_sorted
 
         def select() -> Graph:
             read = self.depth.to(self.device) >= layer
-            return Graph(self.edge_index[:, read[self.edge_index[1]]], self.num_nodes,
-                         read=read.nonzero().view(-1), full_degree=self.full_degree)
+            if not trimmed:
+                return Graph(self.edge_index[:, read[self.edge_index[1]]], self.num_nodes,
+                             read=read.nonzero().view(-1), full_degree=self.full_degree)
+            rows, cols = int(read.sum()), int((self.depth >= layer - 1).sum())
+            # Depth-sorted, an edge into a read node comes from a node the layer below reads.
+            edges = self.edge_index[:, self.edge_index[1] < rows]
+            return Graph(edges, cols, read=torch.arange(rows, device=self.device),
+                         full_degree=self.full_degree[:cols], num_rows=rows)
 
-        return self.cached(("layer", layer), select)
+        return self.cached(("layer", layer, trimmed), select)
 
     def with_ops(self, ops: Ops) -> "Graph":
         """This graph with other layer operations, sharing its tensors and its ``cache``."""
         twin = Graph(self.edge_index, self.num_nodes, x=self.x, full_degree=self.full_degree, depth=self.depth,
-                     read=self.read, data=self.data, ops=ops)
+                     read=self.read, depth_sorted=self.depth_sorted, num_rows=self.num_rows, data=self.data, ops=ops)
         twin.cache, twin._watched, twin._versions = self.cache, self._watched, self._versions
         return twin
 
@@ -170,7 +190,8 @@ class Graph:
             return None if t is None else t.to(device)
 
         return Graph(self.edge_index.to(device), self.num_nodes, x=move(self.x), full_degree=self.full_degree,
-                     depth=self.depth, read=move(self.read), data=self.data)
+                     depth=self.depth, read=move(self.read), depth_sorted=self.depth_sorted, num_rows=self.num_rows,
+                     data=self.data)
 
     def receptive_subgraph(self, targets: Tensor | Sequence[Tensor],
                            hops: int | Sequence[int]) -> tuple[Tensor, "Graph"]:

@@ -107,8 +107,10 @@ def batch_graph(batch: Data, in_degree: Tensor, x: Tensor, device: torch.device)
     """A sampled batch as a ``Graph`` on ``device`` whose layer-l output is read at the nodes
     within ``hops - l`` hops of the seeds, normalized with the whole graph's in-degrees
     ``in_degree`` ``[N]`` (``Graph.layer``): with full neighbourhoods a model's outputs at the
-    seeds equal its whole-graph outputs there. ``x`` is the batch's rows of the features."""
+    seeds equal its whole-graph outputs there. ``x`` is the batch's rows of the features. Its
+    nodes come seeds first, then each hop's new nodes (``depth_sorted``), so a model can compute
+    each layer at the nodes it reads alone (``Graph.layer(l, trimmed=True)``)."""
     hops = len(batch.num_sampled_nodes) - 1
     depth = torch.repeat_interleave(torch.arange(hops, -1, -1), torch.tensor(batch.num_sampled_nodes))
     return Graph(batch.edge_index.to(device), batch.num_nodes, x=x, full_degree=in_degree[batch.n_id],
-                 depth=depth)
+                 depth=depth, depth_sorted=True)

@@ -89,13 +89,11 @@ class MiniBatches:
         self.robust.train()
         logits, hidden = self._forward(self.loader, train)
         if iid.numel():
-            # The IID rows' logits are not read (their last layer saw no neighbours), only their hidden layer.
-            iid_logits, iid_hidden = self._forward(self.iid_loader, iid)
-            logits, hidden = torch.cat([logits, iid_logits]), torch.cat([hidden, iid_hidden])
-        local = torch.arange(logits.size(0), device=self.device)
-        y = torch.cat([self.y[train], self.y[iid]]).to(self.device)
-        return self.robust.objective(logits, hidden, y, local[: train.numel()], local[train.numel():],
-                                     weights=self.robust.weights_[positions])
+            # Only the IID nodes' hidden layer is read; their batch is too shallow for logits.
+            hidden = torch.cat([hidden, self._forward(self.iid_loader, iid)[1]])
+        local = torch.arange(hidden.size(0), device=self.device)
+        return self.robust.objective(logits, hidden, self.y[train].to(self.device), local[: train.numel()],
+                                     local[train.numel():], weights=self.robust.weights_[positions])
 
     def _forward(self, loader, seeds: Tensor) -> tuple[Tensor, Tensor]:
         """The model's logits and hidden layer at ``seeds``, on their sampled neighbourhood."""

@@ -46,7 +46,8 @@ def compact_csr(csr: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Adjacency:
-    """A normalized adjacency ``matrix`` (CSR ``[N, N]``) and its ``transposed`` (CSR; the same
+    """A normalized adjacency ``matrix`` (CSR ``[N, N]``, or ``[R, N]`` for a trimmed layer of a
+    sampled batch, ``srgnn.graph.Graph.layer``) and its ``transposed`` (CSR; the same
     tensor when the matrix is symmetric), built together so SpMM's backward needs no transpose."""
 
     matrix: Tensor
@@ -73,8 +74,9 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
 
 def adjacency_pair(edge_index: Tensor, num_nodes: int, norm: Norm = "sym", device: torch.device | str | None = None,
                    dtype: torch.dtype = torch.float32, *, read: Tensor | None = None,
-                   full_degree: Tensor | None = None) -> Adjacency:
-    """``normalized_adjacency`` and its transpose, as an ``Adjacency``."""
+                   full_degree: Tensor | None = None, num_rows: int | None = None) -> Adjacency:
+    """``normalized_adjacency`` and its transpose, as an ``Adjacency``. ``num_rows``: keep only
+    the first rows, ``[num_rows, N]``, when every edge's target (and ``read``) lies among them."""
     device = torch.device(device) if device is not None else edge_index.device
     if norm not in ("sym", "row", "mean"):
         raise ValueError(f"norm={norm!r} is not supported; expected 'sym', 'row' or 'mean'.")
@@ -101,11 +103,12 @@ def adjacency_pair(edge_index: Tensor, num_nodes: int, norm: Norm = "sym", devic
         target = row[:num_edges]
         value[:num_edges] *= full[target] / sampled[target]
     with quiet_sparse():
-        adj = torch.sparse_coo_tensor(torch.stack([row, col]), value, (num_nodes, num_nodes)).coalesce()
+        shape = (num_nodes if num_rows is None else num_rows, num_nodes)
+        adj = torch.sparse_coo_tensor(torch.stack([row, col]), value, shape).coalesce()
         adj = compact_csr(adj.to_sparse_csr())
         # Kept for spmm's backward, built once: an undirected graph's "sym" is its own transpose.
         transposed = compact_csr(adj.t().to_sparse_csr())
-        same = (torch.equal(transposed.crow_indices(), adj.crow_indices())
+        same = (adj.shape == transposed.shape and torch.equal(transposed.crow_indices(), adj.crow_indices())
                 and torch.equal(transposed.col_indices(), adj.col_indices())
                 and torch.equal(transposed.values(), adj.values()))
     return Adjacency(adj, adj if same else transposed)

@@ -130,3 +130,28 @@ def test_the_iid_batch_is_sampled_only_as_deep_as_the_hidden_layer(cora, cora_pu
     in_degree = torch.bincount(cora.edge_index[1], minlength=cora.num_nodes)
     assert torch.equal(torch.bincount(first_hop[1], minlength=iid.numel()), in_degree[iid].clamp_max(3))
     assert shallow.num_nodes < deep.num_nodes
+
+
+@pytest.mark.parametrize("model", [GCN, GraphSAGE])
+def test_a_sampled_batch_computes_each_layer_at_the_nodes_it_reads(cora, model):
+    """On a sampled batch (seeds first, then each hop's new nodes) GCN and GraphSAGE compute
+    layer l only at the R_l nodes within ``hops - l`` hops of the seeds: the hidden layer has
+    R_1 rows and the logits one per seed, equal to those of the same batch computed on every row."""
+    from srgnn.graph import Graph
+    from srgnn.loader import batch_graph
+
+    torch.manual_seed(0)
+    net = model(cora.num_features, cora.num_classes).eval()
+    seeds = torch.arange(0, 2708, 50)
+    batch = neighbor_loader(cora, [4, 3], seed=0)(seeds)
+    in_degree = Graph.from_data(cora).in_degree()
+    trimmed = batch_graph(batch, in_degree, cora.x[batch.n_id], torch.device("cpu"))
+    every_row = Graph(trimmed.edge_index, trimmed.num_nodes, x=trimmed.x, full_degree=trimmed.full_degree,
+                      depth=trimmed.depth)
+    logits, hidden = net.forward_with_hidden(trimmed.x, trimmed)
+    full_logits, full_hidden = net.forward_with_hidden(every_row.x, every_row)
+    within_one_hop = batch.num_sampled_nodes[0] + batch.num_sampled_nodes[1]
+    assert logits.shape == (seeds.numel(), cora.num_classes) and hidden.size(0) == within_one_hop
+    assert full_logits.size(0) == full_hidden.size(0) == batch.num_nodes > within_one_hop
+    assert torch.allclose(logits, full_logits[: seeds.numel()], atol=1e-5)
+    assert torch.allclose(hidden, full_hidden[:within_one_hop], atol=1e-5)

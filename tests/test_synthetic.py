@@ -43,7 +43,8 @@ def test_bad_block_model_parameters_are_refused():
 def test_the_synthetic_study_runs_in_workers_method_by_method_and_resumes(tmp_path, capsys):
     from benchmarks import synthetic_bias
 
-    flags = ["--nodes", "4000", "--ratio", "0.05", "--repeats", "1", "--epochs", "5", "--out", str(tmp_path)]
+    flags = ["--nodes", "4000", "--ratio", "0.05", "--repeats", "1", "--epochs", "5", "--out", str(tmp_path),
+             "--batch-size", "64", "--fan-outs", "5,5"]
     rows = synthetic_bias.main([*flags, "--methods", "gcn,gcn-iid", "--workers", "2", "--threads", "1"])
     assert [r[0] for r in rows[1:]] == ["gcn", "gcn-iid"]
     assert "GCN's bias drop" in capsys.readouterr().out
@@ -55,14 +56,20 @@ def test_the_synthetic_study_runs_in_workers_method_by_method_and_resumes(tmp_pa
     assert "set 0 sr-gcn:" in out and "set 0 gcn:" not in out  # resumed: only the runs not in the log
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert all(r["train_degree"] > 0 for r in records)
+    with pytest.raises(SystemExit):  # full batch would mix two protocols in one log
+        synthetic_bias.main(flags[:-4])
+    assert "holds runs of another configuration" in capsys.readouterr().err
 
 
-def test_the_synthetic_study_refuses_an_unknown_method(tmp_path, capsys):
+def test_the_synthetic_study_refuses_an_unknown_method_and_bad_mini_batches(tmp_path, capsys):
     from benchmarks import synthetic_bias
 
-    with pytest.raises(SystemExit):
-        synthetic_bias.main(["--nodes", "4000", "--methods", "gcn,sr-gat", "--out", str(tmp_path)])
-    assert "unknown method(s) 'sr-gat'" in capsys.readouterr().err
+    for flags, message in ((["--methods", "gcn,sr-gat"], "unknown method(s) 'sr-gat'"),
+                           (["--batch-size", "0"], "batch_size must be an int >= 1"),
+                           (["--fan-outs", "10,10,10"], "has 3 fan-out(s), but GCN has 2")):
+        with pytest.raises(SystemExit):
+            synthetic_bias.main(["--nodes", "4000", *flags, "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err
 
 
 def test_the_scale_benchmark_runs_every_phase_on_a_small_graph(capsys):

@@ -97,8 +97,9 @@ class GCN(NodeClassifier):
             h = ops.dropout(h, self.input_dropout if i == 0 else self.dropout, self.training)
             if i > 0 and self.hidden_after_dropout:
                 hidden = h
-            # On a receptive subgraph, the adjacency's rows where this layer's output is read.
-            adj = graph.layer(i + 1).adjacency()
+            # On a receptive subgraph, the adjacency's rows where this layer's output is read;
+            # on a sampled batch, only those rows ([R_l, R_{l-1}]), so h shrinks layer by layer.
+            adj = graph.layer(i + 1, trimmed=True).adjacency()
             # A (X W) equals (A X) W: the SpMM goes on the narrower side of W. A widening layer
             # on dense, constant input (arxiv's 128 features -> 256) then also skips an SpMM in
             # the backward, since A X needs no gradient.

@@ -45,12 +45,13 @@ class GraphSAGE(NodeClassifier):
         h = x
         for i, (root, neighbour) in enumerate(zip(self.roots, self.neighbours)):
             h = ops.dropout(h, self.dropout, self.training)
-            # On a receptive subgraph, the mean's rows where this layer's output is read.
-            mean = graph.layer(i + 1).adjacency("mean")
+            # On a receptive subgraph, the mean's rows where this layer's output is read; on a
+            # sampled batch, only those rows ([R_l, R_{l-1}]), the first R_l of h's.
+            mean = graph.layer(i + 1, trimmed=True).adjacency("mean")
             # Both projections in one product: one pass over a sparse x instead of two.
             both = torch.cat([root.weight, neighbour.weight], dim=-2)  # [2H, F], or [R, 2H, F] for replicas
             own, theirs = ops.linear(h, both).split(root.out_features, dim=1)
-            h = own + ops.bias(root.bias) + spmm(mean, theirs.contiguous())
+            h = own[: mean.matrix.size(0)] + ops.bias(root.bias) + spmm(mean, theirs.contiguous())
             if i == 0:
                 h = hidden = F.relu(h)
         return h, hidden
