@@ -12,7 +12,12 @@ nodes, APPNP and SGC (linear: it differs from GCN more than a seed does, at a fr
 cost).
 Each estimator is scored against the error of what it estimates: the first GCN's test error
 for the single-model ones and for GDE, the GCN/APPNP/SGC ensemble's (mean probabilities) for
-the ensemble ones. Test nodes are the paper's, less the held-out nodes.
+the ensemble ones. Test nodes are the paper's, less the held-out and the validation nodes.
+
+The ``validation labels`` estimators are not label-free: they read the labels of the Planetoid
+validation nodes outside the training set (a few hundred uniformly drawn nodes, which a user
+with only a biased set does not have) in place of the held-out ones, measuring what such a
+sample buys. (Added in a second round, after no label-free estimator reached MAE 0.03.)
 """
 from __future__ import annotations
 
@@ -30,16 +35,20 @@ from srgnn.data import load_dataset
 from srgnn.disagreement import estimate_error
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample
 
-#: estimator name -> (estimate_error method, models it reads, what its true error is of)
+#: estimator name -> (estimate_error method, models it reads, what its true error is of, labelled nodes it reads:
+#: ``held`` drawn like the training set, or ``validation``)
 ESTIMATES = {
-    "gde, 2 seeds": ("gde", ("gcn", "gcn-seed2"), "gcn"),
-    "gde, 2 bootstrap resamples": ("gde", ("gcn-bag1", "gcn-bag2"), "gcn"),
-    "gde, gcn/appnp/sgc": ("gde", ("gcn", "appnp", "sgc"), "gcn"),
-    "confidence, gcn": ("confidence", ("gcn",), "gcn"),
-    "confidence, gcn/appnp/sgc": ("confidence", ("gcn", "appnp", "sgc"), "ensemble"),
-    "doc, gcn": ("doc", ("gcn",), "gcn"),
-    "atc, gcn": ("atc", ("gcn",), "gcn"),
-    "atc, gcn/appnp/sgc": ("atc", ("gcn", "appnp", "sgc"), "ensemble"),
+    "gde, 2 seeds": ("gde", ("gcn", "gcn-seed2"), "gcn", "held"),
+    "gde, 2 bootstrap resamples": ("gde", ("gcn-bag1", "gcn-bag2"), "gcn", "held"),
+    "gde, gcn/appnp/sgc": ("gde", ("gcn", "appnp", "sgc"), "gcn", "held"),
+    "confidence, gcn": ("confidence", ("gcn",), "gcn", "held"),
+    "confidence, gcn/appnp/sgc": ("confidence", ("gcn", "appnp", "sgc"), "ensemble", "held"),
+    "doc, gcn": ("doc", ("gcn",), "gcn", "held"),
+    "atc, gcn": ("atc", ("gcn",), "gcn", "held"),
+    "atc, gcn/appnp/sgc": ("atc", ("gcn", "appnp", "sgc"), "ensemble", "held"),
+    "doc, gcn, validation labels": ("doc", ("gcn",), "gcn", "validation"),
+    "atc, gcn, validation labels": ("atc", ("gcn",), "gcn", "validation"),
+    "atc, gcn/appnp/sgc, validation labels": ("atc", ("gcn", "appnp", "sgc"), "ensemble", "validation"),
 }
 
 
@@ -61,15 +70,20 @@ def one_set(dataset: str, split: str, index: int, train: torch.Tensor, n_bootstr
     test = torch.zeros(data.num_nodes, dtype=torch.bool)
     test[test_nodes(data, train)] = True
     test[held] = False
+    test[data.val_mask] = False
+    val = data.val_mask.clone()
+    val[train] = False
+    val = val.nonzero().view(-1)
+    labelled = {"held": (held, y[held]), "validation": (val, y[val])}
     ensemble = torch.stack([logits[m].softmax(1) for m in ("gcn", "appnp", "sgc")]).mean(0)
     true = {"gcn": float((logits["gcn"].argmax(1)[test] != y[test]).double().mean()),
             "ensemble": float((ensemble.argmax(1)[test] != y[test]).double().mean())}
     unlabelled = torch.ones(data.num_nodes, dtype=torch.bool)
     unlabelled[train] = False
     record = {"dataset": dataset, "split": split, "index": index, **{f"true {k}": v for k, v in true.items()}}
-    for name, (method, models, target) in ESTIMATES.items():
+    for name, (method, models, target, source) in ESTIMATES.items():
         estimate = estimate_error(*(logits[m] for m in models), nodes=unlabelled, method=method,
-                                  held_out=(held, y[held]), n_bootstrap=n_bootstrap, seed=index)
+                                  held_out=labelled[source], n_bootstrap=n_bootstrap, seed=index)
         record[name] = [estimate.error, estimate.low, estimate.high]
     return record
 
@@ -77,7 +91,7 @@ def one_set(dataset: str, split: str, index: int, train: torch.Tensor, n_bootstr
 def table(log: RunLog, dataset: str) -> list[str]:
     lines = ["| estimator | sets | training sets | true error | estimate | MAE | bias | correlation | coverage |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, (_, _, target) in ESTIMATES.items():
+    for name, (_, _, target, _) in ESTIMATES.items():
         for split in ("biased", "iid"):
             rows = [r for r in log.records.values() if r["dataset"] == dataset and r["split"] == split]
             if not rows:

@@ -25,6 +25,13 @@ The recipes, each GCN at 200 epochs from the same seed per set:
   the weighted recipes were added in a third round, declared before it ran: after the second,
   SR-GCN was found underconfident on validation nodes, where dividing its logits by 0.8
   lowered ECE.)
+- ``+ validation temperature``: a temperature fitted on the validation nodes below, IID
+  labelled nodes a user with only a biased set does not have: it measures what a few hundred
+  uniformly drawn labels buy. On validation nodes it is cross-fitted (``cross_fitted_scaling``:
+  each seeded half tempered with the temperature fitted on the other), so the rule below never
+  scores a temperature on the nodes it was fitted on; every other node takes the temperature
+  fitted on all of them. (A fourth round, declared before it ran: after the third, no recipe
+  fitted on labelled nodes drawn like the training set reached ECE 0.05 on both graphs.)
 
 The recipes run in groups that share their runs (``GROUPS``), one job per set and group,
 logged as it finishes: ``--groups`` runs some of them, and a later call adds the others.
@@ -65,7 +72,8 @@ SETTINGS = {"gcn": dict(),
 SETTINGS["sr-gcn + swa"], SETTINGS["sr-gcn + swa cyclical"] = SETTINGS["swa"], SETTINGS["swa cyclical"]
 #: The runs of one job per set, each with the recipes it scores; every group's first recipe is its run.
 TEMPERED = ("gcn", "swa", "sr-gcn")
-GROUPS = {group: (group,) + ((f"{group} + temperature", f"{group} + weighted temperature") if group in TEMPERED else ())
+TEMPERATURES = (" + temperature", " + weighted temperature", " + validation temperature")
+GROUPS = {group: (group,) + (tuple(group + t for t in TEMPERATURES) if group in TEMPERED else ())
           + (("swag", "multiswag") if group == "swa" else ()) for group in SETTINGS}
 RECIPES = tuple(recipe for recipes in GROUPS.values() for recipe in recipes)
 GROUP_OF = {recipe: group for group, recipes in GROUPS.items() for recipe in recipes}
@@ -80,6 +88,23 @@ def _metrics(probs: Tensor, y: Tensor, nodes: Tensor) -> dict:
             "nll": float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), labels))}
 
 
+def cross_fitted_scaling(logits: Tensor, labels: Tensor, nodes: Tensor, seed: int) -> Tensor:
+    """``softmax(logits / T)`` with ``T`` fitted on ``labels`` of ``nodes`` (``[n]`` indices), except at
+    ``nodes`` themselves: a seeded permutation halves them, and each half is divided by the
+    temperature fitted on the other half, so that no node's probabilities used its own label.
+
+    Args:
+        logits: ``[N, C]`` raw scores of every node.
+        labels: ``[N]`` classes (read only at ``nodes``).
+    """
+    order = torch.randperm(nodes.numel(), generator=torch.Generator().manual_seed(seed))
+    halves = nodes[order].tensor_split(2)
+    scaled = logits / fit_temperature(logits[nodes], labels[nodes])
+    for fitted_on, applied_to in ((halves[0], halves[1]), (halves[1], halves[0])):
+        scaled[applied_to] = logits[applied_to] / fit_temperature(logits[fitted_on], labels[fitted_on])
+    return scaled.softmax(1)
+
+
 def one_set(dataset: str, index: int, group: str, train: Tensor, threads: int) -> dict:
     """One group's recipes on one set: their metrics on the validation and the test nodes."""
     torch.set_num_threads(threads)
@@ -91,24 +116,25 @@ def one_set(dataset: str, index: int, group: str, train: Tensor, threads: int) -
         method = "sr-gcn" if group.startswith("sr-gcn") else "gcn"
         return Trainer(build(method, data), seed=seed, **SETTINGS[group]).fit(graph, nodes)
 
-    full = fit(train)
-    logits = full.logits(graph)
-    probs = {group: logits.softmax(1)}
-    if group in TEMPERED:
-        fit_nodes, held = split_held_out(train, y, 0.2, seed=index)
-        held_logits = fit(fit_nodes).logits(graph)[held]
-        weights = kmm_node_weights(graph, held, iid_sample(data, IID_SIZE, index, exclude=train))
-        for recipe, w in ((f"{group} + temperature", None), (f"{group} + weighted temperature", weights)):
-            probs[recipe] = (logits / fit_temperature(held_logits, y[held], weights=w)).softmax(1)
-    if group == "swa":
-        posteriors = [full.swag_] + [fit(train, seed).swag_ for seed in (index + 1000, index + 2000)]
-        probs["swag"] = posteriors[0].predict_proba(graph.x, graph, DRAWS, seed=index)
-        probs["multiswag"] = multiswag_predict_proba(posteriors, graph.x, graph, DRAWS, seed=index)
     val = data.val_mask.clone()
     val[train] = False
     test = torch.zeros(data.num_nodes, dtype=torch.bool)
     test[test_nodes(data, train)] = True
     test &= ~data.val_mask
+    full = fit(train)
+    logits = full.logits(graph).cpu()
+    probs = {group: logits.softmax(1)}
+    if group in TEMPERED:
+        fit_nodes, held = split_held_out(train, y, 0.2, seed=index)
+        held_logits = fit(fit_nodes).logits(graph)[held].cpu()
+        weights = kmm_node_weights(graph, held, iid_sample(data, IID_SIZE, index, exclude=train))
+        for recipe, w in ((f"{group} + temperature", None), (f"{group} + weighted temperature", weights)):
+            probs[recipe] = (logits / fit_temperature(held_logits, y[held], weights=w)).softmax(1)
+        probs[f"{group} + validation temperature"] = cross_fitted_scaling(logits, y, val.nonzero().view(-1), index)
+    if group == "swa":
+        posteriors = [full.swag_] + [fit(train, seed).swag_ for seed in (index + 1000, index + 2000)]
+        probs["swag"] = posteriors[0].predict_proba(graph.x, graph, DRAWS, seed=index)
+        probs["multiswag"] = multiswag_predict_proba(posteriors, graph.x, graph, DRAWS, seed=index)
     record = {"dataset": dataset, "index": index, "group": group}
     for recipe in GROUPS[group]:
         for split, nodes in (("val", val), ("test", test)):

@@ -42,7 +42,7 @@ def test_the_where_to_label_study_pairs_both_arms_on_published_sets(tmp_path):
 
 
 def test_the_swa_recipe_study_adds_groups_to_its_log_and_temperature_keeps_the_argmax(tmp_path):
-    from benchmarks.swa_bias import GROUPS, RECIPES
+    from benchmarks.swa_bias import GROUPS, RECIPES, TEMPERATURES
 
     runs, doc = tmp_path / "runs.jsonl", tmp_path / "doc.md"
     args = ("--datasets", "cora", "--repeats", "1", "--workers", "1", "--seeds-dir", str(SEEDS_DIR), "--runs",
@@ -61,10 +61,28 @@ def test_the_swa_recipe_study_adds_groups_to_its_log_and_temperature_keeps_the_a
             record = records[group]
             assert record[f"{group} + temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
             assert record[f"{group} + weighted temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
-            eces = {record[f"{group}{suffix}|{split}|ece"] for suffix in ("", " + temperature", " + weighted temperature")}
-            assert len(eces) == 3
+            eces = {record[f"{group}{suffix}|{split}|ece"] for suffix in ("",) + TEMPERATURES}
+            assert len(eces) == 4
+            assert record[f"{group} + validation temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
     run_main("benchmarks.swa_bias", *args)
     assert len(runs.read_text().splitlines()) == len(GROUPS)  # resumed: nothing retrained
+
+
+def test_cross_fitted_scaling_never_tempers_a_node_with_its_own_label():
+    from benchmarks.swa_bias import cross_fitted_scaling
+
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(200, 4, generator=generator)
+    labels = torch.randint(4, (200,), generator=generator)
+    nodes = torch.arange(100, 200)
+    probs = cross_fitted_scaling(logits, labels, nodes, seed=1)
+    assert torch.equal(probs.argmax(1), logits.argmax(1))
+    for node in (100, 150, 199):
+        relabelled = labels.clone()
+        relabelled[node] = (labels[node] + 1) % 4
+        moved = cross_fitted_scaling(logits, relabelled, nodes, seed=1)
+        assert torch.equal(moved[node], probs[node])  # its temperature came from the other half
+        assert not torch.equal(moved[:100], probs[:100])  # the others' came from all of ``nodes``
 
 
 def _fails_on_first(job: int) -> dict:
