@@ -8,6 +8,10 @@ unlabelled nodes: the temperature fitted there calibrates the model on nodes lik
 (Park et al., AISTATS 2020, for covariate shift): each held-out node's NLL counts by an estimate
 of how much more often nodes like it occur among the unlabelled ones, such as
 ``srgnn.robust.kmm_node_weights``.
+
+``fit_group_temperatures`` fits one temperature per group of nodes, such as their hop distance
+to the training set (``Graph.hop_distances``): a GNN's miscalibration varies with that distance
+(Hsu et al., NeurIPS 2022), which one temperature cannot follow.
 """
 from __future__ import annotations
 
@@ -58,3 +62,34 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, weights: Tensor | None = 
 
     optimizer.step(closure)
     return float(log_t.detach().exp())
+
+
+def fit_group_temperatures(logits: Tensor, labels: Tensor, groups: Tensor, num_groups: int, *,
+                           min_size: int = 20) -> Tensor:
+    """One temperature per group of held-out nodes, each fitted by ``fit_temperature`` on its
+    group's nodes; a group with fewer than ``min_size`` nodes (none, for a group no held-out
+    node falls in) takes the temperature fitted on all of them.
+
+    Args:
+        logits: ``[n, C]`` raw scores of the held-out nodes.
+        labels: ``[n]`` their classes.
+        groups: ``[n]`` each node's group, an int in ``[0, num_groups)``.
+
+    Returns ``[num_groups]`` temperatures; apply them to nodes of groups ``g`` (``[m]``) as
+    ``(logits / temperatures[g].unsqueeze(1)).softmax(1)``.
+    """
+    groups = torch.as_tensor(groups).view(-1)
+    if groups.numel() != torch.as_tensor(logits).size(0) or groups.is_floating_point():
+        raise ValueError(f"fit_group_temperatures: groups must hold one int per held-out node "
+                         f"({torch.as_tensor(logits).size(0)}); got {groups.numel()} values of {groups.dtype}.")
+    if num_groups < 1 or groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= num_groups):
+        raise ValueError(f"fit_group_temperatures: groups must lie in [0, num_groups={num_groups}).")
+    if min_size < 1:
+        raise ValueError(f"fit_group_temperatures: min_size must be >= 1; got {min_size}.")
+    pooled = fit_temperature(logits, labels)
+    temperatures = torch.full((num_groups,), pooled, dtype=torch.float64)
+    for group in range(num_groups):
+        members = groups == group
+        if int(members.sum()) >= min_size:
+            temperatures[group] = fit_temperature(logits[members], labels[members])
+    return temperatures

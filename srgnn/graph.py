@@ -193,6 +193,16 @@ class Graph:
                      depth=self.depth, read=move(self.read), depth_sorted=self.depth_sorted, num_rows=self.num_rows,
                      data=self.data)
 
+    def hop_distances(self, sources: Tensor, max_hops: int) -> Tensor:
+        """``[N]`` hops from each node to the nearest of ``sources`` (``[S]`` node indices), and
+        ``max_hops + 1`` for nodes farther than ``max_hops``."""
+        sources = torch.as_tensor(sources, dtype=torch.long, device=self.device).view(-1)
+        if sources.numel() == 0 or int(sources.min()) < 0 or int(sources.max()) >= self.num_nodes:
+            raise ValueError(f"hop_distances: sources must be one or more node indices in [0, {self.num_nodes}).")
+        if max_hops < 0:
+            raise ValueError(f"hop_distances: max_hops must be >= 0; got {max_hops}.")
+        return _hop_distances(self.edge_index, self.num_nodes, sources, max_hops)
+
     def receptive_subgraph(self, targets: Tensor | Sequence[Tensor],
                            hops: int | Sequence[int]) -> tuple[Tensor, "Graph"]:
         """The ``hops``-hop neighbourhood of ``targets``: its nodes ``subset`` ``[M]`` (sorted) and

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from srgnn.calibration import fit_temperature
+from srgnn.calibration import fit_group_temperatures, fit_temperature
 from srgnn.disagreement import expected_calibration_error
 
 
@@ -76,3 +76,29 @@ def test_kmm_node_weights_bring_labelled_nodes_ppr_rows_towards_an_iid_sample(co
     assert float(mmd(source, target, weights=weights.float())) < 0.95 * float(mmd(source, target))
     shuffled = weights[torch.randperm(nodes.numel(), generator=torch.Generator().manual_seed(0))]
     assert float(mmd(source, target, weights=weights.float())) < float(mmd(source, target, weights=shuffled.float()))
+
+
+def test_group_temperatures_recover_each_groups_planted_temperature_and_pool_small_groups():
+    cool, cool_labels = _overconfident(true_temperature=1.0)
+    hot, hot_labels = _overconfident(true_temperature=3.0)
+    logits, labels = torch.cat([cool, hot, hot[:5]]), torch.cat([cool_labels, hot_labels, hot_labels[:5]])
+    groups = torch.cat([torch.zeros(len(cool)), torch.ones(len(hot)), torch.full((5,), 2.0)]).long()
+    temperatures = fit_group_temperatures(logits, labels, groups, num_groups=4)
+    assert temperatures[0] == pytest.approx(1.0, abs=0.1) and temperatures[1] == pytest.approx(3.0, rel=0.1)
+    # Group 2 has 5 nodes (< min_size) and group 3 none: both take the pooled temperature.
+    assert temperatures[2] == temperatures[3] == pytest.approx(fit_temperature(logits, labels), rel=1e-6)
+    with pytest.raises(ValueError, match="groups must lie in"):
+        fit_group_temperatures(logits, labels, groups, num_groups=2)
+    with pytest.raises(ValueError, match="one int per held-out node"):
+        fit_group_temperatures(logits, labels, groups[:-1], num_groups=4)
+
+
+def test_hop_distances_count_hops_to_the_nearest_source():
+    from srgnn import Graph
+
+    path = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4], [1, 0, 2, 1, 3, 2, 4, 3]])  # 0 - 1 - 2 - 3 - 4
+    graph = Graph(path, 6)  # node 5 is isolated
+    assert graph.hop_distances(torch.tensor([0, 4]), max_hops=3).tolist() == [0, 1, 2, 1, 0, 4]
+    assert graph.hop_distances(torch.tensor([0]), max_hops=2).tolist() == [0, 1, 2, 3, 3, 3]
+    with pytest.raises(ValueError, match="sources must be one or more node indices"):
+        graph.hop_distances(torch.tensor([6]), max_hops=2)

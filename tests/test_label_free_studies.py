@@ -62,8 +62,9 @@ def test_the_swa_recipe_study_adds_groups_to_its_log_and_temperature_keeps_the_a
             assert record[f"{group} + temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
             assert record[f"{group} + weighted temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
             eces = {record[f"{group}{suffix}|{split}|ece"] for suffix in ("",) + TEMPERATURES}
-            assert len(eces) == 4
-            assert record[f"{group} + validation temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
+            assert len(eces) == len(TEMPERATURES) + 1
+            for suffix in (" + validation temperature", " + distance temperature"):
+                assert record[f"{group}{suffix}|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
     run_main("benchmarks.swa_bias", *args)
     assert len(runs.read_text().splitlines()) == len(GROUPS)  # resumed: nothing retrained
 
@@ -83,6 +84,13 @@ def test_cross_fitted_scaling_never_tempers_a_node_with_its_own_label():
         moved = cross_fitted_scaling(logits, relabelled, nodes, seed=1)
         assert torch.equal(moved[node], probs[node])  # its temperature came from the other half
         assert not torch.equal(moved[:100], probs[:100])  # the others' came from all of ``nodes``
+    groups = torch.arange(200) % 2
+    grouped = cross_fitted_scaling(logits, labels, nodes, seed=1, groups=groups)
+    relabelled = labels.clone()
+    relabelled[100] = (labels[100] + 1) % 4  # node 100 is in group 0
+    moved = cross_fitted_scaling(logits, relabelled, nodes, seed=1, groups=groups)
+    assert torch.equal(moved[100], grouped[100]) and not torch.equal(moved[0], grouped[0])
+    assert torch.equal(moved[1], grouped[1])  # group 1's temperature never read node 100's label
 
 
 def _fails_on_first(job: int) -> dict:
