@@ -58,6 +58,8 @@ ESTIMATORS = {
            "error plus the drop in mean confidence from them to the targets",
     "atc": "logits or probabilities and held_out labelled nodes drawn like the training set: the share of "
            "targets below the confidence threshold that reproduces the held-out error",
+    "held_out": "logits or probabilities and held_out labelled nodes: their error itself, which doc and atc "
+                "correct; unbiased only when the held-out nodes are drawn like the targets",
 }
 
 
@@ -100,7 +102,7 @@ def estimate_error(*predictions: Tensor, nodes: Tensor | None = None, method: st
         predictions: per model, labels ``[N]`` (``gde`` only) or ``[N, C]`` outputs, ``kind``
             ``"logits"`` (default) or ``"probs"``.
         held_out: ``(node ids [m], their labels [m])``, labelled nodes the models did not train
-            on, drawn like the training set (``doc``, ``atc``).
+            on, drawn like the training set (``doc``, ``atc``, ``held_out``).
         n_bootstrap: resample the target (and held-out) nodes this many times for a percentile
             interval at ``level``; ``None`` gives the estimate alone.
     """
@@ -143,6 +145,8 @@ def estimate_error(*predictions: Tensor, nodes: Tensor | None = None, method: st
             if method == "confidence":
                 return float(1.0 - confidence[target].mean())
             wrong, held_confidence = held_wrong[held], confidence[held_nodes[held]]
+            if method == "held_out":
+                return float(wrong.mean())
             if method == "doc":
                 return float(wrong.mean() + held_confidence.mean() - confidence[target].mean())
             # ATC: the threshold below which the held-out share of confidences is the held-out error.

@@ -98,7 +98,7 @@ def _calibrated(n: int, classes: int = 4, seed: int = 0):
     return logits, labels
 
 
-@pytest.mark.parametrize("method", ["confidence", "doc", "atc"])
+@pytest.mark.parametrize("method", ["confidence", "doc", "atc", "held_out"])
 def test_confidence_estimators_recover_a_calibrated_models_error(method):
     logits, labels = _calibrated(40000)
     error = float((logits.argmax(1) != labels).double().mean())
@@ -122,6 +122,14 @@ def test_doc_and_atc_see_a_shift_that_raw_confidence_misses():
     for method in ("doc", "atc"):
         corrected = estimate_error(logits, nodes=targets, method=method, held_out=(held, labels[held])).error
         assert corrected == pytest.approx(error, abs=0.015)
+
+
+def test_held_out_error_is_the_error_on_the_held_out_nodes_whatever_the_targets():
+    logits, labels = _calibrated(1000, seed=2)
+    held = torch.arange(0, 1000, 3)
+    error = float((logits.argmax(1)[held] != labels[held]).double().mean())
+    for targets in (torch.arange(500), torch.arange(500, 1000)):
+        assert estimate_error(logits, nodes=targets, method="held_out", held_out=(held, labels[held])).error == error
 
 
 def test_gde_bootstrap_interval_covers_the_estimate_and_is_seeded():
