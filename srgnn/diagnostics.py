@@ -5,7 +5,10 @@ model trained on it will be on the unlabelled nodes, and how much the bias is li
     python -m srgnn.diagnostics --data my_graph.pt --train my_labels.pt   # torch.save'd Data, index
 
 Every figure is read off the graph and the labelled nodes alone; no unlabelled node's label is
-read.
+read. Under bias that makes the accuracy estimate optimistic (on PubMed's published set 0, 78.5%
+against a true 56.7%: docs/disagreement.md). A few hundred labels of nodes drawn uniformly from
+the unlabelled ones fix it: pass them as ``held_out`` with ``method="atc"``
+(``--method atc --held-out validation`` uses a registered graph's validation nodes).
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ class BiasReport:
     hidden_shift: Shift  # of the first model's last hidden layer
     degree_shift: Shift  # mean in-degree: PPR-localized sets favour well-connected nodes
     accuracy: ErrorEstimate  # of accuracy (1 - error) on the unlabelled nodes, with its interval
+    n_iid_labelled: int  # labelled nodes drawn like the unlabelled ones that the estimate read (0: label-free)
     held_out_accuracy: float  # k-fold, on labelled nodes held out of training: what validation promises
     estimated_drop: float  # held_out_accuracy - accuracy.error
 
@@ -73,7 +77,8 @@ class BiasReport:
             f"sets of this size (95th percentile {self.degree_shift.reference_high:.1f}); above "
             f"{100 * self.degree_shift.percentile:.0f}% of them",
             f"estimated accuracy on unlabelled nodes: {100 * a.error:.1f}% "
-            f"({100 * a.level:.0f}% interval {100 * a.low:.1f}-{100 * a.high:.1f}; method {a.method})",
+            f"({100 * a.level:.0f}% interval {100 * a.low:.1f}-{100 * a.high:.1f}; method {a.method}, "
+            + (f"reading {self.n_iid_labelled} IID labels)" if self.n_iid_labelled else "label-free)"),
             f"held-out accuracy on labelled nodes: {100 * self.held_out_accuracy:.1f}%",
             f"estimated drop (held-out minus unlabelled): {100 * self.estimated_drop:.1f} points",
         ])
@@ -94,7 +99,7 @@ def _shift(features: Tensor, labelled: Tensor, target: Tensor, reference: Tensor
 def bias_report(graph: Graph | Data, train_idx: Tensor, *,
                 models: Sequence[Callable[[int, int], nn.Module]] = DEFAULT_MODELS, iid_size: int = 500,
                 n_reference: int = 100, folds: int = 5, n_bootstrap: int = 200, method: str = "confidence",
-                seed: int = 0, epochs: int = 200) -> BiasReport:
+                held_out: tuple[Tensor, Tensor] | None = None, seed: int = 0, epochs: int = 200) -> BiasReport:
     """Report on the labelled set ``train_idx`` ``[n]`` of ``graph`` (features and labels of
     the labelled nodes; the others' labels are never read).
 
@@ -106,6 +111,9 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
         n_reference: IID sets of ``n`` unlabelled nodes that place each shift.
         folds: the labelled set is split in this many folds for the held-out accuracy.
         n_bootstrap: resamples for the accuracy interval.
+        held_out: ``(node ids [m], labels [m])`` of unlabelled nodes drawn uniformly and then
+            labelled, outside ``train_idx``, for the methods that read labels (``atc``, ``doc``,
+            ``held_out``); the estimate then covers the other unlabelled nodes.
     """
     graph = graph if isinstance(graph, Graph) else Graph.from_data(graph)
     data = graph.data
@@ -135,7 +143,15 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     first = trainers[0].model.eval()
     with torch.no_grad():
         hidden = first.forward_with_hidden(*graph.on(next(first.parameters()).device).inputs_for(first))[1].cpu()
-    error = estimate_error(*logits, nodes=pool, method=method, n_bootstrap=n_bootstrap, seed=seed)
+    estimated = pool
+    if held_out is not None:
+        held_nodes = torch.as_tensor(held_out[0]).long().view(-1).cpu()
+        if bool(unlabelled[held_nodes.clamp(0, num_nodes - 1)].logical_not().any()):
+            raise ValueError("held_out nodes must lie outside train_idx: they stand in for the unlabelled nodes, "
+                             "so the models must not train on them.")
+        estimated = pool[~torch.isin(pool, held_nodes)]
+    error = estimate_error(*logits, nodes=estimated, method=method, held_out=held_out, n_bootstrap=n_bootstrap,
+                           seed=seed)
     accuracy = ErrorEstimate(error.method, 1 - error.error, 1 - error.high, 1 - error.low, error.level)
 
     # Held-out accuracy: each fold is predicted by the first model trained on the other folds,
@@ -153,13 +169,14 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
                              "labelled node); label more of it, or report on the other classes' nodes.")
         fold_model = Trainer(models[0](*channels), epochs=epochs, seed=seed).fit(graph, kept)
         correct += int((fold_model.predict(graph)[held].cpu() == data.y.view(-1).cpu()[held]).sum())
-    held_out = correct / n
+    held_out_accuracy = correct / n
     x = x.cpu().float()
     propagated = sgc_features(graph.on("cpu").adjacency("sym"), x, 2)
     degree = graph.in_degree().cpu().double()
     degree_shift = _placed(float(degree[train_idx].mean()), degree[reference].mean(1))
     return BiasReport(n, int(pool.numel()), *(_shift(f, train_idx, target, reference) for f in (x, propagated, hidden)),
-                      degree_shift, accuracy, held_out, held_out - accuracy.error)
+                      degree_shift, accuracy, 0 if held_out is None else int(held_out[0].numel()), held_out_accuracy,
+                      held_out_accuracy - accuracy.error)
 
 
 def main(argv=None) -> None:
@@ -176,6 +193,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=200, help="training epochs of each model")
     parser.add_argument("--reference", type=int, default=100, metavar="R", help="IID reference sets")
+    parser.add_argument("--method", default="confidence", choices=("confidence", "gde", "doc", "atc", "held_out"),
+                        help="estimate_error's method for the accuracy (doc, atc, held_out need --held-out)")
+    parser.add_argument("--held-out", metavar="FILE|validation",
+                        help="labels of unlabelled nodes drawn uniformly: a torch.save'd (node ids, labels) pair, "
+                             "or 'validation' for --dataset's validation nodes outside the labelled set")
     args = parser.parse_args(argv)
     data = load_dataset(args.dataset) if args.dataset else torch.load(args.data, weights_only=False)
     if not isinstance(data, Data):
@@ -191,7 +213,19 @@ def main(argv=None) -> None:
         train = sets[args.published_set]
     else:
         train = torch.load(args.train, weights_only=True)
-    print(bias_report(data, train, seed=args.seed, epochs=args.epochs, n_reference=args.reference))
+    held_out = None
+    if args.held_out == "validation":
+        if getattr(data, "val_mask", None) is None:
+            parser.error("--held-out validation needs a graph with a val_mask; pass a (node ids, labels) file.")
+        nodes = data.val_mask.nonzero().view(-1)
+        nodes = nodes[~torch.isin(nodes, torch.as_tensor(train).view(-1))]
+        held_out = (nodes, data.y.view(-1)[nodes])
+    elif args.held_out is not None:
+        held_out = torch.load(args.held_out, weights_only=True)
+    if args.method in ("doc", "atc", "held_out") and held_out is None:
+        parser.error(f"--method {args.method} reads labels: pass --held-out (a file, or 'validation').")
+    print(bias_report(data, train, seed=args.seed, epochs=args.epochs, n_reference=args.reference,
+                      method=args.method, held_out=held_out))
 
 
 if __name__ == "__main__":

@@ -73,3 +73,28 @@ def test_a_class_with_one_labelled_node_cannot_be_held_out(cora):
     train = torch.cat([torch.nonzero(cora.y == c).view(-1)[:1 if c == 0 else 5] for c in range(7)])
     with pytest.raises(ValueError, match="a class has a single labelled node"):
         bias_report(cora, train, **QUICK)
+
+
+def test_iid_labels_reach_the_estimate_and_are_left_out_of_its_targets(cora, cora_published):
+    from srgnn import Trainer
+
+    biased = cora_published[0]
+    val = cora.val_mask.nonzero().view(-1)
+    val = val[~torch.isin(val, biased)]
+    report = bias_report(cora, biased, **QUICK, method="held_out", held_out=(val, cora.y[val]))
+    assert report.n_iid_labelled == val.numel() and "reading 449 IID labels" in str(report)
+    # method="held_out" is the report's first model's accuracy on those nodes: that model,
+    # retrained with the report's seed, gives it.
+    trainer = Trainer(GCN(cora.num_features, cora.num_classes), epochs=QUICK["epochs"], seed=0).fit(cora, biased)
+    assert report.accuracy.error == pytest.approx(float((trainer.predict(cora)[val] == cora.y[val]).double().mean()))
+    atc = bias_report(cora, biased, **QUICK, method="atc", held_out=(val, cora.y[val])).accuracy
+    assert atc.method == "atc" and 0.0 <= atc.low <= atc.error <= atc.high <= 1.0
+
+
+def test_held_out_nodes_inside_the_labelled_set_and_label_methods_without_them_are_refused(cora, cora_published):
+    biased = cora_published[0]
+    with pytest.raises(ValueError, match="held_out nodes must lie outside train_idx"):
+        bias_report(cora, biased, **QUICK, method="atc", held_out=(biased[:5], cora.y[biased[:5]]))
+    result = run_main("srgnn.diagnostics", "--dataset", "cora", "--published-set", "0", "--method", "atc",
+                      "--splits-path", str(SEEDS_DIR / "localized_seeds_cora.p"), check=False)
+    assert result.returncode == 2 and "--method atc reads labels: pass --held-out" in result.stderr
