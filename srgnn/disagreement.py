@@ -210,6 +210,19 @@ def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) 
     return float(ece)
 
 
+def calibrated_ece_floor(probs: Tensor, n_draws: int = 50, n_bins: int = 15, seed: int = 0) -> float:
+    """The mean ``expected_calibration_error`` of ``n_draws`` label sets drawn from ``probs``
+    ``[N, C]`` themselves: what a perfectly calibrated model with these confidences scores on
+    ``N`` nodes. Binned ECE is biased upwards on few nodes (a few bins of few nodes each), so an
+    ECE is only as small as this floor."""
+    probs = torch.as_tensor(probs, dtype=torch.float64)
+    n_draws = check_int(n_draws, "n_draws")
+    generator = torch.Generator().manual_seed(seed)
+    draws = [expected_calibration_error(probs, torch.multinomial(probs, 1, generator=generator).view(-1), n_bins)
+             for _ in range(n_draws)]
+    return sum(draws) / n_draws
+
+
 def ensemble_vote(*predictions: Tensor, num_classes: int | None = None) -> Tensor:
     r"""The ensemble's vote :math:`\tilde h_k(x)`, the share of members predicting class k,
     ``[N, C]``, from M members' labels ``[N]`` or logits / probabilities ``[N, C]``."""

@@ -149,3 +149,16 @@ def test_gde_bootstrap_interval_covers_the_estimate_and_is_seeded():
 def test_bad_estimator_inputs_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call(torch.randn(50, 3))
+
+
+def test_the_calibrated_ece_floor_is_the_ece_of_labels_drawn_from_the_model_and_falls_with_n():
+    from srgnn.disagreement import calibrated_ece_floor
+
+    logits, _ = _calibrated(20000, seed=3)
+    probs = logits.softmax(1).double()
+    small, large = calibrated_ece_floor(probs[:200]), calibrated_ece_floor(probs)
+    assert large < 0.01 < small  # ~1/sqrt(n): the floor of 200 nodes is many times that of 20,000
+    labels = torch.multinomial(probs[:200], 1, generator=torch.Generator().manual_seed(9)).view(-1)
+    assert abs(expected_calibration_error(probs[:200], labels) - small) < 0.04
+    with pytest.raises(ValueError, match="n_draws must be an int >= 1"):
+        calibrated_ece_floor(probs, n_draws=0)

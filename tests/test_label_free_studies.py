@@ -63,6 +63,7 @@ def test_the_swa_recipe_study_adds_groups_to_its_log_and_temperature_keeps_the_a
             assert record[f"{group} + weighted temperature|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
             eces = {record[f"{group}{suffix}|{split}|ece"] for suffix in ("",) + TEMPERATURES}
             assert len(eces) == len(TEMPERATURES) + 1
+            assert 0.0 < record[f"{group}|{split}|ece_floor"] < 1.0
             for suffix in (" + validation temperature", " + distance temperature"):
                 assert record[f"{group}{suffix}|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
     run_main("benchmarks.swa_bias", *args)
