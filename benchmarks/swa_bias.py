@@ -32,6 +32,13 @@ The recipes, each GCN at 200 epochs from the same seed per set:
   scores a temperature on the nodes it was fitted on; every other node takes the temperature
   fitted on all of them. (A fourth round, declared before it ran: after the third, no recipe
   fitted on labelled nodes drawn like the training set reached ECE 0.05 on both graphs.)
+- ``+ uniform temperature``: one temperature fitted on 500 nodes drawn uniformly from those
+  outside the training set and the validation nodes (``benchmarks.study.uniform_labelled``),
+  left out of the test nodes: the labels a user buys by labelling a uniform sample. (A sixth
+  round, declared before it ran, with the test nodes of every recipe less those 500: the
+  validation nodes a published set leaves are thinned near it, the authors having drawn up to
+  half of each set from them, so a temperature fitted there is fitted farther from the
+  training set than the test nodes lie.)
 - ``+ distance temperature``: as ``+ validation temperature``, one temperature per hop
   distance from the training set (1, 2, 3, 4 or more; ``srgnn.calibration.fit_group_temperatures``,
   a distance with under 20 of the fitting nodes taking their pooled temperature), cross-fitted
@@ -45,7 +52,8 @@ Every metric is computed on two disjoint node sets: the Planetoid validation nod
 training set, on which the recipe to recommend is chosen (the rule, fixed before any run:
 lowest mean ECE over the graphs among the recipes whose mean paired Micro-F1 against ``gcn``
 is not below zero on both graphs), and the test nodes: the paper's (every node outside the
-training set on Cora, the 1,000 Planetoid test nodes otherwise) less the validation nodes.
+training set on Cora, the 1,000 Planetoid test nodes otherwise) less the validation nodes and
+the uniform sample.
 """
 from __future__ import annotations
 
@@ -60,7 +68,7 @@ from torch import Tensor
 from benchmarks.report import paired_difference
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog, run_logged
-from benchmarks.study import build, split_held_out, test_nodes, worker_graph, write_section
+from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph, write_section
 from srgnn import Trainer
 from srgnn.calibration import fit_group_temperatures, fit_temperature
 from srgnn.data import load_dataset
@@ -77,7 +85,8 @@ SETTINGS = {"gcn": dict(),
 SETTINGS["sr-gcn + swa"], SETTINGS["sr-gcn + swa cyclical"] = SETTINGS["swa"], SETTINGS["swa cyclical"]
 #: The runs of one job per set, each with the recipes it scores; every group's first recipe is its run.
 TEMPERED = ("gcn", "swa", "sr-gcn")
-TEMPERATURES = (" + temperature", " + weighted temperature", " + validation temperature", " + distance temperature")
+TEMPERATURES = (" + temperature", " + weighted temperature", " + validation temperature", " + distance temperature",
+                " + uniform temperature")
 GROUPS = {group: (group,) + (tuple(group + t for t in TEMPERATURES) if group in TEMPERED else ())
           + (("swag", "multiswag") if group == "swa" else ()) for group in SETTINGS}
 RECIPES = tuple(recipe for recipes in GROUPS.values() for recipe in recipes)
@@ -138,9 +147,11 @@ def one_set(dataset: str, index: int, group: str, train: Tensor, threads: int) -
 
     val = data.val_mask.clone()
     val[train] = False
+    uniform = uniform_labelled(data, train, index)
     test = torch.zeros(data.num_nodes, dtype=torch.bool)
     test[test_nodes(data, train)] = True
     test &= ~data.val_mask
+    test[uniform] = False
     full = fit(train)
     logits = full.logits(graph).cpu()
     probs = {group: logits.softmax(1)}
@@ -154,6 +165,7 @@ def one_set(dataset: str, index: int, group: str, train: Tensor, threads: int) -
         probs[f"{group} + validation temperature"] = cross_fitted_scaling(logits, y, val_nodes, index)
         hops = graph.hop_distances(train, MAX_HOPS).cpu().clamp(min=1)
         probs[f"{group} + distance temperature"] = cross_fitted_scaling(logits, y, val_nodes, index, hops - 1)
+        probs[f"{group} + uniform temperature"] = (logits / fit_temperature(logits[uniform], y[uniform])).softmax(1)
     if group == "swa":
         posteriors = [full.swag_] + [fit(train, seed).swag_ for seed in (index + 1000, index + 2000)]
         probs["swag"] = posteriors[0].predict_proba(graph.x, graph, DRAWS, seed=index)
@@ -240,7 +252,7 @@ def main(argv=None) -> None:
              "bins and NLL, means over the sets; ECE floor: the ECE a perfectly calibrated model with the",
              f"recipe's confidences scores on the same nodes (`calibrated_ece_floor`, {FLOOR_DRAWS} label draws), below",
              "which no ECE on them can be expected. Recipes and the selection rule: the module docstring.", "",
-             "Test nodes (the paper's, less the validation nodes):", "",
+             "Test nodes (the paper's, less the validation nodes and the uniform sample):", "",
              *table(log, datasets, "test", recipes, args.repeats),
              "", "Validation nodes (the Planetoid validation nodes outside the training set), where the",
              "recipe is chosen:", "", *table(log, datasets, "val", recipes, args.repeats), "",

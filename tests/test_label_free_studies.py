@@ -64,7 +64,7 @@ def test_the_swa_recipe_study_adds_groups_to_its_log_and_temperature_keeps_the_a
             eces = {record[f"{group}{suffix}|{split}|ece"] for suffix in ("",) + TEMPERATURES}
             assert len(eces) == len(TEMPERATURES) + 1
             assert 0.0 < record[f"{group}|{split}|ece_floor"] < 1.0
-            for suffix in (" + validation temperature", " + distance temperature"):
+            for suffix in (" + validation temperature", " + distance temperature", " + uniform temperature"):
                 assert record[f"{group}{suffix}|{split}|micro_f1"] == record[f"{group}|{split}|micro_f1"]
     run_main("benchmarks.swa_bias", *args)
     assert len(runs.read_text().splitlines()) == len(GROUPS)  # resumed: nothing retrained
@@ -173,3 +173,14 @@ def test_the_swa_recipe_study_refuses_an_unknown_group_and_a_log_without_groups(
         result = run_main("benchmarks.swa_bias", "--datasets", "cora", "--repeats", "1", "--doc",
                           str(tmp_path / "doc.md"), *flags, check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_uniform_labelled_sample_avoids_the_training_and_validation_nodes(cora, cora_published):
+    from benchmarks.study import uniform_labelled
+
+    train = cora_published[0]
+    sample = uniform_labelled(cora, train, seed=4)
+    assert sample.numel() == 500 == sample.unique().numel()
+    assert not torch.isin(sample, train).any() and not cora.val_mask[sample].any()
+    assert torch.equal(sample, uniform_labelled(cora, train, seed=4))
+    assert not torch.equal(sample, uniform_labelled(cora, train, seed=5))
