@@ -111,10 +111,10 @@ UNIFORM_LABELLED = 500
 def uniform_labelled(data, train: torch.Tensor, seed: int, size: int = UNIFORM_LABELLED) -> torch.Tensor:
     """``[size]`` nodes drawn uniformly from those outside ``train`` and the Planetoid validation
     nodes: the labels a user buys by labelling a uniform sample of the unlabelled nodes. The
-    validation nodes a published set leaves are not such a sample: the authors drew 35% of each
-    Cora set and 55% of each CiteSeer set from the validation nodes, the ones near its seeds, so
-    those left lie farther from it than the test nodes (within two hops: 22% against 31% on
-    CiteSeer, over 20 sets)."""
+    validation nodes a published set leaves are not such a sample: 35% of a published Cora set's
+    nodes and 55% of a CiteSeer set's are validation nodes (means over the first 20 sets; none
+    is a test node), the ones near its seeds, so those left lie farther from it than the test
+    nodes (within two hops of it: 22% against 31% on CiteSeer)."""
     exclude = torch.cat([train.view(-1), data.val_mask.nonzero().view(-1)])
     return iid_sample(data, size, seed=30_000 + seed, exclude=exclude)
 
