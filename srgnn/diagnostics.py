@@ -144,6 +144,9 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     with torch.no_grad():
         hidden = first.forward_with_hidden(*graph.on(next(first.parameters()).device).inputs_for(first))[1].cpu()
     estimated = pool
+    if held_out is not None and method in ("confidence", "gde"):
+        raise ValueError(f"method={method!r} reads no labels, so held_out would go unread: pass method='atc' "
+                         "(or 'doc', 'held_out') to estimate from them.")
     if held_out is not None:
         held_nodes = torch.as_tensor(held_out[0]).long().view(-1).cpu()
         if bool(unlabelled[held_nodes.clamp(0, num_nodes - 1)].logical_not().any()):

@@ -93,6 +93,9 @@ def test_iid_labels_reach_the_estimate_and_are_left_out_of_its_targets(cora, cor
 
 def test_held_out_nodes_inside_the_labelled_set_and_label_methods_without_them_are_refused(cora, cora_published):
     biased = cora_published[0]
+    val = cora.val_mask.nonzero().view(-1)[:50]
+    with pytest.raises(ValueError, match="held_out would go unread: pass method='atc'"):
+        bias_report(cora, biased, **QUICK, held_out=(val, cora.y[val]))
     with pytest.raises(ValueError, match="held_out nodes must lie outside train_idx"):
         bias_report(cora, biased, **QUICK, method="atc", held_out=(biased[:5], cora.y[biased[:5]]))
     result = run_main("srgnn.diagnostics", "--dataset", "cora", "--published-set", "0", "--method", "atc",
