@@ -86,10 +86,11 @@ def fit_group_temperatures(logits: Tensor, labels: Tensor, groups: Tensor, num_g
         raise ValueError(f"fit_group_temperatures: groups must lie in [0, num_groups={num_groups}).")
     if min_size < 1:
         raise ValueError(f"fit_group_temperatures: min_size must be >= 1; got {min_size}.")
-    pooled = fit_temperature(logits, labels)
+    sizes = torch.bincount(groups, minlength=num_groups)
+    # The pooled fit only where a group needs it: with one group it would repeat that group's fit.
+    pooled = fit_temperature(logits, labels) if bool((sizes < min_size).any()) else float("nan")
     temperatures = torch.full((num_groups,), pooled, dtype=torch.float64)
-    for group in range(num_groups):
+    for group in (sizes >= min_size).nonzero().view(-1).tolist():
         members = groups == group
-        if int(members.sum()) >= min_size:
-            temperatures[group] = fit_temperature(logits[members], labels[members])
+        temperatures[group] = fit_temperature(logits[members], labels[members])
     return temperatures

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ._validation import check_int
+from ._validation import check_index, check_int
 from .disagreement import ErrorEstimate, estimate_error
 from .data import load_dataset
 from .graph import Graph
@@ -131,6 +131,17 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     if pool.numel() < max(n, 2):
         raise ValueError(f"Only {pool.numel()} unlabelled node(s) for a labelled set of {n}: the report compares "
                          "the labelled set with unlabelled nodes, so it needs more of them than labelled ones.")
+    estimated = pool  # the nodes whose accuracy is estimated
+    if held_out is not None:
+        # Checked before any model trains: a refusal should not cost the training.
+        if method in ("confidence", "gde"):
+            raise ValueError(f"method={method!r} reads no labels, so held_out would go unread: pass method='atc' "
+                             "(or 'doc', 'held_out') to estimate from them.")
+        held_nodes = check_index(held_out[0], num_nodes, "held_out nodes").cpu()
+        if bool((~unlabelled[held_nodes]).any()):
+            raise ValueError("held_out nodes must lie outside train_idx: they stand in for the unlabelled nodes, "
+                             "so the models must not train on them.")
+        estimated = pool[~torch.isin(pool, held_nodes)]
     iid_size = min(check_int(iid_size, "iid_size"), pool.numel())
     target = iid_sample(data, iid_size, seed=seed, candidates=pool)
     reference = torch.stack([iid_sample(data, n, seed=seed + 1 + r, candidates=pool) for r in range(n_reference)])
@@ -143,16 +154,6 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     first = trainers[0].model.eval()
     with torch.no_grad():
         hidden = first.forward_with_hidden(*graph.on(next(first.parameters()).device).inputs_for(first))[1].cpu()
-    estimated = pool
-    if held_out is not None and method in ("confidence", "gde"):
-        raise ValueError(f"method={method!r} reads no labels, so held_out would go unread: pass method='atc' "
-                         "(or 'doc', 'held_out') to estimate from them.")
-    if held_out is not None:
-        held_nodes = torch.as_tensor(held_out[0]).long().view(-1).cpu()
-        if bool(unlabelled[held_nodes.clamp(0, num_nodes - 1)].logical_not().any()):
-            raise ValueError("held_out nodes must lie outside train_idx: they stand in for the unlabelled nodes, "
-                             "so the models must not train on them.")
-        estimated = pool[~torch.isin(pool, held_nodes)]
     error = estimate_error(*logits, nodes=estimated, method=method, held_out=held_out, n_bootstrap=n_bootstrap,
                            seed=seed)
     accuracy = ErrorEstimate(error.method, 1 - error.error, 1 - error.high, 1 - error.low, error.level)
