@@ -36,6 +36,7 @@ from torch_geometric.data import Data
 
 from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog, run_logged
+from srgnn.cli import OneLineParser, output_dir
 from srgnn import ShiftRobust, Trainer
 from srgnn.data import DataNotFoundError, load_dataset
 from srgnn.graph import Graph
@@ -97,7 +98,7 @@ def one_run(root: Path | None, device: str, method: str, ratio: float, index: in
 
 
 def main(argv=None) -> list[list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.arxiv_bias", description=__doc__,
+    parser = OneLineParser(prog="python -m benchmarks.arxiv_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None, help="folder holding ogbn_arxiv/ (default: $SRGNN_DATA)")
     parser.add_argument("--ratios", default="0.01,0.05")
@@ -107,7 +108,7 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: the CPU count over --workers)")
-    parser.add_argument("--out", type=Path, default=Path("results/arxiv_bias"))
+    parser.add_argument("--out", type=output_dir, default=Path("results/arxiv_bias"))
     args = parser.parse_args(argv)
     try:
         ratios = [float(r) for r in args.ratios.split(",")]
@@ -117,8 +118,7 @@ def main(argv=None) -> list[list[str]]:
         parser.error("--repeats, --epochs, --workers and --threads must be >= 1")
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     try:
-        if resolve_device(args.device).type not in ("cpu", "cuda"):
-            raise ValueError("the study runs on the CPU or CUDA; use 'cpu', 'cuda' or 'cuda:N'")
+        resolve_device(args.device)
     except ValueError as err:
         parser.error(f"--device {args.device}: {err}")
     protocol = {**PROTOCOL, "epochs": args.epochs}

@@ -38,6 +38,7 @@ import torch
 
 from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph, write_section
+from srgnn.cli import OneLineParser
 from srgnn import Trainer
 from srgnn.data import load_dataset
 from srgnn.disagreement import estimate_error
@@ -124,7 +125,7 @@ def table(log: RunLog, dataset: str) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.disagreement_bias", description=__doc__,
+    parser = OneLineParser(prog="python -m benchmarks.disagreement_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="pubmed")
     parser.add_argument("--repeats", type=int, default=100)

@@ -27,6 +27,7 @@ from torch_geometric.nn import GraphSAGE as PyGGraphSAGE
 
 from benchmarks.report import markdown_table
 from benchmarks.synthetic_bias import GRAPH
+from srgnn.cli import OneLineParser
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
 from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler
@@ -84,7 +85,7 @@ def pyg_sage_epoch(data, train: torch.Tensor, fan_outs: list[int], batch_size: i
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.large_graph", description=__doc__,
+    parser = OneLineParser(prog="python -m benchmarks.large_graph", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=2_400_000)
     parser.add_argument("--sets", type=int, default=100)

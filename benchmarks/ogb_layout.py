@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from srgnn.cli import OneLineParser, output_dir
 from srgnn.synthetic import synthetic_graph
 
 ARXIV = {"nodes": 169_343, "edges": 1_166_243, "features": 128, "classes": 40}
@@ -72,8 +73,8 @@ def write_arxiv_layout(root: Path, num_nodes: int = ARXIV["nodes"], num_edges: i
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="root folder; the graph goes to OUT/ogbn_arxiv")
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=output_dir, required=True, help="root folder; the graph goes to OUT/ogbn_arxiv")
     parser.add_argument("--nodes", type=int, default=ARXIV["nodes"])
     parser.add_argument("--edges", type=int, default=None, help="default: arxiv's edges per node times --nodes")
     parser.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import spmm as pyg_spmm
 
+from srgnn.cli import OneLineParser
 from srgnn.data import load_dataset
 from srgnn.synthetic import synthetic_graph
 from srgnn.propagation import normalized_adjacency, spmm
@@ -55,7 +56,7 @@ def bench(name: str, data, columns: int, repeats: int) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="cora,pubmed")
     parser.add_argument("--synthetic", type=int, default=1_000_000, help="nodes of a synthetic graph (0: skip)")
     parser.add_argument("--columns", type=int, default=64)

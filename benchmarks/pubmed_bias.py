@@ -45,9 +45,11 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.report import plot, print_table, summarize, table_rows, write_csv
-from benchmarks.runlog import RunLog
+from benchmarks.runlog import RunLog, StudyLockedError
 from benchmarks.scheduler import make_chunks, run_chunks
-from benchmarks.study import METHODS, base_of, is_plugin, load_plugin, run_many, run_one, train_plain_pyg_gcn
+from benchmarks.study import METHODS, base_of, build, is_plugin, load_plugin, run_many, run_one, train_plain_pyg_gcn
+from srgnn import cli
+from srgnn.cli import OneLineParser, output_dir
 from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, ensure_writable_dir, load_dataset
 from srgnn.graph import Graph
 from srgnn.robust import IID_SAMPLES
@@ -63,7 +65,7 @@ MAX_SEED = 2 ** 32 - 1
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pubmed_bias", description=__doc__,
+    parser = OneLineParser(prog="python -m benchmarks.pubmed_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated, from {', '.join(METHODS)} (default: all), or your own model "
@@ -98,7 +100,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the sets and the runs; on the CPU the same seed gives the same scores, on "
                              "CUDA the same up to float rounding (GPU sums are not ordered; docs/benchmarks.md)")
-    parser.add_argument("--out", type=Path, default=Path("results/pubmed_bias"))
+    parser.add_argument("--out", type=output_dir, default=Path("results/pubmed_bias"))
     parser.add_argument("--dataset", choices=DATASETS, default="pubmed")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished runs")
     parser.add_argument("--batch", type=int, default=None, metavar="R",
@@ -166,8 +168,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     elif not 0.0 < args.teleport < 1.0:
         parser.error(f"--teleport must lie in (0, 1); got {args.teleport}")
     try:
-        if resolve_device(args.device).type not in ("cpu", "cuda"):
-            raise ValueError("the study runs on the CPU or CUDA; use 'cpu', 'cuda' or 'cuda:N'")
+        resolve_device(args.device)
     except ValueError as err:
         parser.error(f"--device {args.device}: {err}")
     try:
@@ -235,26 +236,36 @@ def compare_sequential(data, sets, epochs: int) -> None:
 
 
 #: What a user can fix, reported in one line (exit status 2) instead of a traceback.
-USER_ERRORS = (DataNotFoundError, ChecksumError, CacheNotWritableError, ValueError, IndexError)
+USER_ERRORS = (DataNotFoundError, ChecksumError, CacheNotWritableError, StudyLockedError, ValueError, TypeError,
+               IndexError)
+PROG = "python -m benchmarks.pubmed_bias"
 
 
 def fail(message: str, status: int = 2) -> None:
     """Report an expected failure in one line on stderr and exit with ``status``."""
-    print(f"python -m benchmarks.pubmed_bias: error: {message}", file=sys.stderr)
-    raise SystemExit(status)
+    cli.fail(PROG, message, status)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
-    try:  # the data and the sets come from the user's files: their errors are theirs to fix
+    try:  # the data, the sets and the log come from the user's files: their errors are theirs to fix
+        log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))  # locks --out first
         data = load_dataset(args.dataset)
         biased, iid = training_sets(args, data)
+        for method in {base_of(m) or m for m in args.methods if is_plugin(m)}:
+            build(method, data)  # a factory that returns no srgnn model is refused before any run
     except USER_ERRORS as err:
         fail(str(err))
+    try:
+        return _run_study(args, data, biased, iid, log, start)
+    finally:
+        log.close()
+
+
+def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -> dict:
     config = _config(args)
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
-    log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))
     jobs = [(m, split, i) for m in args.methods for split in ("biased", "iid")
             if split == "biased" or not m.startswith(("sr-", "dann"))
             for i in range(args.repeats if split == "biased" else args.iid_repeats) if (m, split, i) not in log]

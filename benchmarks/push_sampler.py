@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from srgnn.cli import OneLineParser
 from srgnn.data import load_dataset
 from srgnn.sampling import LocalizedSampler, PushSampler, iid_sample, push_ppr, within_class_hops
 from srgnn.sampling.push import exact_walk_ppr
@@ -52,7 +53,7 @@ def bias_table(data, sets_by_sampler: dict[str, list[torch.Tensor]]) -> list[str
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="pubmed")
     parser.add_argument("--sets", type=int, default=10)
     parser.add_argument("--ratio", type=float, default=0.01, help="PPR-S label ratio (of every node of a class)")

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from benchmarks import pubmed_bias
 from benchmarks.study import write_section
+from srgnn.cli import OneLineParser
 from srgnn.robust import IID_SAMPLES
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "srgnn_localized_seeds"
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="cora,citeseer,pubmed")
     parser.add_argument("--methods", default="gcn,sr-gcn,appnp,sr-appnp")
     parser.add_argument("--repeats", type=int, default=100)

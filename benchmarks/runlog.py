@@ -3,7 +3,9 @@ any moment resumes where it stopped."""
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
+import numbers
 import os
 import signal
 import threading
@@ -14,23 +16,73 @@ import numpy as np
 from tqdm import tqdm
 
 
+#: Scores a record may hold; each must be a finite number.
+METRICS = ("micro_f1", "macro_f1")
+
+
+class StudyLockedError(RuntimeError):
+    """Another process is writing to the same results log."""
+
+
+def _lock(path: Path):
+    """An open lock file beside ``path``, exclusively locked (``fcntl.flock``) until closed or
+    until this process ends, however it ends; ``StudyLockedError`` if another process holds it.
+    Where ``fcntl`` does not exist (Windows), ``None``: no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(path.with_name(path.name + ".lock"), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StudyLockedError(f"another study is writing to {path} (its lock {handle.name} is held); wait for it to "
+                               "finish, or choose another --out") from None
+    return handle
+
+
 class RunLog:
     """Append-only JSONL of finished runs, keyed by ``key`` fields. A line cut short by a kill
-    is dropped on load, so a resumed study never double-counts or loses a finished run."""
+    is dropped on load, so a resumed study never double-counts or loses a finished run; a
+    complete line that is not a record (a missing key, a score that is not a number) is
+    refused with its line number. The log is locked while this object lives (``close()``
+    releases it), so two studies never write one log."""
 
     def __init__(self, path: Path, key: tuple[str, ...]):
         self.path, self.key = Path(path), key
         self.records: dict[tuple, dict] = {}
+        self._lock = _lock(self.path)
         if self.path.exists():
             valid = []
-            for line in self.path.read_text().splitlines():
+            for number, line in enumerate(self.path.read_text().splitlines(), 1):
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # the last write was interrupted
+                self._check(record, number)
                 self.records[tuple(record[k] for k in key)] = record
                 valid.append(line)
             self.path.write_text("".join(v + "\n" for v in valid))
+
+    def _check(self, record, number: int) -> None:
+        where = f"{self.path} line {number}"
+        if not isinstance(record, dict) or any(k not in record for k in self.key):
+            self.close()
+            raise ValueError(f"{where} is not a run record (it needs the keys {list(self.key)}); delete that line "
+                             "to rerun that run, or choose another --out")
+        bad = [k for k in METRICS if k in record and (isinstance(record[k], bool) or not isinstance(
+            record[k], numbers.Real) or not math.isfinite(record[k]))]
+        if bad:
+            self.close()
+            raise ValueError(f"{where}: {bad[0]} is {record[bad[0]]!r}, not a finite number; delete that line to rerun "
+                             "that run, or choose another --out")
+
+    def close(self) -> None:
+        """Release the log's lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __contains__(self, key: tuple) -> bool:
         return key in self.records

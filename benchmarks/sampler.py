@@ -18,6 +18,8 @@ import time
 import numpy as np
 import torch
 
+from srgnn.cli import OneLineParser
+
 
 def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
@@ -85,7 +87,7 @@ def _scale(num_nodes: int, queue) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="cora,citeseer,pubmed")
     parser.add_argument("--skip-dense", default="", help="datasets whose dense baseline is skipped")
     parser.add_argument("--scale", type=int, default=0, metavar="N",

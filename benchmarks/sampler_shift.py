@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srgnn.cli import OneLineParser
 from srgnn.data import ChecksumError, load_dataset
 from srgnn.sampling import (LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits,
                             within_class_hops)
@@ -21,7 +22,7 @@ from srgnn.shift import cmd
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="cora,citeseer,pubmed")
     parser.add_argument("--sets", type=int, default=100)
     parser.add_argument("--teleports", default="default",

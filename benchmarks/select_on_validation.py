@@ -32,6 +32,7 @@ from tqdm import tqdm
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog
 from benchmarks.study import BASES, write_section
+from srgnn.cli import OneLineParser
 from srgnn import ShiftRobust, Trainer
 from srgnn.data import load_dataset
 from srgnn.graph import Graph
@@ -78,7 +79,7 @@ def validation_nodes(data, train: torch.Tensor) -> torch.Tensor:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="pubmed,citeseer")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)

@@ -21,6 +21,7 @@ from benchmarks import pubmed_bias
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog
+from srgnn.cli import OneLineParser, output_dir
 from srgnn.models import GCN
 
 
@@ -49,13 +50,13 @@ def method_of(switch: str) -> str:
 
 
 def main(argv=None) -> list[list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="cora")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
-    parser.add_argument("--out", type=Path, default=Path("results/sr_gcn_switches"))
+    parser.add_argument("--out", type=output_dir, default=Path("results/sr_gcn_switches"))
     args = parser.parse_args(argv)
     methods = [m for switch in SWITCHES for m in (method_of(switch), "sr-" + method_of(switch))]
     flags = ["--dataset", args.dataset, "--splits", "published", "--repeats", str(args.repeats),

@@ -67,8 +67,9 @@ from torch import Tensor
 
 from benchmarks.report import paired_difference
 from benchmarks.reproduce import SEEDS_DIR
-from benchmarks.runlog import RunLog, run_logged
+from benchmarks.runlog import RunLog, StudyLockedError, run_logged
 from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph, write_section
+from srgnn.cli import OneLineParser
 from srgnn import Trainer
 from srgnn.calibration import fit_group_temperatures, fit_temperature
 from srgnn.data import load_dataset
@@ -211,7 +212,7 @@ def table(log: RunLog, datasets: list[str], split: str, recipes: list[str], repe
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.swa_bias", description=__doc__,
+    parser = OneLineParser(prog="python -m benchmarks.swa_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="cora,pubmed")
     parser.add_argument("--repeats", type=int, default=100)
@@ -234,9 +235,8 @@ def main(argv=None) -> None:
     args.runs.parent.mkdir(parents=True, exist_ok=True)
     try:
         log = RunLog(args.runs, ("dataset", "index", "group"))
-    except KeyError:
-        parser.error(f"--runs {args.runs} holds records without a group (an earlier swa_bias, one record per "
-                     "set); pass a new --runs path.")
+    except (ValueError, StudyLockedError) as err:  # records of an earlier swa_bias had no group
+        parser.error(f"--runs: {err}")
     jobs = []
     for dataset in datasets:
         data = load_dataset(dataset)

@@ -29,6 +29,7 @@ import torch
 
 from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog, run_logged
+from srgnn.cli import OneLineParser, output_dir
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
 from srgnn.models import GCN
@@ -86,7 +87,7 @@ def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, training: 
 
 
 def main(argv=None) -> list[list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.synthetic_bias", description=__doc__,
+    parser = OneLineParser(prog="python -m benchmarks.synthetic_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=169_343)
     parser.add_argument("--ratio", type=float, default=0.01)
@@ -102,7 +103,7 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: the CPU count over --workers)")
-    parser.add_argument("--out", type=Path, default=Path("results/synthetic_bias"))
+    parser.add_argument("--out", type=output_dir, default=Path("results/synthetic_bias"))
     args = parser.parse_args(argv)
     if min(args.repeats, args.epochs, args.workers, args.threads or 1) < 1:
         parser.error("--repeats, --epochs, --workers and --threads must be >= 1")

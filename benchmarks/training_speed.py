@@ -12,6 +12,7 @@ import time
 import torch
 
 from benchmarks.study import train_plain_pyg_gcn
+from srgnn.cli import OneLineParser
 from srgnn import ShiftRobust
 from srgnn.data import load_dataset
 from srgnn.models import GCN
@@ -39,7 +40,7 @@ def srgnn_epochs(model, data, train, epochs: int, receptive_field: bool = False)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="pubmed")
     parser.add_argument("--epochs", type=int, default=50)
     args = parser.parse_args(argv)

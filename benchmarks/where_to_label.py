@@ -18,6 +18,7 @@ from benchmarks.report import paired_difference
 from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import build, test_nodes, worker_graph, write_section
+from srgnn.cli import OneLineParser
 from srgnn import Trainer
 from srgnn.acquisition import suggest_labels
 from srgnn.data import load_dataset
@@ -64,7 +65,7 @@ def table(log: RunLog, datasets: list[str], methods: list[str]) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.where_to_label", description=__doc__,
+    parser = OneLineParser(prog="python -m benchmarks.where_to_label", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="cora,pubmed")
     parser.add_argument("--methods", default="gcn,sr-gcn")

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_index, check_int, check_number
+from ._validation import as_tensor, check_index, check_int, check_number
 from .graph import Graph
 from .propagation import sgc_features
 
@@ -55,7 +55,7 @@ def suggest_labels(graph: Graph | Data, train_idx: Tensor, k: int, *, logits: Te
         graph: the graph with its features (``Data`` or ``srgnn.Graph``).
         train_idx: the labelled nodes ``[n]``.
         k: how many nodes to suggest.
-        logits: a model's outputs ``[N, C]`` (``Trainer.logits``) trained on ``train_idx``: nodes
+        logits: a model's outputs ``[N, C]`` (``trainer.logits(graph)``, the method called) trained on ``train_idx``: nodes
             weigh by its predictive entropy. ``None`` weighs every node alike (pure coverage).
         candidates: nodes that may be suggested ``[m]`` (default: every unlabelled node).
         hops: propagation steps of the similarity's features.
@@ -84,7 +84,7 @@ def suggest_labels(graph: Graph | Data, train_idx: Tensor, k: int, *, logits: Te
     if logits is None:
         weight = torch.ones(n, dtype=torch.float64)
     else:
-        logits = torch.as_tensor(logits).detach().cpu()
+        logits = as_tensor(logits, "logits").detach().cpu()
         if logits.dim() != 2 or logits.size(0) != n or not torch.isfinite(logits).all():
             raise ValueError(f"logits must be finite [N, C] model outputs for the graph's N={n} nodes; got shape "
                              f"{tuple(logits.shape)}.")

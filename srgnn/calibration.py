@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._validation import as_tensor
+
 
 def fit_temperature(logits: Tensor, labels: Tensor, *, weights: Tensor | None = None, max_iter: int = 100) -> float:
     """The temperature ``T > 0`` minimising the NLL of ``softmax(logits / T)`` on ``labels``,
@@ -30,7 +32,7 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, weights: Tensor | None = 
 
     Returns ``T``; apply it as ``(logits / T).softmax(-1)``.
     """
-    logits, labels = torch.as_tensor(logits).detach().double(), torch.as_tensor(labels).long().view(-1)
+    logits, labels = as_tensor(logits, "logits").detach().double(), as_tensor(labels, "labels").long().view(-1)
     if logits.dim() != 2 or logits.size(0) != labels.numel() or logits.size(0) == 0:
         raise ValueError(f"fit_temperature expects logits [n, C] and labels [n] with n > 0; got "
                          f"{tuple(logits.shape)} and {tuple(labels.shape)}.")
@@ -44,7 +46,7 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, weights: Tensor | None = 
                          "summing to 1): pass the model's raw outputs, or probs.log() for probabilities.")
     if weights is None:
         weights = torch.ones(logits.size(0), dtype=torch.float64)
-    weights = torch.as_tensor(weights).detach().double().view(-1)
+    weights = as_tensor(weights, "weights").detach().double().view(-1)
     if weights.numel() != logits.size(0) or not torch.isfinite(weights).all() or (weights < 0).any() \
             or weights.sum() <= 0:
         raise ValueError(f"fit_temperature: weights must be {logits.size(0)} finite, non-negative values, not all "
@@ -78,10 +80,10 @@ def fit_group_temperatures(logits: Tensor, labels: Tensor, groups: Tensor, num_g
     Returns ``[num_groups]`` temperatures; apply them to nodes of groups ``g`` (``[m]``) as
     ``(logits / temperatures[g].unsqueeze(1)).softmax(1)``.
     """
-    groups = torch.as_tensor(groups).view(-1)
-    if groups.numel() != torch.as_tensor(logits).size(0) or groups.is_floating_point():
+    groups = as_tensor(groups, "groups").view(-1)
+    if groups.numel() != as_tensor(logits, "logits").size(0) or groups.is_floating_point():
         raise ValueError(f"fit_group_temperatures: groups must hold one int per held-out node "
-                         f"({torch.as_tensor(logits).size(0)}); got {groups.numel()} values of {groups.dtype}.")
+                         f"({as_tensor(logits, 'logits').size(0)}); got {groups.numel()} values of {groups.dtype}.")
     if num_groups < 1 or groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= num_groups):
         raise ValueError(f"fit_group_temperatures: groups must lie in [0, num_groups={num_groups}).")
     if min_size < 1:

@@ -7,12 +7,16 @@ them, so a read-only data directory (such as a shared mount) is never written to
 
 Raw Planetoid files are Python pickles, and an altered pickle can run code: every raw
 file's SHA-256 is checked against ``datasets/registry.json`` *before* PyG unpickles it.
+Files saved with ``torch.save`` (a user's graph, PyG's ``processed/`` files) are read by
+``load_saved``: ``torch.load(weights_only=True)`` with PyG's ``Data`` classes allow-listed,
+so an object of any other class is refused instead of unpickled.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import warnings
@@ -38,6 +42,63 @@ class ChecksumError(RuntimeError):
 
 class CacheNotWritableError(OSError):
     """The srgnn cache directory cannot be created or written."""
+
+
+class UnsafeFileError(pickle.UnpicklingError):
+    """A saved file holds objects other than tensors and PyG's ``Data`` classes; it was not
+    unpickled, since unpickling them could run code."""
+
+
+def _data_globals() -> list:
+    """The classes a ``torch.save``'d ``Data`` pickles besides tensors and plain containers."""
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+
+    return [Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]
+
+
+def load_saved(path: str | os.PathLike, what: str = "file"):
+    """What ``torch.save`` wrote to ``path``, on the CPU, loaded with ``weights_only=True``:
+    tensors, numbers, strings, tuples, lists, dicts and PyG's ``Data`` only. Anything else (a
+    crafted object whose unpickling would run code among them) raises ``UnsafeFileError``
+    without being unpickled; ``what`` names the file in errors (``"--data FILE"``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{what} {path} does not exist or is not a file.")
+    try:
+        with torch.serialization.safe_globals(_data_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = str(err).split("Unsupported global: ")[-1].split(" was not")[0].strip() if "Unsupported global" in str(
+            err) else "a disallowed object"
+        raise UnsafeFileError(f"{what} {path} holds {found}, which srgnn does not unpickle (it could run code): "
+                              "only tensors and torch_geometric Data objects are loaded. Save the graph as "
+                              "torch.save(Data(x=..., edge_index=..., y=...), path).") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{what} {path} is not a readable torch.save file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200]}).") from None
+
+
+def load_graph(path: str | os.PathLike, what: str = "graph file") -> Data:
+    """A graph saved with ``torch.save(data, path)``, loaded safely (``load_saved``) and
+    checked to be a ``torch_geometric.data.Data``."""
+    data = load_saved(path, what)
+    if not isinstance(data, Data):
+        raise TypeError(f"{what} {path} holds a {type(data).__name__}, not a torch_geometric Data; save the graph "
+                        "itself: torch.save(data, path) (for a PyG dataset, torch.save(dataset[0], path)).")
+    return data
+
+
+def _drop_unsafe_processed(folder: Path) -> None:
+    """Delete ``folder`` (PyG's ``processed/``) unless every ``.pt`` file in it loads by
+    ``load_saved``: PyG reads these files with ``weights_only=False`` when the safe load fails,
+    so a crafted one would run code. PyG rebuilds them from the verified raw files."""
+    for file in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        try:
+            load_saved(file)
+        except (UnsafeFileError, ValueError):
+            shutil.rmtree(folder, ignore_errors=True)
+            return
 
 
 def _registry() -> dict:
@@ -191,16 +252,21 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
     from torch_geometric.transforms import NormalizeFeatures
 
     transform = NormalizeFeatures() if normalize_features else None
-    try:
-        dataset = Planetoid(str(cache_root), folder, transform=transform)
-    except Exception:  # noqa: BLE001 - a truncated or stale processed/ file, in whatever way torch.load fails
-        # processed/ is derived from the raw files just verified: rebuild it from them.
-        shutil.rmtree(cache_root / folder / "processed", ignore_errors=True)
+    _drop_unsafe_processed(cache_root / folder / "processed")
+    # With PyG's Data classes allowed, PyG's own weights-only load of processed/ succeeds and
+    # never falls back to a full unpickle.
+    with torch.serialization.safe_globals(_data_globals()):
         try:
             dataset = Planetoid(str(cache_root), folder, transform=transform)
-        except Exception as err:
-            raise RuntimeError(f"PyG could not build {cache_root / folder / 'processed'} from the verified raw "
-                               f"files ({type(err).__name__}: {err}); delete {cache_root / folder} and retry.") from err
+        except Exception:  # noqa: BLE001 - a truncated or stale processed/ file, in whatever way torch.load fails
+            # processed/ is derived from the raw files just verified: rebuild it from them.
+            shutil.rmtree(cache_root / folder / "processed", ignore_errors=True)
+            try:
+                dataset = Planetoid(str(cache_root), folder, transform=transform)
+            except Exception as err:
+                raise RuntimeError(f"PyG could not build {cache_root / folder / 'processed'} from the verified raw "
+                                   f"files ({type(err).__name__}: {err}); delete {cache_root / folder} and "
+                                   "retry.") from err
     data = dataset[0]
     data.num_classes = dataset.num_classes
     data.name = key
@@ -225,12 +291,9 @@ def _load_ogb(key: str, root: str | os.PathLike | None) -> Data:
         raise DataNotFoundError(
             f"{key} files not found in {where}. Download them with ogb on a networked machine "
             f"(PygNodePropPredDataset('{key}', root=<dir>)) and pass root=<dir> or set SRGNN_DATA=<dir>.")
-    # ogb 1.3.6 reads its processed file with a plain torch.load, which loads only allowlisted
-    # types: allow the PyG storage classes that file holds, for this load alone.
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import GlobalStorage
-
-    with torch.serialization.safe_globals([DataEdgeAttr, DataTensorAttr, GlobalStorage]):
+    # ogb 1.3.6 reads its processed file with a plain torch.load (weights-only by default), which
+    # loads only allowlisted types: allow the PyG Data classes that file holds, for this load alone.
+    with torch.serialization.safe_globals(_data_globals()):
         dataset = PygNodePropPredDataset(key, root=str(cache_root))
     data = dataset[0]
     split = dataset.get_idx_split()

@@ -13,6 +13,8 @@ the unlabelled ones fix it: pass them as ``held_out`` with ``method="atc"``
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,10 +23,12 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ._validation import check_index, check_int
-from .disagreement import ErrorEstimate, estimate_error
-from .data import load_dataset
-from .graph import Graph
+from ._validation import check_index, check_int, check_seed
+from .cli import OneLineParser, fail
+from .disagreement import ErrorEstimate, check_held_out, estimate_error
+from .data import UnsafeFileError, load_dataset, load_graph, load_saved
+from .graph import Graph, StaleGraphError
+from .loop import NonFiniteLossError
 from .models import APPNP, GAT, GCN
 from .propagation import sgc_features
 from .sampling import iid_sample, load_published_splits
@@ -49,6 +53,22 @@ class Shift:
 
 
 @dataclass(frozen=True)
+class Accuracy:
+    """An estimated accuracy ``value`` on the unlabelled nodes, with its bootstrap interval
+    ``low``..``high`` at ``level``, by ``estimate_error``'s ``method`` (accuracy = 1 - error)."""
+
+    method: str
+    value: float
+    low: float
+    high: float
+    level: float
+
+    @classmethod
+    def from_error(cls, error: ErrorEstimate) -> "Accuracy":
+        return cls(error.method, 1 - error.error, 1 - error.high, 1 - error.low, error.level)
+
+
+@dataclass(frozen=True)
 class BiasReport:
     """``bias_report``'s findings; ``str(report)`` prints them."""
 
@@ -57,26 +77,27 @@ class BiasReport:
     feature_shift: Shift  # of the input features X
     propagated_shift: Shift  # of two-hop propagated features, what a 2-layer GCN's receptive field sees
     hidden_shift: Shift  # of the first model's last hidden layer
+    hidden_model: str  # that model's class
     degree_shift: Shift  # mean in-degree: PPR-localized sets favour well-connected nodes
-    accuracy: ErrorEstimate  # of accuracy (1 - error) on the unlabelled nodes, with its interval
+    accuracy: Accuracy  # estimated on the unlabelled nodes, with its interval
     n_iid_labelled: int  # labelled nodes drawn like the unlabelled ones that the estimate read (0: label-free)
     held_out_accuracy: float  # k-fold, on labelled nodes held out of training: what validation promises
-    estimated_drop: float  # held_out_accuracy - accuracy.error
+    estimated_drop: float  # held_out_accuracy - accuracy.value
 
     def __str__(self) -> str:
-        def shift(name: str, s: Shift) -> str:
-            return (f"{name}: CMD {s.value:.4f} against {s.reference_mean:.4f} for IID sets of this size "
-                    f"(95th percentile {s.reference_high:.4f}); above {100 * s.percentile:.0f}% of them")
+        # A raw CMD means nothing alone: lead with where it falls among IID sets of this size.
+        def shift(name: str, s: Shift, unit: str = "CMD", digits: int = 4) -> str:
+            return (f"{name}: above {100 * s.percentile:.0f}% of IID sets of this size ({unit} {s.value:.{digits}f}; "
+                    f"IID sets {s.reference_mean:.{digits}f} on average, 95th percentile "
+                    f"{s.reference_high:.{digits}f})")
         a = self.accuracy
         return "\n".join([
             f"labelled nodes: {self.n_labelled}; unlabelled: {self.n_unlabelled}",
             shift("feature shift", self.feature_shift),
             shift("propagated-feature shift (A^2 X)", self.propagated_shift),
-            shift("hidden-layer shift (trained GCN)", self.hidden_shift),
-            f"mean degree: {self.degree_shift.value:.1f} against {self.degree_shift.reference_mean:.1f} for IID "
-            f"sets of this size (95th percentile {self.degree_shift.reference_high:.1f}); above "
-            f"{100 * self.degree_shift.percentile:.0f}% of them",
-            f"estimated accuracy on unlabelled nodes: {100 * a.error:.1f}% "
+            shift(f"hidden-layer shift (trained {self.hidden_model})", self.hidden_shift),
+            shift("mean degree", self.degree_shift, unit="mean degree", digits=1),
+            f"estimated accuracy on unlabelled nodes: {100 * a.value:.1f}% "
             f"({100 * a.level:.0f}% interval {100 * a.low:.1f}-{100 * a.high:.1f}; method {a.method}, "
             + (f"reading {self.n_iid_labelled} IID labels)" if self.n_iid_labelled else "label-free)"),
             f"held-out accuracy on labelled nodes: {100 * self.held_out_accuracy:.1f}%",
@@ -119,6 +140,7 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     data = graph.data
     train_idx = check_training_set(graph, train_idx)
     n_reference, folds = check_int(n_reference, "n_reference"), check_int(folds, "folds", minimum=2)
+    seed = check_seed(seed)
     check_int(n_bootstrap, "n_bootstrap")
     if not models:
         raise ValueError("models is empty: the accuracy estimate needs at least one model factory.")
@@ -137,6 +159,7 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
         if method in ("confidence", "gde"):
             raise ValueError(f"method={method!r} reads no labels, so held_out would go unread: pass method='atc' "
                              "(or 'doc', 'held_out') to estimate from them.")
+        check_held_out(held_out)
         held_nodes = check_index(held_out[0], num_nodes, "held_out nodes").cpu()
         if bool((~unlabelled[held_nodes]).any()):
             raise ValueError("held_out nodes must lie outside train_idx: they stand in for the unlabelled nodes, "
@@ -145,7 +168,7 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     iid_size = min(check_int(iid_size, "iid_size"), pool.numel())
     target = iid_sample(data, iid_size, seed=seed, candidates=pool)
     reference = torch.stack([iid_sample(data, n, seed=seed + 1 + r, candidates=pool) for r in range(n_reference)])
-    x = data.x.to_dense() if data.x.is_sparse or data.x.is_sparse_csr else data.x
+    x = data.x  # dense float32 (srgnn.graph.prepared_data)
     channels = (data.num_features, int(data.y.max()) + 1)
 
     trainers = [Trainer(factory(*channels), epochs=epochs, seed=seed + m).fit(graph, train_idx)
@@ -154,9 +177,8 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     first = trainers[0].model.eval()
     with torch.no_grad():
         hidden = first.forward_with_hidden(*graph.on(next(first.parameters()).device).inputs_for(first))[1].cpu()
-    error = estimate_error(*logits, nodes=estimated, method=method, held_out=held_out, n_bootstrap=n_bootstrap,
-                           seed=seed)
-    accuracy = ErrorEstimate(error.method, 1 - error.error, 1 - error.high, 1 - error.low, error.level)
+    accuracy = Accuracy.from_error(estimate_error(*logits, nodes=estimated, method=method, held_out=held_out,
+                                                  n_bootstrap=n_bootstrap, seed=seed))
 
     # Held-out accuracy: each fold is predicted by the first model trained on the other folds,
     # with the folds stratified by class so every class stays in training.
@@ -178,14 +200,37 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     propagated = sgc_features(graph.on("cpu").adjacency("sym"), x, 2)
     degree = graph.in_degree().cpu().double()
     degree_shift = _placed(float(degree[train_idx].mean()), degree[reference].mean(1))
-    return BiasReport(n, int(pool.numel()), *(_shift(f, train_idx, target, reference) for f in (x, propagated, hidden)),
-                      degree_shift, accuracy, 0 if held_out is None else int(held_out[0].numel()), held_out_accuracy,
-                      held_out_accuracy - accuracy.error)
+    feature, propagated, hidden = (_shift(f, train_idx, target, reference) for f in (x, propagated, hidden))
+    return BiasReport(n, int(pool.numel()), feature, propagated, hidden, type(first).__name__, degree_shift, accuracy,
+                      0 if held_out is None else int(held_out[0].numel()), held_out_accuracy,
+                      held_out_accuracy - accuracy.value)
+
+
+#: What a user can fix, reported by the command line in one line (exit status 2).
+USER_ERRORS = (ValueError, TypeError, IndexError, FileNotFoundError, UnsafeFileError, StaleGraphError,
+               NonFiniteLossError)
+PROG = "python -m srgnn.diagnostics"
+
+
+def _node_ids(value, path: str) -> Tensor:
+    """``--train``'s content: node ids (or a boolean mask), refused in one line if anything else."""
+    if not isinstance(value, Tensor) or value.is_floating_point():
+        what = (f"a {value.dtype} tensor" if isinstance(value, Tensor)
+                else f"a {type(value).__name__}" + (f" with keys {sorted(map(str, value))[:5]}" if isinstance(value, dict) else ""))
+        raise TypeError(f"--train {path} holds {what}; save the labelled node ids as an integer tensor: "
+                        "torch.save(train_idx, path).")
+    return value
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m srgnn.diagnostics", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        _main(argv)
+    except USER_ERRORS as err:
+        fail(PROG, str(err))
+
+
+def _main(argv=None) -> None:
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="a registered dataset (cora, citeseer, pubmed), found through $SRGNN_DATA")
     source.add_argument("--data", help="a torch.save'd torch_geometric Data with x, edge_index and y")
@@ -202,10 +247,9 @@ def main(argv=None) -> None:
     parser.add_argument("--held-out", metavar="FILE|validation",
                         help="labels of unlabelled nodes drawn uniformly: a torch.save'd (node ids, labels) pair, "
                              "or 'validation' for --dataset's validation nodes outside the labelled set")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     args = parser.parse_args(argv)
-    data = load_dataset(args.dataset) if args.dataset else torch.load(args.data, weights_only=False)
-    if not isinstance(data, Data):
-        parser.error(f"--data {args.data} holds a {type(data).__name__}, not a torch_geometric Data.")
+    data = load_dataset(args.dataset) if args.dataset else load_graph(args.data, "--data")
     if args.published_set is not None:
         if args.dataset is None:
             parser.error("--published-set needs --dataset (the published sets are per dataset).")
@@ -216,7 +260,7 @@ def main(argv=None) -> None:
             parser.error(f"--published-set {args.published_set} is out of range 0..{len(sets) - 1}.")
         train = sets[args.published_set]
     else:
-        train = torch.load(args.train, weights_only=True)
+        train = _node_ids(load_saved(args.train, "--train"), args.train)
     held_out = None
     if args.held_out == "validation":
         if getattr(data, "val_mask", None) is None:
@@ -225,11 +269,13 @@ def main(argv=None) -> None:
         nodes = nodes[~torch.isin(nodes, torch.as_tensor(train).view(-1))]
         held_out = (nodes, data.y.view(-1)[nodes])
     elif args.held_out is not None:
-        held_out = torch.load(args.held_out, weights_only=True)
+        held_out = load_saved(args.held_out, "--held-out")
+        check_held_out(held_out)
     if args.method in ("doc", "atc", "held_out") and held_out is None:
         parser.error(f"--method {args.method} reads labels: pass --held-out (a file, or 'validation').")
-    print(bias_report(data, train, seed=args.seed, epochs=args.epochs, n_reference=args.reference,
-                      method=args.method, held_out=held_out))
+    report = bias_report(data, train, seed=args.seed, epochs=args.epochs, n_reference=args.reference,
+                         method=args.method, held_out=held_out)
+    print(json.dumps(dataclasses.asdict(report), indent=2) if args.json else report)
 
 
 if __name__ == "__main__":

@@ -15,26 +15,26 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_choice, check_index, check_int
+from ._validation import as_tensor, check_choice, check_index, check_int
 from .graph import Graph
 
 
 def _labels(prediction: Tensor) -> Tensor:
-    prediction = torch.as_tensor(prediction)
+    prediction = as_tensor(prediction, "predictions")
     return prediction.argmax(-1) if prediction.dim() == 2 else prediction.long()
 
 
 def _check(predictions: tuple[Tensor, ...], nodes) -> Tensor | None:
     if len(predictions) < 2:
         raise ValueError("Disagreement needs at least two models' predictions.")
-    widths = {p.size(1) for p in map(torch.as_tensor, predictions) if p.dim() == 2}
+    widths = {p.size(1) for p in (as_tensor(p, "predictions") for p in predictions) if p.dim() == 2}
     if len(widths) > 1:
         raise ValueError(f"The models have different output sizes {sorted(widths)}; compare models of one task.")
-    lengths = {torch.as_tensor(p).size(0) for p in predictions}
+    lengths = {as_tensor(p, "predictions").size(0) for p in predictions}
     if len(lengths) > 1:
         raise ValueError(f"Predictions cover different node counts {sorted(lengths)}.")
     if nodes is not None:
-        nodes = torch.as_tensor(nodes)
+        nodes = as_tensor(nodes, "nodes")
         nodes = nodes.nonzero().view(-1) if nodes.dtype == torch.bool else nodes.long().view(-1)
         if nodes.numel() == 0:
             raise ValueError("nodes is empty: there is nothing to compare on.")
@@ -79,7 +79,7 @@ class ErrorEstimate:
 
 
 def _probabilities(prediction: Tensor, kind: str) -> Tensor:
-    prediction = torch.as_tensor(prediction, dtype=torch.float64)
+    prediction = as_tensor(prediction, "predictions", dtype=torch.float64)
     if prediction.dim() != 2:
         raise ValueError(f"Confidence-based estimates need [N, C] logits or probabilities; got shape "
                          f"{tuple(prediction.shape)} (labels carry no confidence: use method='gde').")
@@ -90,6 +90,14 @@ def _probabilities(prediction: Tensor, kind: str) -> Tensor:
         raise ValueError("kind='probs', but the rows are not probabilities (in [0, 1], summing to 1); pass "
                          "kind='logits' for logits.")
     return prediction
+
+
+def check_held_out(held_out) -> None:
+    """Refuse a ``held_out`` that is not a ``(node ids, labels)`` pair (a lone id tensor, say)."""
+    if isinstance(held_out, Tensor) or not (isinstance(held_out, (tuple, list)) and len(held_out) == 2):
+        what = f"a tensor of shape {tuple(held_out.shape)}" if isinstance(held_out, Tensor) else type(held_out).__name__
+        raise TypeError(f"held_out must be a pair (node ids [m], labels [m]) of labelled nodes; got {what}. Save one "
+                        "with torch.save((nodes, data.y[nodes]), path).")
 
 
 def estimate_error(*predictions: Tensor, nodes: Tensor | None = None, method: str = "gde", kind: str = "logits",
@@ -115,7 +123,7 @@ def estimate_error(*predictions: Tensor, nodes: Tensor | None = None, method: st
         raise ValueError(f"method={method!r} needs at least one model's predictions.")
     else:
         nodes = _check(predictions + predictions[:1], nodes)  # one model is an ensemble here
-    n = torch.as_tensor(predictions[0]).size(0)
+    n = as_tensor(predictions[0], "predictions").size(0)
     targets = torch.arange(n) if nodes is None else nodes
     if n_bootstrap is not None:
         n_bootstrap = check_int(n_bootstrap, "n_bootstrap")
@@ -124,6 +132,11 @@ def estimate_error(*predictions: Tensor, nodes: Tensor | None = None, method: st
     if method == "gde":
         labels = torch.stack([_labels(p) for p in predictions])  # [M, N]
         disagree = torch.stack([(a != b).double() for a, b in combinations(labels, 2)]).mean(0)  # [N]
+        if not bool(disagree[targets].any()):
+            raise ValueError(f"The {len(predictions)} models agree on every target node, so GDE would estimate an "
+                             "error of exactly 0, whatever the true error: its assumption (a calibrated ensemble "
+                             "whose members differ) is visibly broken. Use models that differ more (other seeds and "
+                             "architectures, dropout), method='confidence', or method='atc' with held_out labels.")
 
         def statistic(target: Tensor, _held: Tensor | None) -> float:
             return float(disagree[target].mean())
@@ -134,11 +147,16 @@ def estimate_error(*predictions: Tensor, nodes: Tensor | None = None, method: st
             if held_out is None:
                 raise ValueError(f"method={method!r} needs held_out=(node ids, labels) of labelled nodes drawn "
                                  "like the training set and not trained on.")
+            check_held_out(held_out)
             held_nodes = check_index(held_out[0], n, "held_out nodes")
-            held_labels = torch.as_tensor(held_out[1]).long().view(-1)
+            held_labels = as_tensor(held_out[1], "held_out labels").long().view(-1)
             if held_labels.numel() != held_nodes.numel() or held_nodes.numel() == 0:
                 raise ValueError(f"held_out needs as many labels as nodes, at least one; got {held_nodes.numel()} "
                                  f"nodes and {held_labels.numel()} labels.")
+            classes = probs.size(1)
+            if bool(((held_labels < 0) | (held_labels >= classes)).any()):
+                raise ValueError(f"held_out labels must be classes 0..{classes - 1} of these {classes}-class "
+                                 f"predictions; got labels in {int(held_labels.min())}..{int(held_labels.max())}.")
             held_wrong = (predicted[held_nodes] != held_labels).double()
 
         def statistic(target: Tensor, held: Tensor | None) -> float:
@@ -197,7 +215,7 @@ def _check_probabilities(probs: Tensor, labels: Tensor) -> None:
 def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) -> float:
     r"""ECE with ``n_bins`` equal-width confidence bins:
     :math:`\sum_b \tfrac{|B_b|}{n}\,|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)|`."""
-    probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels).long()
+    probs, labels = as_tensor(probs, "probs", dtype=torch.float64), as_tensor(labels, "labels").long()
     _check_probabilities(probs, labels)
     confidence, predicted = probs.max(1)
     correct = (predicted == labels).double()
@@ -215,7 +233,7 @@ def calibrated_ece_floor(probs: Tensor, n_draws: int = 50, n_bins: int = 15, see
     ``[N, C]`` themselves: what a perfectly calibrated model with these confidences scores on
     ``N`` nodes. Binned ECE is biased upwards on few nodes (a few bins of few nodes each), so an
     ECE is only as small as this floor."""
-    probs = torch.as_tensor(probs, dtype=torch.float64)
+    probs = as_tensor(probs, "probs", dtype=torch.float64)
     n_draws = check_int(n_draws, "n_draws")
     generator = torch.Generator().manual_seed(seed)
     draws = [expected_calibration_error(probs, torch.multinomial(probs, 1, generator=generator).view(-1), n_bins)
@@ -240,7 +258,7 @@ def class_aggregated_calibration_error(probs: Tensor, labels: Tensor, n_bins: in
     the classes summed *inside* the absolute value. Pass the ensemble's vote
     (``ensemble_vote``) as ``probs`` for the bound; softmax outputs give the same quantity for
     them. Equal-width bins as ``expected_calibration_error``."""
-    probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels).long()
+    probs, labels = as_tensor(probs, "probs", dtype=torch.float64), as_tensor(labels, "labels").long()
     _check_probabilities(probs, labels)
     hit = torch.nn.functional.one_hot(labels, probs.size(1)).double()  # [n, C]
     bins = (torch.ceil(probs * n_bins).long() - 1).clamp(0, n_bins - 1)
@@ -252,7 +270,7 @@ def classwise_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15)
     """Class-wise ECE of (ensemble) probabilities (Kull et al., 2019): for each class k, the
     binned gap between the predicted probability of k and the frequency of k, averaged over
     classes. Not the quantity in the GDE bound: that is ``class_aggregated_calibration_error``."""
-    probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels).long()
+    probs, labels = as_tensor(probs, "probs", dtype=torch.float64), as_tensor(labels, "labels").long()
     _check_probabilities(probs, labels)
     total = 0.0
     for k in range(probs.size(1)):

@@ -13,6 +13,7 @@ Nothing is kept anywhere else: two graphs never share an entry, and a graph whos
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +32,24 @@ T = TypeVar("T")
 
 class StaleGraphError(RuntimeError):
     """A ``Graph``'s tensors were modified in place after it was built."""
+
+
+def prepared_data(data: Data) -> Data:
+    """``data`` as srgnn's models read it: features ``x`` dense float32, detached from any autograd
+    graph (float64 from numpy, half, bfloat16 and sparse layouts are converted), labels ``y``
+    int64. ``data`` itself when it already is so; else a shallow copy with the converted tensors,
+    so the user's object is never changed."""
+    x, y = data.x, getattr(data, "y", None)
+    new_x = x.to_dense() if x.layout != torch.strided else x
+    new_x = (new_x.detach() if new_x.requires_grad else new_x).to(torch.float32)
+    new_y = y if y is None or y.dtype == torch.long else y.long()
+    if new_x is x and new_y is y:
+        return data
+    prepared = copy.copy(data)
+    prepared.x = new_x
+    if new_y is not None:
+        prepared.y = new_y
+    return prepared
 
 
 def model_input(x: Tensor, max_density: float = 0.3) -> Tensor:
@@ -56,7 +75,11 @@ class Graph:
             ``srgnn.loader.batch_graph``: the seeds, then each hop's new nodes), so the nodes a
             layer reads are a prefix of the rows and ``layer(l, trimmed=True)`` can drop the rest.
         num_rows: for a trimmed layer, the rows of its output, ``read``'s nodes ``0..R-1``.
-        data: the ``Data`` this graph was built from (labels, masks, ``num_classes``).
+        data: the ``Data`` this graph reads (labels, masks, ``num_classes``): ``prepared_data``
+            of the one it was built from.
+        source: the ``Data`` it was built from, the user's (default ``data``); a graph whose
+            source's ``x``, ``edge_index`` or ``y`` were modified in place or reassigned refuses
+            to be used.
         ops: the layer operations a model's forward runs on this graph (``srgnn.ops``): ``PLAIN``,
             or a ``ReplicaOps`` for R replicas' graphs stacked as one.
 
@@ -66,16 +89,17 @@ class Graph:
     def __init__(self, edge_index: Tensor, num_nodes: int | None = None, *, x: Tensor | None = None,
                  full_degree: Tensor | None = None, depth: Tensor | None = None, read: Tensor | None = None,
                  depth_sorted: bool = False, num_rows: int | None = None, data: Data | None = None,
-                 ops: Ops = PLAIN):
+                 source: Data | None = None, ops: Ops = PLAIN):
         if num_nodes is None:
             num_nodes = x.size(0) if x is not None else int(edge_index.max()) + 1 if edge_index.numel() else 0
         self.edge_index, self.num_nodes, self.x, self.data = edge_index, int(num_nodes), x, data
         self.full_degree, self.depth, self.read, self.ops = full_degree, depth, read, ops
         self.depth_sorted, self.num_rows = depth_sorted, num_rows
+        self.source = data if source is None else source
         self.cache: dict[Any, Any] = {}
         self._watched = [t for t in (edge_index, x) if t is not None]
-        if data is not None:
-            self._watched += [t for t in (data.x, data.edge_index) if t is not None]
+        self._source_tensors = self._current_source_tensors()
+        self._watched += [t for t in self._source_tensors + self._current_prepared_tensors() if t is not None]
         self._versions = self._current_versions()
 
     @classmethod
@@ -84,7 +108,9 @@ class Graph:
         (features, and labels where it has them), with sparse features as CSR (``model_input``)."""
         check_graph(data, require_features=True, require_labels=getattr(data, "y", None) is not None)
         device = torch.device(device) if device is not None else data.edge_index.device
-        return cls(data.edge_index.to(device), data.num_nodes, x=model_input(data.x).to(device), data=data)
+        prepared = prepared_data(data)
+        return cls(data.edge_index.to(device), data.num_nodes, x=model_input(prepared.x).to(device), data=prepared,
+                   source=data)
 
     @property
     def device(self) -> torch.device:
@@ -93,8 +119,21 @@ class Graph:
     def _current_versions(self) -> list[int]:
         return [t._version for t in self._watched]
 
+    def _current_source_tensors(self) -> list[Tensor | None]:
+        return [] if self.source is None else [getattr(self.source, k, None) for k in ("x", "edge_index", "y")]
+
+    def _current_prepared_tensors(self) -> list[Tensor | None]:
+        return [] if self.data is None or self.data is self.source else [self.data.x, self.data.y]
+
     def check_current(self) -> None:
-        """Raise ``StaleGraphError`` if a tensor of this graph changed in place since it was built."""
+        """Raise ``StaleGraphError`` if a tensor of this graph, or of the ``Data`` it was built
+        from, was modified in place or reassigned (``data.x = ...``) since it was built."""
+        reassigned = [name for name, now, then in zip(("x", "edge_index", "y"), self._current_source_tensors(),
+                                                      self._source_tensors) if now is not then]
+        if reassigned:
+            raise StaleGraphError(f"data.{reassigned[0]} of the Data this Graph was built from was reassigned after "
+                                  "the Graph was built, so what it holds is stale; build a new one "
+                                  "(Graph.from_data(data)), or fit again on the changed Data.")
         if self._current_versions() != self._versions:
             raise StaleGraphError("A tensor of this Graph (edge_index, x, or the Data it was built from) was "
                                   "modified in place after the Graph was built, so what it cached may be stale; "
@@ -173,7 +212,8 @@ class Graph:
     def with_ops(self, ops: Ops) -> "Graph":
         """This graph with other layer operations, sharing its tensors and its ``cache``."""
         twin = Graph(self.edge_index, self.num_nodes, x=self.x, full_degree=self.full_degree, depth=self.depth,
-                     read=self.read, depth_sorted=self.depth_sorted, num_rows=self.num_rows, data=self.data, ops=ops)
+                     read=self.read, depth_sorted=self.depth_sorted, num_rows=self.num_rows, data=self.data,
+                     source=self.source, ops=ops)
         twin.cache, twin._watched, twin._versions = self.cache, self._watched, self._versions
         return twin
 
@@ -191,7 +231,7 @@ class Graph:
 
         return Graph(self.edge_index.to(device), self.num_nodes, x=move(self.x), full_degree=self.full_degree,
                      depth=self.depth, read=move(self.read), depth_sorted=self.depth_sorted, num_rows=self.num_rows,
-                     data=self.data)
+                     data=self.data, source=self.source)
 
     def hop_distances(self, sources: Tensor, max_hops: int) -> Tensor:
         """``[N]`` hops from each node to the nearest of ``sources`` (``[S]`` node indices), and

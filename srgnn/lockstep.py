@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_int
+from ._validation import check_int, check_seed
 from .graph import Graph
 from .loop import make_optimizer, run_epochs
 from .models import APPNP, NodeClassifier
@@ -22,7 +22,7 @@ from .propagation import TargetRows
 from .replicas import ManyModels
 from .robust import ShiftRobust
 from .subgraph import fitted_graph, robust_loss_subgraph
-from .trainer import check_training_set, optimizer_settings
+from .trainer import as_shift_robust, check_training_set, optimizer_settings
 
 
 def _with_ops(operator: Graph | TargetRows, ops: Ops) -> Graph | TargetRows:
@@ -65,8 +65,8 @@ class LockstepTrainer(ManyModels):
                  weight_decay: float | None = None, patience: int | None = None, swa=None, seed: int = 0,
                  device: str | torch.device | None = None):
         super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device)
-        seed = check_int(seed, "seed", minimum=0)
-        self.models = [m if isinstance(m, ShiftRobust) else ShiftRobust(m, None, instance_weights=None) for m in models]
+        seed = check_seed(seed)
+        self.models = [as_shift_robust(m, "LockstepTrainer") for m in models]
         if not self.models:
             raise ValueError("Pass at least one model.")
         first = self.models[0].model

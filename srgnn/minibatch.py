@@ -52,7 +52,7 @@ class MiniBatches:
     an IID batch with the fan-outs of the layers below the hidden one, the last
     ``hidden_receptive_field`` of them.
 
-    ``step_loss()`` is the next step's loss (``ShiftRobust.objective`` on the batch, with the
+    ``step_loss()`` is the next step's loss terms (``ShiftRobust.objective_terms`` on the batch, with the
     training batch's KMM weights), ``steps_per_epoch`` how many an epoch has. Seeded by ``seed``:
     the shuffles and the neighbour samples."""
 
@@ -81,7 +81,7 @@ class MiniBatches:
         iid = self.iid_idx[torch.randperm(self.iid_idx.numel(), generator=self.generator)]
         return list(zip(train, iid.tensor_split(len(train))))
 
-    def step_loss(self) -> Tensor:
+    def step_loss(self) -> dict[str, Tensor]:
         if not self._batches:
             self._batches = self._epoch()
         positions, iid = self._batches.pop(0)
@@ -92,7 +92,7 @@ class MiniBatches:
             # Only the IID nodes' hidden layer is read; their batch is too shallow for logits.
             hidden = torch.cat([hidden, self._forward(self.iid_loader, iid)[1]])
         local = torch.arange(hidden.size(0), device=self.device)
-        return self.robust.objective(logits, hidden, self.y[train].to(self.device), local[: train.numel()],
+        return self.robust.objective_terms(logits, hidden, self.y[train].to(self.device), local[: train.numel()],
                                      local[train.numel():], weights=self.robust.weights_[positions])
 
     def _forward(self, loader, seeds: Tensor) -> tuple[Tensor, Tensor]:

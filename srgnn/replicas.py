@@ -38,11 +38,12 @@ from torch_geometric.data import Data
 from .graph import Graph, model_input
 from .models import NodeClassifier
 from .ops import ReplicaOps
-from ._validation import check_int
+from ._validation import check_int, check_seed
 from .robust import ShiftRobust
 from .loop import make_optimizer, run_epochs
 from .subgraph import evaluation_graph, fitted_graph, target_hops
-from .trainer import Trainer, check_output_classes, check_training_set, classification_scores, optimizer_settings, resolve_device
+from .trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set,
+                      classification_scores, optimizer_settings, resolve_device)
 
 
 class _WithHidden(torch.nn.Module):
@@ -73,7 +74,7 @@ class ManyModels:
                  swa, device: str | torch.device | None):
         self.epochs = check_int(epochs, "epochs")
         self.patience = None if patience is None else check_int(patience, "patience")
-        self.lr, self.weight_decay, self.swa = lr, weight_decay, swa
+        self.lr, self.weight_decay, self.swa = lr, weight_decay, check_swa(swa)
         self.device = resolve_device(device)
 
     def per_model_options(self) -> str | None:
@@ -127,6 +128,9 @@ class ReplicaTrainer(ManyModels):
                  lr: float | None = None, weight_decay: float | None = None, patience: int | None = None,
                  swa=None, device: str | torch.device | None = None):
         super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device)
+        if isinstance(build, torch.nn.Module) or not callable(build):
+            raise TypeError(f"ReplicaTrainer takes a factory that returns a fresh model for each training set, e.g. "
+                            f"lambda: GCN(in_channels, out_channels); got {type(build).__name__} {build!r:.80}.")
         self.build = build
 
     def _replicas(self, graph: Graph, train_sets: list[Tensor],
@@ -135,9 +139,8 @@ class ReplicaTrainer(ManyModels):
         global stream after its set-up, where ``Trainer.fit`` starts drawing dropout masks."""
         replicas, generators = [], []
         for train, seed in zip(train_sets, seeds):
-            model = self.build()
+            robust = as_shift_robust(self.build(), "ReplicaTrainer's build()")
             torch.manual_seed(seed)  # srgnn.Trainer.fit's order: seed, IID sample and KMM, initialise
-            robust = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
             replicas.append(robust.setup(graph, train, seed).to(self.device))
             robust.reset_parameters()
             generator = torch.Generator(self.device)
@@ -154,6 +157,7 @@ class ReplicaTrainer(ManyModels):
             raise ValueError("train_sets is empty: pass at least one training set (and one seed per set).")
         if len(train_sets) != len(seeds):
             raise ValueError(f"Pass one seed per training set; got {len(train_sets)} sets and {len(seeds)} seeds.")
+        seeds = [check_seed(seed, f"seeds[{r}]") for r, seed in enumerate(seeds)]
         self.graph_ = graph = fitted_graph(data, self.device)
         data = graph.data
         train_sets = [check_training_set(graph, train) for train in train_sets]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from ._validation import check_choice, check_index, check_int, check_number
-from .models.base import NodeClassifier
+from .models.base import NodeClassifier, check_node_classifier
 from .graph import Graph, graph_input
 from .ppr import graph_ppr_sq_distances
 from .sampling import default_pool, iid_sample, push_sq_distances
@@ -106,6 +106,7 @@ class ShiftRobust(nn.Module):
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
                  kmm_ppr: str = "exact"):
         super().__init__()
+        check_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
             check_choice(regularizer, REGULARIZERS, "regularizer")
         check_choice(instance_weights, INSTANCE_WEIGHTS, "instance_weights")
@@ -193,7 +194,13 @@ class ShiftRobust(nn.Module):
     def penalty(self, hidden_train: Tensor, hidden_iid: Tensor) -> Tensor:
         """The shift term d(h_train, h_iid) (before multiplying by ``lam``)."""
         if callable(self.regularizer):
-            return self.regularizer(hidden_train, hidden_iid)
+            value = self.regularizer(hidden_train, hidden_iid)
+            if not isinstance(value, Tensor) or value.numel() != 1:
+                what = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)
+                raise TypeError(f"The penalty {getattr(self.regularizer, '__name__', self.regularizer)!r} must return a "
+                                f"differentiable scalar tensor computed from h_train and h_iid; it returned {what} "
+                                "(a Python number carries no gradient; reduce a vector with .mean() or .sum()).")
+            return value.reshape(())
         if self.regularizer == "cmd":
             return cmd(hidden_train, hidden_iid, self.moments)
         if self.regularizer == "mmd":
@@ -207,16 +214,27 @@ class ShiftRobust(nn.Module):
         """Weighted cross-entropy over ``train_idx`` plus ``lam`` times the shift penalty
         between ``train_idx`` and ``iid_idx`` (default: the IID sample drawn by ``setup``;
         pass it relabelled when ``x`` is a subgraph)."""
-        return self.objective(*self.forward_with_hidden(x, edge_index), y, train_idx, iid_idx)
+        return sum(self.loss_terms(x, edge_index, y, train_idx, iid_idx).values())
+
+    def loss_terms(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor,
+                   iid_idx: Tensor | None = None) -> dict[str, Tensor]:
+        """``loss``'s terms by name (``objective_terms``), whose sum is the loss."""
+        return self.objective_terms(*self.forward_with_hidden(x, edge_index), y, train_idx, iid_idx)
 
     def objective(self, logits: Tensor, hidden: Tensor, y: Tensor, train_idx: Tensor,
                   iid_idx: Tensor | None = None, weights: Tensor | None = None) -> Tensor:
         """``loss`` from the model's outputs, ``logits`` ``[N, C]`` and ``hidden`` ``[N, H]``;
         ``weights`` ``[len(train_idx)]``, the instance weights of a batch of the training set
         (default: ``weights_``, those of the whole training set)."""
+        return sum(self.objective_terms(logits, hidden, y, train_idx, iid_idx, weights).values())
+
+    def objective_terms(self, logits: Tensor, hidden: Tensor, y: Tensor, train_idx: Tensor,
+                        iid_idx: Tensor | None = None, weights: Tensor | None = None) -> dict[str, Tensor]:
+        """``objective``'s terms: ``"cross-entropy"``, and ``"lam * penalty"`` where there is one;
+        a trainer reads them to say which term went non-finite."""
         weights = (self.weights_ if weights is None else weights).to(logits.device)
-        loss = (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()
+        terms = {"cross-entropy": (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()}
         if self.regularizer is not None and self.lam > 0:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
-            loss = loss + self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
-        return loss
+            terms["lam * penalty"] = self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
+        return terms

@@ -30,7 +30,7 @@ def fitted_graph(data: Data | Graph, device: torch.device) -> Graph:
 def evaluation_graph(fitted: Graph, data: Data | Graph, device: torch.device) -> Graph:
     """The ``Graph`` to predict on: ``fitted`` (the one trained on) for the ``Data`` it was built
     from, so that what it computed is reused, else ``fitted_graph(data, device)``."""
-    if data is fitted.data:
+    if data is fitted.source:
         fitted.check_current()
         return fitted
     return fitted_graph(data, device)

@@ -10,12 +10,14 @@ from sklearn.metrics import f1_score
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_choice, check_graph, check_index, check_int, check_number, check_same_device
+from ._validation import (check_choice, check_graph, check_index, check_int, check_number, check_same_device,
+                          check_seed)
 from .graph import Graph, graph_input
 from .loop import OPTIMIZERS, make_optimizer, run_epochs
 from .minibatch import MiniBatches, check_fan_outs
-from .models.base import NodeClassifier
+from .models.base import NodeClassifier, check_node_classifier
 from .robust import ShiftRobust
+from .swa import SWAConfig
 from .subgraph import evaluation_graph, fitted_graph, loss_subgraph, robust_loss_subgraph
 
 
@@ -30,10 +32,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device={device!r} is not a device ({err}); use 'cpu', 'cuda' or 'cuda:N'.") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu'.")
+    if resolved.type not in ("cpu", "cuda"):
+        # srgnn's sparse kernels (CSR products, sparse LU) run on the CPU and CUDA only.
+        raise ValueError(f"device={device!r}: srgnn runs on the CPU or CUDA (its sparse kernels have no "
+                         f"{resolved.type} implementation); use device='cpu'.")
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                          f"numbered from 0; use 'cuda:0'..'cuda:{torch.cuda.device_count() - 1}'.")
     return resolved
+
+
+def as_shift_robust(model, owner: str) -> ShiftRobust:
+    """``model`` if it is a ``ShiftRobust``, else the model (checked) in one without a penalty."""
+    if isinstance(model, ShiftRobust):
+        return model
+    check_node_classifier(model, owner)
+    return ShiftRobust(model, None, instance_weights=None)
+
+
+def check_swa(swa) -> SWAConfig | None:
+    """``swa``, refused unless ``None`` or an ``srgnn.swa.SWAConfig``."""
+    if swa is not None and not isinstance(swa, SWAConfig):
+        raise TypeError(f"swa must be None or an srgnn.swa.SWAConfig (e.g. SWAConfig(start=0.75)); got {swa!r}.")
+    return swa
 
 
 def optimizer_settings(model: NodeClassifier, lr: float | None, weight_decay: float | None) -> tuple[float, float]:
@@ -87,13 +108,36 @@ def check_training_set(data: Data | Graph, train_idx: Tensor) -> Tensor:
     return train_idx
 
 
+def check_validation_set(val_idx: Tensor, train_idx: Tensor, data: Data) -> Tensor:
+    """Validate early stopping's nodes: labelled, not empty, none of them a training node (early
+    stopping on training nodes would stop when training accuracy stalls, not when it overfits)."""
+    val_idx = check_index(val_idx, data.num_nodes, "val_idx").cpu()
+    if val_idx.numel() == 0:
+        raise ValueError("val_idx is empty: early stopping needs validation nodes (or build the Trainer with "
+                         "patience=None).")
+    shared = torch.isin(val_idx, train_idx.cpu())
+    if shared.any():
+        raise ValueError(f"val_idx shares {int(shared.sum())} node(s) with train_idx (e.g. node "
+                         f"{int(val_idx[shared][0])}); early stopping must read nodes outside training: "
+                         "val_idx = val_idx[~torch.isin(val_idx, train_idx)].")
+    y = data.y.view(-1)[val_idx.to(data.y.device)].cpu()
+    if bool((y < 0).any()):
+        raise ValueError(f"{int((y < 0).sum())} validation node(s) have no label (y < 0); drop them from val_idx.")
+    return val_idx
+
+
 def classification_scores(logits: Tensor, data: Data | Graph, idx: Tensor) -> dict[str, float]:
     """Micro-F1 (= accuracy), macro-F1 and cross-entropy of ``logits`` ``[N, C]`` on ``idx``."""
     data = data.data if isinstance(data, Graph) else data
     idx = check_index(idx, data.num_nodes, "idx").cpu()
     if idx.numel() == 0:
         raise ValueError("idx is empty: there are no nodes to evaluate.")
-    logits, y = logits.cpu()[idx], data.y.view(-1).cpu()[idx]
+    logits, y = logits.cpu()[idx], data.y.view(-1).cpu()[idx].long()
+    unlabelled = int(((y < 0) | (y >= logits.size(1))).sum())
+    if unlabelled:
+        raise ValueError(f"{unlabelled} of the {idx.numel()} nodes to evaluate have no valid label (y < 0, the mark "
+                         f"of an unlabelled node, or >= the {logits.size(1)} classes); evaluate on labelled nodes "
+                         "only: idx = idx[data.y[idx] >= 0].")
     pred = logits.argmax(1).numpy()
     return {"micro_f1": float(f1_score(y.numpy(), pred, average="micro")),
             "macro_f1": float(f1_score(y.numpy(), pred, average="macro")),
@@ -144,10 +188,10 @@ class Trainer:
                  device: str | torch.device | None = None, swa=None, validate_every: int = 1,
                  batch_size: int | None = None, num_neighbors: list[int] | None = None, optimizer: str = "adam",
                  warm_start: bool = False):
-        epochs, seed = check_int(epochs, "epochs"), check_int(seed, "seed", minimum=0)
+        epochs, seed = check_int(epochs, "epochs"), check_seed(seed)
         patience = None if patience is None else check_int(patience, "patience")
         self.validate_every = check_int(validate_every, "validate_every")
-        self.model = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
+        self.model = as_shift_robust(model, "Trainer")
         if batch_size is None and num_neighbors is not None:
             raise ValueError("num_neighbors sets the fan-outs of mini-batch training; pass batch_size too, or "
                              "drop num_neighbors to train full-batch.")
@@ -157,7 +201,7 @@ class Trainer:
         self.epochs, self.lr, self.weight_decay, self.patience, self.seed = epochs, lr, weight_decay, patience, seed
         self.device = resolve_device(device)
         check_choice(optimizer, OPTIMIZERS, "optimizer")
-        self.swa, self.optimizer, self.warm_start = swa, optimizer, bool(warm_start)
+        self.swa, self.optimizer, self.warm_start = check_swa(swa), optimizer, bool(warm_start)
 
     def fit(self, data: Data | Graph, train_idx: Tensor, val_idx: Tensor | None = None,
             iid_idx: Tensor | None = None) -> "Trainer":
@@ -181,7 +225,7 @@ class Trainer:
         if not self.warm_start:
             robust.reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
-        val_idx = check_index(val_idx, data.num_nodes, "val_idx") if early_stopping else None
+        val_idx = check_validation_set(val_idx, train_idx, data) if early_stopping else None
         if self.batch_size is None:
             x, edge_index, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train_idx, self.device)
             steps_per_epoch = 1
@@ -191,9 +235,9 @@ class Trainer:
             val_x, val_edge_index, val_y, (val_local,) = (
                 loss_subgraph(robust.model, graph, [val_idx], self.device) if early_stopping else (x, edge_index, y, [None]))
 
-            def step_loss() -> Tensor:
+            def step_loss() -> dict[str, Tensor]:
                 robust.train()
-                return robust.loss(x, edge_index, y, train_local, iid_local)
+                return robust.loss_terms(x, edge_index, y, train_local, iid_local)
         else:
             batches = MiniBatches(robust, graph, train_idx, self.batch_size, self.num_neighbors, self.seed,
                                   self.device)

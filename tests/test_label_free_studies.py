@@ -169,7 +169,7 @@ def test_the_swa_recipe_study_refuses_an_unknown_group_and_a_log_without_groups(
     old = tmp_path / "old.jsonl"
     old.write_text(json.dumps({"dataset": "cora", "index": 0, "gcn|val|ece": 0.1}) + "\n")
     for flags, message in ((("--groups", "gcn,swag"), "unknown group(s) 'swag'"),
-                           (("--runs", str(old)), "holds records without a group")):
+                           (("--runs", str(old)), "line 1 is not a run record")):
         result = run_main("benchmarks.swa_bias", "--datasets", "cora", "--repeats", "1", "--doc",
                           str(tmp_path / "doc.md"), *flags, check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

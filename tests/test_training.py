@@ -284,8 +284,10 @@ def test_cuda_matches_cpu_closely(cora, cora_published):
 
 
 def test_default_device_follows_srgnn_device(monkeypatch):
-    monkeypatch.setenv("SRGNN_DEVICE", "meta")
-    assert Trainer(GCN(10, 2)).device == torch.device("meta")
+    monkeypatch.setenv("SRGNN_DEVICE", "cuda:7")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Trainer(GCN(10, 2))
     assert Trainer(GCN(10, 2), device="cpu").device == torch.device("cpu")  # a named device wins
     monkeypatch.setenv("SRGNN_DEVICE", "gpu")
     with pytest.raises(ValueError, match="'gpu' is not a device"):

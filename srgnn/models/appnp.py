@@ -5,6 +5,7 @@ from torch import Tensor
 
 from ..graph import Graph, as_graph
 from ..propagation import TargetRows, appnp_propagate, appnp_rows
+from .._validation import check_int, check_number
 from .mlp import MLP
 
 
@@ -32,7 +33,10 @@ class APPNP(MLP):
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, alpha: float = 0.1, k: int = 10):
         super().__init__(in_channels, out_channels, hidden_channels, dropout)
-        self.alpha, self.k = alpha, k
+        if not 0.0 < check_number(alpha, "alpha", strict=True) <= 1.0:
+            raise ValueError(f"alpha is APPNP's teleport probability and must lie in (0, 1] (0.1 is usual); "
+                             f"got {alpha!r}.")
+        self.alpha, self.k = float(alpha), check_int(k, "k")
         self.receptive_field = k
 
     def target_rows(self, graph: Graph, targets: Tensor) -> TargetRows | None:

@@ -3,9 +3,44 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._validation import check_int
 from ..graph import Graph
 from ..ops import PLAIN, Ops
 from ..propagation import TargetRows
+
+
+def check_channels(in_channels: int, out_channels: int, hidden_channels: int | None = None) -> None:
+    """Refuse layer widths that are not positive ints (a model of width 0 trains to nothing)."""
+    check_int(in_channels, "in_channels")
+    check_int(out_channels, "out_channels")
+    if hidden_channels is not None:
+        check_int(hidden_channels, "hidden_channels")
+
+
+def check_node_classifier(model, owner: str) -> None:
+    """Refuse anything but a ``NodeClassifier`` instance as ``owner``'s model, saying what is
+    accepted and how to get there from what was passed."""
+    if isinstance(model, NodeClassifier):
+        return
+    accepted = (f"{owner} takes an srgnn model: an instance of srgnn.models.NodeClassifier (GCN, GAT, GraphSAGE, "
+                "APPNP, SGC, MLP, DGI) or of your own subclass with forward_with_hidden(x, edge_index) -> "
+                "(logits, hidden)")
+    name = type(model).__name__
+    if isinstance(model, type) and issubclass(model, NodeClassifier):
+        hint = f"got the class {model.__name__} itself; build one: {model.__name__}(in_channels, out_channels)."
+    elif type(model).__module__.startswith("srgnn.") and name == "ShiftRobust":
+        hint = ("got a ShiftRobust, which is already shift-robust: pass it to the Trainer as it is, or wrap its "
+                ".model once.")
+    elif isinstance(model, nn.Module) and type(model).__module__.startswith("torch_geometric."):
+        hint = (f"got PyG's {name}, which returns no hidden layer for the shift penalty: wrap it in a "
+                "NodeClassifier subclass whose forward_with_hidden returns its logits and its last hidden layer "
+                "(README, 'your own model').")
+    elif isinstance(model, nn.Module):
+        hint = (f"got a {name}: subclass srgnn.models.NodeClassifier and implement forward_with_hidden "
+                "(README, 'your own model').")
+    else:
+        hint = f"got {model!r}."
+    raise TypeError(f"{accepted}; {hint}")
 
 
 class NodeClassifier(nn.Module):

@@ -11,7 +11,8 @@ from torch_geometric.nn import DeepGraphInfomax
 from ..graph import Graph, as_graph
 from ..propagation import Adjacency, spmm
 from ..kernels import SparseInputLinear
-from .base import NodeClassifier
+from .._validation import check_int, check_number, check_seed
+from .base import NodeClassifier, check_channels
 
 
 class DGI(NodeClassifier):
@@ -47,9 +48,10 @@ class DGI(NodeClassifier):
                  pretrain_epochs: int = 100, lr: float = 1e-3, pretrain_seed: int = 0,
                  embeddings_file: str | os.PathLike | None = None):
         super().__init__()
+        check_channels(in_channels, out_channels, hidden_channels)
         self.out_channels = out_channels
-        self.in_channels, self.pretrain_epochs, self.lr = in_channels, pretrain_epochs, lr
-        self.pretrain_seed = pretrain_seed
+        self.in_channels, self.pretrain_epochs = in_channels, check_int(pretrain_epochs, "pretrain_epochs", minimum=0)
+        self.lr, self.pretrain_seed = check_number(lr, "lr", strict=True), check_seed(pretrain_seed, "pretrain_seed")
         self.embeddings_file = None if embeddings_file is None else Path(embeddings_file)
         # PyG's DeepGraphInfomax holds the discriminator and its loss; ``embed`` encodes the
         # two views itself, sharing the input product between them.

@@ -10,7 +10,8 @@ from torch_geometric.utils import softmax
 from ..attention import edge_aggregate
 from ..graph import Graph, as_graph
 from ..kernels import SparseInputLinear, dropout
-from .base import NodeClassifier
+from .._validation import check_int, check_probability
+from .base import NodeClassifier, check_channels
 
 
 class SparseGATConv(GATConv):
@@ -74,6 +75,11 @@ class GAT(NodeClassifier):
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, heads: int = 8):
         super().__init__()
+        check_channels(in_channels, out_channels, hidden_channels)
+        dropout, heads = check_probability(dropout, "dropout"), check_int(heads, "heads")
+        if hidden_channels < heads:
+            raise ValueError(f"GAT splits hidden_channels={hidden_channels} over heads={heads}; give it at least "
+                             "one channel a head (hidden_channels >= heads).")
         self.out_channels = out_channels
         self.in_channels, self.dropout = in_channels, dropout
         self.project = SparseInputLinear(in_channels, hidden_channels, bias=False)

@@ -9,7 +9,7 @@ from .._validation import check_choice, check_num_layers, check_probability
 from ..graph import Graph, as_graph, ops_of
 from ..kernels import SparseInputLinear
 from ..propagation import spmm
-from .base import NodeClassifier
+from .base import NodeClassifier, check_channels
 
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "elu": F.elu}
@@ -54,6 +54,8 @@ class GCN(NodeClassifier):
                  activation: str = "tanh", input_dropout: float | None = 0.0,
                  hidden_after_dropout: bool = True, weight_init: str = "glorot"):
         super().__init__()
+        check_channels(in_channels, out_channels, hidden_channels)
+        dropout = check_probability(dropout, "dropout")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not supported; expected one of {sorted(ACTIVATIONS)}.")
         check_choice(weight_init, WEIGHT_INITS, "weight_init")

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._validation import check_num_layers
+from .._validation import check_num_layers, check_probability
 from ..graph import ops_of
 from ..kernels import SparseInputLinear
-from .base import NodeClassifier
+from .base import NodeClassifier, check_channels
 
 
 class MLP(NodeClassifier):
@@ -25,8 +25,9 @@ class MLP(NodeClassifier):
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32,
                  dropout: float = 0.5, num_layers: int = 2):
         super().__init__()
+        check_channels(in_channels, out_channels, hidden_channels)
         self.out_channels = out_channels
-        self.in_channels, self.dropout = in_channels, dropout
+        self.in_channels, self.dropout = in_channels, check_probability(dropout, "dropout")
         check_num_layers(num_layers, "MLP")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.lins = nn.ModuleList(SparseInputLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))

@@ -8,7 +8,8 @@ from torch import Tensor, nn
 from ..graph import Graph, as_graph, ops_of
 from ..kernels import SparseInputLinear
 from ..propagation import spmm
-from .base import NodeClassifier
+from .._validation import check_probability
+from .base import NodeClassifier, check_channels
 
 
 class GraphSAGE(NodeClassifier):
@@ -32,8 +33,9 @@ class GraphSAGE(NodeClassifier):
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int = 32, dropout: float = 0.5):
         super().__init__()
+        check_channels(in_channels, out_channels, hidden_channels)
         self.out_channels = out_channels
-        self.in_channels, self.dropout = in_channels, dropout
+        self.in_channels, self.dropout = in_channels, check_probability(dropout, "dropout")
         sizes = [(in_channels, hidden_channels), (hidden_channels, out_channels)]
         self.roots = nn.ModuleList(SparseInputLinear(a, b) for a, b in sizes)
         self.neighbours = nn.ModuleList(SparseInputLinear(a, b, bias=False) for a, b in sizes)

@@ -7,7 +7,8 @@ from torch import Tensor
 from ..graph import Graph, as_graph
 from ..propagation import sgc_features
 from ..kernels import SparseInputLinear
-from .base import NodeClassifier
+from .._validation import check_int
+from .base import NodeClassifier, check_channels
 
 
 class SGC(NodeClassifier):
@@ -33,8 +34,9 @@ class SGC(NodeClassifier):
 
     def __init__(self, in_channels: int, out_channels: int, k: int = 2, cached: bool = True):
         super().__init__()
+        check_channels(in_channels, out_channels)
         self.out_channels = out_channels
-        self.in_channels, self.k, self.cached = in_channels, k, cached
+        self.in_channels, self.k, self.cached = in_channels, check_int(k, "k", minimum=0), cached
         self.lin = SparseInputLinear(in_channels, out_channels)
 
     def propagated(self, x: Tensor, edge_index: Tensor | Graph) -> Tensor:

@@ -7,9 +7,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
-from torch_geometric.utils import is_undirected
 
-from .._validation import check_graph, check_index, check_int, check_number
+from .._validation import check_graph, check_index, check_int, check_number, check_seed, check_undirected
 from ..ppr import ppr, ppr_gram, ppr_sq_norms
 from ..propagation import normalized_adjacency
 
@@ -94,11 +93,7 @@ class LocalizedSampler:
             except (TypeError, ValueError):
                 raise ValueError(f"sketch_dim must be None (exact distances), 'auto' or a positive int; "
                                  f"got {sketch_dim!r}.") from None
-        if not is_undirected(data.edge_index, num_nodes=data.num_nodes):
-            raise ValueError(
-                "LocalizedSampler needs an undirected graph (its PPR distances assume a symmetric "
-                "PageRank matrix), but data.edge_index is directed; pass a copy with "
-                "edge_index=torch_geometric.utils.to_undirected(data.edge_index).")
+        check_undirected(data, "LocalizedSampler")
         pool = default_pool(data) if pool is None else check_index(pool, data.num_nodes, "pool")
         pool = torch.unique(pool)
         y = data.y.view(-1).cpu()
@@ -184,7 +179,7 @@ class LocalizedSampler:
             if n is not None:
                 raise TypeError("pass n= or seed_nodes=, not both: seed_nodes has a row per set.")
             return self._grow_given(seed_nodes)
-        n, seed = check_int(n, "n"), check_int(seed, "seed", minimum=0)
+        n, seed = check_int(n, "n"), check_seed(seed)
         return list(self._grow(torch.stack([self._random_seeds(seed + i) for i in range(n)])).unbind(0))
 
     def _grow_given(self, seed_nodes) -> list[Tensor]:

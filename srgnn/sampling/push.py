@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .._validation import check_graph, check_int, check_number
+from .._validation import check_graph, check_int, check_number, check_seed, check_undirected
 
 #: Seeds pushed together: one sparse product a round serves all of them.
 PUSH_BLOCK = 256
@@ -170,6 +170,7 @@ class PushSampler:
                  eps: float = 5e-5, top_k: int = 200, min_neighbours: int = 50, min_quota: int = 10,
                  block: int = 32):
         check_graph(data, require_labels=True)
+        check_undirected(data, "PushSampler")
         if not 0.0 < check_number(ratio, "ratio", strict=True) <= 1.0:
             raise ValueError(f"ratio must lie in (0, 1]; got {ratio!r}.")
         if candidates is None:
@@ -194,7 +195,7 @@ class PushSampler:
     def sample(self, seed: int = 0) -> Tensor:
         """One training set ``[T]`` (sorted), ``sum(quota)`` nodes; deterministic in ``seed``."""
         y = self.data.y.view(-1).cpu().numpy()
-        generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+        generator = torch.Generator().manual_seed(check_seed(seed))
         order = self.candidates[torch.randperm(self.candidates.numel(), generator=generator)]
         taken = {c: 0 for c in self.quota}
         chosen: set[int] = set()

@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import degree
 
-from .._validation import check_graph, check_index, check_int, check_number
+from .._validation import check_graph, check_index, check_int, check_number, check_seed
 
 
 def _candidates(data: Data, candidates: Tensor | None, exclude: Tensor | None) -> Tensor:
@@ -33,7 +33,7 @@ def iid_sample(data: Data, size: int, seed: int, candidates: Tensor | None = Non
     """
     size = check_int(size, "size")
     nodes = _candidates(data, candidates, exclude)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     if not balanced:
         if size > nodes.numel():
             raise ValueError(f"size={size} exceeds the {nodes.numel()} candidate nodes.")
@@ -64,7 +64,7 @@ def degree_biased_sample(data: Data, per_class: int, seed: int, candidates: Tens
     nodes = _candidates(data, candidates, None)
     weight = degree(data.edge_index[0].cpu(), data.num_nodes).clamp_min(1.0) ** power
     y = data.y.view(-1).cpu()
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     picks = []
     for c in range(int(getattr(data, "num_classes", None) or int(y.max()) + 1)):
         members = nodes[y[nodes] == c]
