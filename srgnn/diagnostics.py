@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ._validation import check_index, check_int, check_seed
+from ._validation import as_tensor, check_index, check_int, check_seed
 from .cli import OneLineParser, fail
 from .disagreement import ErrorEstimate, check_held_out, estimate_error
 from .data import UnsafeFileError, load_dataset, load_graph, load_saved
@@ -33,7 +33,7 @@ from .models import APPNP, GAT, GCN
 from .propagation import sgc_features
 from .sampling import iid_sample, load_published_splits
 from .shift import cmd
-from .trainer import Trainer, check_training_set
+from .trainer import Trainer, check_training_set, num_classes
 
 #: The ensemble whose mean confidence estimates accuracy (one model of each; mixed architectures
 #: disagree where a seed ensemble of one would agree).
@@ -161,6 +161,10 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
                              "(or 'doc', 'held_out') to estimate from them.")
         check_held_out(held_out)
         held_nodes = check_index(held_out[0], num_nodes, "held_out nodes").cpu()
+        held_labels = as_tensor(held_out[1], "held_out labels").view(-1)
+        if held_labels.is_floating_point() or bool(((held_labels < 0) | (held_labels >= num_classes(data))).any()):
+            raise ValueError(f"held_out labels must be classes 0..{num_classes(data) - 1} of the graph; got "
+                             f"{held_labels.dtype} values in {held_labels.min()}..{held_labels.max()}.")
         if bool((~unlabelled[held_nodes]).any()):
             raise ValueError("held_out nodes must lie outside train_idx: they stand in for the unlabelled nodes, "
                              "so the models must not train on them.")
@@ -201,7 +205,7 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     degree = graph.in_degree().cpu().double()
     degree_shift = _placed(float(degree[train_idx].mean()), degree[reference].mean(1))
     feature, propagated, hidden = (_shift(f, train_idx, target, reference) for f in (x, propagated, hidden))
-    return BiasReport(n, int(pool.numel()), feature, propagated, hidden, type(first).__name__, degree_shift, accuracy,
+    return BiasReport(n, int(pool.numel()), feature, propagated, hidden, type(trainers[0].model_).__name__, degree_shift, accuracy,
                       0 if held_out is None else int(held_out[0].numel()), held_out_accuracy,
                       held_out_accuracy - accuracy.value)
 

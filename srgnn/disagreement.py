@@ -34,8 +34,7 @@ def _check(predictions: tuple[Tensor, ...], nodes) -> Tensor | None:
     if len(lengths) > 1:
         raise ValueError(f"Predictions cover different node counts {sorted(lengths)}.")
     if nodes is not None:
-        nodes = as_tensor(nodes, "nodes")
-        nodes = nodes.nonzero().view(-1) if nodes.dtype == torch.bool else nodes.long().view(-1)
+        nodes = check_index(nodes, next(iter(lengths)), "nodes")
         if nodes.numel() == 0:
             raise ValueError("nodes is empty: there is nothing to compare on.")
     return nodes

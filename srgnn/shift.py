@@ -107,6 +107,9 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
         more than the QP (for 500 IID PubMed nodes' PPR rows, 0.8 of 1.0 s).
     """
     _check_pair(source, target, batched=False)
+    if not (torch.isfinite(source).all() and torch.isfinite(target).all()):
+        raise ValueError("kmm_weights: source and target hold NaN or infinite values; KMM matches finite features "
+                         "only (impute them first, e.g. torch.nan_to_num).")
     s, t = source.detach().double(), target.detach().double()
     beta = kmm_weights_from_sq_distances(torch.cdist(s, s).pow(2), torch.cdist(s, t).pow(2), labels, lower,
                                          upper=upper, gammas=gammas)
