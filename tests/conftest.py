@@ -43,6 +43,17 @@ def run_main(module: str, *args: str, env: dict | None = None, check: bool = Tru
     return subprocess.CompletedProcess([module, *args], returncode, stdout.getvalue(), stderr.getvalue())
 
 
+def copy_data(data, **changes):
+    """A new ``Data`` sharing ``data``'s x, edge_index, y and num_classes, with ``changes`` set on it."""
+    from torch_geometric.data import Data
+
+    out = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
+    out.num_classes = data.num_classes
+    for key, value in changes.items():
+        setattr(out, key, value)
+    return out
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _data_env(tmp_path_factory):
     """Point srgnn at the shared raw files and a cache this test session owns."""

@@ -13,22 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch_geometric.data import Data
 
-from conftest import REPO, SEEDS_DIR, run_main
+from conftest import REPO, SEEDS_DIR, copy_data as _copy, run_main
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler, degree_biased_sample, load_published_splits
 
 QUICK = ["--dataset", "cora", "--repeats", "3", "--methods", "gcn,sr-gcn", "--epochs", "5"]
-
-
-def _copy(data, **changes) -> Data:
-    out = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
-    out.num_classes = data.num_classes
-    for key, value in changes.items():
-        setattr(out, key, value)
-    return out
 
 
 def _cli(*args, env=None, check=False):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from conftest import run_main
+from conftest import copy_data as _copy, run_main
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.data import UnsafeFileError, load_graph
 from srgnn.disagreement import estimate_error
@@ -42,14 +42,6 @@ def _others(data, train):
     mask = torch.ones(data.num_nodes, dtype=torch.bool)
     mask[train] = False
     return mask.nonzero().view(-1)
-
-
-def _copy(data, **changes) -> Data:
-    out = Data(x=data.x, edge_index=data.edge_index, y=data.y, num_nodes=data.num_nodes)
-    out.num_classes = data.num_classes
-    for key, value in changes.items():
-        setattr(out, key, value)
-    return out
 
 
 class _RunsCode:
