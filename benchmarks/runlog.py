@@ -20,8 +20,9 @@ from tqdm import tqdm
 METRICS = ("micro_f1", "macro_f1")
 
 
-class StudyLockedError(RuntimeError):
-    """Another process is writing to the same results log."""
+class StudyLockedError(ValueError):
+    """Another process is writing to the same results log (a ``ValueError``, as the studies
+    report a user's fixable errors in one line)."""
 
 
 def _lock(path: Path):
