@@ -102,8 +102,12 @@ def _drop_unsafe_processed(folder: Path) -> None:
 
 
 def _registry() -> dict:
+    """Every registered graph by name, each entry with its ``collection``: ``"planetoid"`` or
+    ``"graphs"`` (the real graphs beyond the citation benchmarks, read by PyG's own classes)."""
     with open(REGISTRY_PATH) as f:
-        return json.load(f)["planetoid"]["datasets"]
+        collections = json.load(f)
+    return {name: {**entry, "collection": collection} for collection in ("planetoid", "graphs")
+            for name, entry in collections[collection]["datasets"].items()}
 
 
 def dataset_names() -> list[str]:
@@ -112,7 +116,8 @@ def dataset_names() -> list[str]:
 
 
 def dataset_info(name: str) -> dict:
-    """Registry entry of a Planetoid dataset: counts, checksums and the localized-sampling pool."""
+    """Registry entry of a registered graph: counts, checksums, and for the Planetoid graphs the
+    localized-sampling pool and teleport of the authors' published sets."""
     return _registry()[_normalize(name)]
 
 
@@ -217,6 +222,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
     if key in OGB_DATASETS:
         return _load_ogb(key, root)
     info = _registry()[key]
+    if info["collection"] == "graphs":
+        return _load_graph_dataset(key, info, root, verify_checksums)
     folder, expected = info["name"], info["raw_sha256"]
     files = sorted(expected)
 
@@ -268,6 +275,47 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
                                    f"files ({type(err).__name__}: {err}); delete {cache_root / folder} and "
                                    "retry.") from err
     data = dataset[0]
+    data.num_classes = dataset.num_classes
+    data.name = key
+    check_graph(data, require_labels=True)
+    return data
+
+
+def _load_graph_dataset(key: str, info: dict, root: str | os.PathLike | None, verify_checksums: bool) -> Data:
+    """One of the real graphs of the registry's ``graphs`` collection, through PyG's own class
+    (``Amazon``, ``Coauthor``, ``CitationFull``, ``Actor``), from a copy of its raw files in
+    the cache, checked against their SHA-256 first. Features stay as PyG gives them (raw counts
+    or binary indicators); a directed graph (Actor) is made undirected, as the samplers need."""
+    import torch_geometric.datasets as pyg_datasets
+
+    raw_dir, expected = info["raw_dir"], info["raw_sha256"]
+    cache_root = _writable_cache(cache_dir() / "graphs")
+    source = next((candidate / raw_dir for candidate in _search_roots(root) for candidate in (candidate,
+                   candidate / "graphs") if all((candidate / raw_dir / f).is_file() for f in expected)), None)
+    cached_raw = cache_root / raw_dir
+    if source is None and not all((cached_raw / f).is_file() for f in expected):
+        where = [str(p) for p in _search_roots(root)] + [str(cache_root)]
+        raise DataNotFoundError(f"The raw files of {key} ({raw_dir}/: {', '.join(sorted(expected))}) are in none of "
+                                f"{where}. Put them in <dir>/{raw_dir}/ (or <dir>/graphs/{raw_dir}/) and pass "
+                                "root=<dir> or set SRGNN_DATA=<dir>.")
+    if source is not None and source.resolve() != cached_raw.resolve():
+        if verify_checksums:
+            _verify(source, expected)
+        cached_raw.mkdir(parents=True, exist_ok=True)
+        for f in expected:
+            if not (cached_raw / f).is_file() or sha256(cached_raw / f) != sha256(source / f):
+                shutil.copyfile(source / f, cached_raw / f)
+                shutil.rmtree(cached_raw.parent / "processed", ignore_errors=True)
+    if verify_checksums:
+        _verify(cached_raw, expected)
+    _drop_unsafe_processed(cached_raw.parent / "processed")
+    cls = getattr(pyg_datasets, info["pyg_class"])
+    kwargs = {} if info["pyg_name"] is None else {"name": info["pyg_name"]}
+    with torch.serialization.safe_globals(_data_globals()):
+        dataset = cls(str(cache_root / info["pyg_root"]), **kwargs)
+    data = dataset[0]
+    if not data.is_undirected():
+        data.edge_index = to_undirected(data.edge_index, num_nodes=data.num_nodes)
     data.num_classes = dataset.num_classes
     data.name = key
     check_graph(data, require_labels=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: real Planetoid data from ../shared (or $SRGNN_DATA), cached in a temp dir."""
+"""Shared fixtures: real data from ../shared/data (or $SRGNN_DATA), cached in a temp dir."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +13,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-DATA_ROOT = Path(os.environ.get("SRGNN_DATA", SHARED / "planetoid"))
+DATA_ROOT = Path(os.environ.get("SRGNN_DATA", SHARED))  # holds planetoid/ and graphs/
+PLANETOID = DATA_ROOT / "planetoid" if (DATA_ROOT / "planetoid").is_dir() else DATA_ROOT
 SEEDS_DIR = Path(os.environ.get("SRGNN_SEEDS", SHARED / "srgnn_localized_seeds"))
 
 

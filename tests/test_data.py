@@ -7,7 +7,7 @@ import torch
 
 from srgnn.data import ChecksumError, DataNotFoundError, load_dataset
 from srgnn.synthetic import synthetic_graph
-from tests.conftest import DATA_ROOT
+from tests.conftest import DATA_ROOT, PLANETOID
 
 
 @pytest.mark.parametrize("name,nodes,edges,classes,features", [
@@ -42,7 +42,7 @@ def test_missing_files_offline_names_dirs_and_env(tmp_path, monkeypatch):
 
 def _copy_cora(tmp_path):
     raw = tmp_path / "data" / "Cora" / "raw"
-    shutil.copytree(DATA_ROOT / "Cora" / "raw", raw)
+    shutil.copytree(PLANETOID / "Cora" / "raw", raw)
     return raw
 
 
@@ -138,3 +138,26 @@ def test_synthetic_graph_is_reproducible_and_homophilous():
 def test_synthetic_graph_million_nodes():
     data = synthetic_graph(1_000_000, 10, seed=0)
     assert data.num_nodes == 1_000_000 and data.is_undirected()
+
+
+@pytest.mark.parametrize("name, nodes, classes", [("amazon-photo", 7650, 8), ("amazon-computers", 13752, 10),
+                                                  ("coauthor-cs", 18333, 15), ("dblp", 17716, 4), ("actor", 7600, 5)])
+def test_the_real_graphs_load_through_pyg_with_raw_features(name, nodes, classes):
+    from srgnn.data import dataset_info, load_dataset
+
+    data = load_dataset(name)
+    assert data.num_nodes == nodes == dataset_info(name)["num_nodes"] and data.num_classes == classes
+    assert data.is_undirected() and int(data.y.max()) + 1 == classes
+    assert not torch.allclose(data.x.sum(1), torch.ones(nodes))  # not row-normalized: as PyG gives them
+
+
+def test_a_real_graph_file_that_fails_its_checksum_is_refused(tmp_path, monkeypatch):
+    from srgnn.data import ChecksumError, dataset_info, load_dataset
+
+    raw = tmp_path / "graphs" / dataset_info("actor")["raw_dir"]
+    shutil.copytree(DATA_ROOT / "graphs" / "Actor" / "raw", raw)
+    with open(raw / "out1_graph_edges.txt", "a") as f:
+        f.write("0\t1\n")
+    monkeypatch.setenv("SRGNN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ChecksumError, match="out1_graph_edges.txt"):
+        load_dataset("actor", root=tmp_path)

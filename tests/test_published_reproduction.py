@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.io.planetoid import read_file
 
-from conftest import DATA_ROOT, SEEDS_DIR
+from conftest import PLANETOID, SEEDS_DIR
 from srgnn.sampling import LocalizedSampler, load_published_splits
 
 K = 20
@@ -98,7 +98,7 @@ def test_cora_published_sets_regenerate_up_to_ties(cora):
 
 def _authors_ppr(data, teleport: float) -> np.ndarray:
     """Dense PPR of the authors' code: A from the raw graph dict, self-loops kept, plus I."""
-    graph = read_file(str(DATA_ROOT / "CiteSeer" / "raw"), "citeseer", "graph")
+    graph = read_file(str(PLANETOID / "CiteSeer" / "raw"), "citeseer", "graph")
     loops = sorted(k for k, v in graph.items() if k in v)
     assert len(loops) == 124
     n = data.num_nodes

@@ -30,7 +30,7 @@ def default_pool(data: Data) -> Tensor:
     """The paper's candidate pool: the first 1,500 / 1,000 / 10,000 nodes of Cora / CiteSeer /
     PubMed (as in the authors' code); every node for other graphs."""
     info = _registry_entry(data)
-    size = info["localized_pool"] if info else data.num_nodes
+    size = info.get("localized_pool", data.num_nodes) if info else data.num_nodes
     return torch.arange(min(size, data.num_nodes))
 
 
@@ -40,7 +40,7 @@ def default_teleport(data: Data | str) -> float:
     each checked by regenerating the published sets from their seed nodes), else
     ``DEFAULT_TELEPORT``."""
     info = _registry_entry(data)
-    return info["localized_teleport"] if info else DEFAULT_TELEPORT
+    return info.get("localized_teleport", DEFAULT_TELEPORT) if info else DEFAULT_TELEPORT
 
 
 class LocalizedSampler:
