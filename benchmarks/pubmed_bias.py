@@ -47,10 +47,12 @@ from tqdm import tqdm
 from benchmarks.report import plot, print_table, summarize, table_rows, write_csv
 from benchmarks.runlog import RunLog, StudyLockedError
 from benchmarks.scheduler import make_chunks, run_chunks
-from benchmarks.study import METHODS, base_of, build, is_plugin, load_plugin, run_many, run_one, train_plain_pyg_gcn
+from benchmarks.study import (METHODS, base_of, build, is_plugin, load_plugin, load_source, run_many, run_one,
+                              train_plain_pyg_gcn)
 from srgnn import cli
 from srgnn.cli import OneLineParser, output_dir
-from srgnn.data import CacheNotWritableError, ChecksumError, DataNotFoundError, ensure_writable_dir, load_dataset
+from srgnn.data import (OGB_DATASETS, CacheNotWritableError, ChecksumError, DataNotFoundError, dataset_names,
+                        ensure_writable_dir)
 from srgnn.graph import Graph
 from srgnn.robust import IID_SAMPLES
 from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
@@ -59,7 +61,8 @@ from srgnn.trainer import resolve_device
 DEFAULT_METHODS = ",".join(METHODS)
 RESULT_KEYS = ("dataset", "splits", "teleport", "regularizer", "iid", "lam", "lam_linear", "epochs", "seed", "repeats",
                "iid_repeats")
-DATASETS = ("pubmed", "cora", "citeseer")
+#: Every registered graph the study runs on (ogbn-arxiv has its own protocol, benchmarks.arxiv_bias).
+DATASETS = tuple(name for name in dataset_names() if name not in OGB_DATASETS)
 #: The largest --seed: run seeds are seed * 100_003 + index, which must fit torch's 64-bit seeds.
 MAX_SEED = 2 ** 32 - 1
 
@@ -79,11 +82,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--splits", choices=("generated", "published"), default="generated",
                         help="LocalizedSampler sets, or the authors' published sets (--splits-path)")
     parser.add_argument("--splits-path", type=Path, help="localized_seeds_<dataset>.p for --splits published")
-    teleports = ", ".join(f"{name} {default_teleport(name)}" for name in DATASETS)
+    teleports = ", ".join(f"{name} {default_teleport(name)}" for name in ("cora", "citeseer", "pubmed"))
     parser.add_argument("--teleport", type=float, default=None,
                         help="PPR teleport of the LocalizedSampler sets (--splits generated). Default: the "
                              f"dataset's, from datasets/registry.json ({teleports}), the teleport the authors' "
-                             "published sets were drawn with; config.json records the one used")
+                             "published sets were drawn with; 0.1 for other graphs; config.json records the one used")
     parser.add_argument("--regularizer", default="cmd",
                         help="the SR variants' shift penalty: cmd (default), mmd, or your own as "
                              "package.module:function, function(h_train, h_iid) -> scalar")
@@ -101,7 +104,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seeds the sets and the runs; on the CPU the same seed gives the same scores, on "
                              "CUDA the same up to float rounding (GPU sums are not ordered; docs/benchmarks.md)")
     parser.add_argument("--out", type=output_dir, default=Path("results/pubmed_bias"))
-    parser.add_argument("--dataset", choices=DATASETS, default="pubmed")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=DATASETS, default="pubmed",
+                        help="a registered graph (default pubmed); test nodes: the Planetoid test nodes on CiteSeer "
+                             "and PubMed, every non-training node on Cora, and on any other graph every node outside "
+                             "the training set and 500 uniformly drawn validation nodes")
+    source.add_argument("--graph", type=Path, metavar="FILE",
+                        help="your own graph: a torch.save'd PyG Data with x, edge_index and y (loaded without "
+                             "unpickling anything but tensors and Data), tested as an unregistered graph")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished runs")
     parser.add_argument("--batch", type=int, default=None, metavar="R",
                         help="train up to R sets of a method as one replica-batched job (GCN, GraphSAGE, MLP and "
@@ -117,6 +127,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also time GCN on N sets batched, sequential and as a plain PyG training loop, "
                              "and print the speed ratios")
     args = parser.parse_args(argv)
+    if args.graph is not None:
+        if not args.graph.is_file():
+            parser.error(f"--graph {args.graph} does not exist or is not a file")
+        if args.splits == "published":
+            parser.error("--splits published reads the authors' sets of a registered --dataset, not of --graph")
+        args.dataset = str(args.graph)  # names the study; no registered graph's defaults apply
+    args.source = ("graph", str(args.graph)) if args.graph is not None else ("dataset", args.dataset)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS and not is_plugin(m)]
     if unknown or not methods:
@@ -213,8 +230,21 @@ def training_sets(args, data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     else:
         biased = LocalizedSampler(data, teleport=args.teleport).sample_many(args.repeats, seed=args.seed)
     pool = default_pool(data)
-    iid = [iid_sample(data, s.numel(), seed=args.seed * 100_003 + i, candidates=pool) for i, s in enumerate(biased)]
+    iid = [iid_with_every_class(data, s.numel(), args.seed * 100_003 + i, pool) for i, s in enumerate(biased)]
     return biased, iid
+
+
+def iid_with_every_class(data, size: int, seed: int, pool: torch.Tensor, tries: int = 100) -> torch.Tensor:
+    """An IID set of ``size`` pool nodes holding every class, as a training set must: the first
+    of the draws at ``seed``, ``seed + 1_000_003``, ... that does (on Coauthor CS a uniform
+    set of 300 nodes can miss one of its 15 classes)."""
+    classes = int(data.num_classes)
+    for attempt in range(tries):
+        nodes = iid_sample(data, size, seed=seed + attempt * 1_000_003, candidates=pool)
+        if torch.unique(data.y.view(-1)[nodes]).numel() == classes:
+            return nodes
+    raise ValueError(f"{tries} uniform draws of {size} nodes all missed a class; the IID reference needs larger "
+                     "sets (raise per_class) or a graph without near-empty classes")
 
 
 def compare_sequential(data, sets, epochs: int) -> None:
@@ -251,7 +281,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     try:  # the data, the sets and the log come from the user's files: their errors are theirs to fix
         log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))  # locks --out first
-        data = load_dataset(args.dataset)
+        data = load_source(args.source)
         biased, iid = training_sets(args, data)
         for method in {base_of(m) or m for m in args.methods if is_plugin(m)}:
             build(method, data)  # a factory that returns no srgnn model is refused before any run
@@ -272,7 +302,7 @@ def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -
     if args.iid == "label-balanced":
         print("IID sample: label-balanced, the paper's protocol: it READS THE LABELS OF UNLABELLED NODES")
     sampled = f" at teleport {args.teleport}" if args.splits == "generated" else ""
-    print(f"{args.dataset}: {len(args.methods)} methods x {args.repeats} {args.splits} sets{sampled} "
+    print(f"{data.name}: {len(args.methods)} methods x {args.repeats} {args.splits} sets{sampled} "
           f"({len(biased[0])} labelled nodes each) + IID reference on {args.iid_repeats}; {len(jobs)} runs to do, "
           f"{len(log.records)} already in {args.out / 'results.jsonl'}; "
           f"{args.workers} worker(s) x {args.threads} thread(s)")

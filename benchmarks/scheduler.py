@@ -11,8 +11,8 @@ import traceback
 
 import torch
 
-from benchmarks.study import LOCKSTEP, base_of, batchable, keep_freed_memory, pretrain_dgi, run_lockstep, run_many, run_one
-from srgnn.data import load_dataset
+from benchmarks.study import (LOCKSTEP, base_of, batchable, keep_freed_memory, load_source, pretrain_dgi, run_lockstep,
+                              run_many, run_one, test_nodes)
 from srgnn.graph import Graph
 from srgnn.shift import cmd
 
@@ -49,9 +49,8 @@ def run_chunk(graph: Graph, runs: list[tuple[str, str, int]], mode: str, sets: d
         scores = [run_one(runs[0][0], graph, train_sets[0], seeds[0], **options)]
     data = graph.data
     seconds = (time.perf_counter() - start) / len(runs)
-    test_x = data.x[data.test_mask]  # the standard 1,000 test nodes, the same for every set
     return [{"method": method, "split": split, "index": i, **score,
-             "cmd_train_test": cmd(data.x[train], test_x).item(), "seconds": seconds}
+             "cmd_train_test": cmd(data.x[train], data.x[test_nodes(data, train)]).item(), "seconds": seconds}
             for (method, split, i), train, score in zip(runs, train_sets, scores)]
 
 
@@ -80,13 +79,13 @@ def make_chunks(args, data, jobs: list[tuple[str, str, int]]) -> list[tuple[list
 PRETRAIN_DGI = ("pretrain-dgi",)
 
 
-def _worker(dataset: str, threads: int, tasks: multiprocessing.Queue, sets: dict, seed: int, options: dict,
+def _worker(source: tuple[str, str], threads: int, tasks: multiprocessing.Queue, sets: dict, seed: int, options: dict,
             results: multiprocessing.Queue, parent: int) -> None:
     """One worker process: take chunks from ``tasks`` until a ``None`` and send each chunk's records."""
     try:
         torch.set_num_threads(threads)
         keep_freed_memory()
-        data = load_dataset(dataset)
+        data = load_source(source)
         graph = Graph.from_data(data)
         for task in iter(tasks.get, None):
             if os.getppid() != parent:  # the study was killed: stop instead of training for nobody
@@ -124,7 +123,7 @@ def run_chunks(args, data, chunks: list, sets: dict, options: dict):
     for task in ([PRETRAIN_DGI] if any(uses_dgi) else []) + ordered + [None] * count:
         tasks.put(task)
     workers = [context.Process(target=_worker, daemon=True,
-                               args=(args.dataset, args.threads, tasks, sets, args.seed, options, results, os.getpid()))
+                               args=(args.source, args.threads, tasks, sets, args.seed, options, results, os.getpid()))
                for _ in range(count)]
     for worker in workers:
         worker.start()

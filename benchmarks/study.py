@@ -15,7 +15,8 @@ from srgnn.models.base import check_node_classifier
 from srgnn.replicas import supports
 from srgnn.graph import Graph
 from srgnn.sampling import iid_sample
-from srgnn.data import load_dataset
+from srgnn.data import load_dataset, load_graph
+from srgnn.trainer import classification_scores
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]
@@ -97,13 +98,66 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
     return ShiftRobust(model, penalty, lam_linear if getattr(model, "linear", False) else lam, iid=iid)
 
 
+#: Graphs scored on the 1,000 Planetoid test nodes (the paper's protocol); Cora on every
+#: node outside the training set.
+PLANETOID_TEST_SPLIT = ("citeseer", "pubmed")
+#: Validation nodes of a graph without the paper's protocol: drawn uniformly outside the
+#: training set, left out of the test nodes, and never trained on.
+VALIDATION_SIZE = 500
+VALIDATION_SEED = 70_001
+
+
+def validation_nodes(data, train: torch.Tensor) -> torch.Tensor | None:
+    """Nodes to choose settings on, outside ``train`` and the test nodes: the Planetoid
+    validation nodes outside ``train`` for CiteSeer and PubMed; none for Cora, whose test nodes
+    are every other node (the paper's protocol); on any other graph ``VALIDATION_SIZE`` nodes
+    drawn uniformly outside ``train``, the same for the same ``train``."""
+    name = getattr(data, "name", None)
+    if name in PLANETOID_TEST_SPLIT:
+        val = data.val_mask.nonzero().view(-1)
+        return val[~torch.isin(val, train)]
+    if name == "cora":
+        return None
+    return iid_sample(data, min(VALIDATION_SIZE, (data.num_nodes - train.numel()) // 2), seed=VALIDATION_SEED,
+                      exclude=train)
+
+
 def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
-    """The paper's protocol: every non-training node on Cora, the 1,000 Planetoid test nodes otherwise."""
-    if data.name == "cora":
-        mask = torch.ones(data.num_nodes, dtype=torch.bool)
-        mask[train] = False
-        return mask
-    return data.test_mask
+    """The paper's protocol: every non-training node on Cora, the 1,000 Planetoid test nodes on
+    CiteSeer and PubMed; on any other graph every node outside the training set and the
+    validation nodes (``validation_nodes``)."""
+    if getattr(data, "name", None) in PLANETOID_TEST_SPLIT:
+        return data.test_mask
+    mask = torch.ones(data.num_nodes, dtype=torch.bool)
+    mask[train] = False
+    val = validation_nodes(data, train)
+    if val is not None:
+        mask[val] = False
+    return mask
+
+
+def run_scores(logits: torch.Tensor, data, train: torch.Tensor) -> dict:
+    """A run's record scores from its logits ``[N, C]``: Micro-F1, macro-F1 and loss on the test
+    nodes, and the Micro-F1 on its training nodes (``train_micro_f1``: a collapsed fit shows
+    there) and on the validation nodes (``val_micro_f1``, ``None`` where there are none)."""
+    val = validation_nodes(data, train)
+    return {**classification_scores(logits, data, test_nodes(data, train)),
+            "train_micro_f1": classification_scores(logits, data, train)["micro_f1"],
+            "val_micro_f1": None if val is None else classification_scores(logits, data, val)["micro_f1"]}
+
+
+def load_source(source: tuple[str, str]) -> "Data":
+    """A study's graph from ``("dataset", name)``, a registered graph, or ``("graph", path)``, a
+    ``torch.save``'d PyG ``Data`` loaded safely (``srgnn.data.load_graph``), named by its path
+    and given ``num_classes`` from its labels where it has none."""
+    kind, value = source
+    if kind == "dataset":
+        return load_dataset(value)
+    data = load_graph(value, "--graph")
+    data.name = str(value)
+    if getattr(data, "num_classes", None) is None:
+        data.num_classes = int(data.y.max()) + 1
+    return data
 
 
 #: Size of the uniform labelled sample that the label-reading recipes and estimators may read.
@@ -152,7 +206,7 @@ def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regula
     on it) and score it on the test nodes."""
     model = build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
     trainer = Trainer(model, epochs=epochs, seed=seed, device=device)
-    return trainer.fit(graph, train).evaluate(graph, test_nodes(graph.data, train))
+    return run_scores(trainer.fit(graph, train).logits(graph), graph.data, train)
 
 
 def pretrain_dgi(data, path: Path, device: str = "cpu") -> None:
@@ -174,7 +228,7 @@ def run_many(method: str, graph: Graph, sets: list[torch.Tensor], seeds: list[in
     """``run_one`` for several training sets at once, as one replica-batched job."""
     trainer = ReplicaTrainer(lambda: build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid),
                              epochs=epochs, device=device)
-    return trainer.fit(graph, sets, seeds).evaluate(graph, [test_nodes(graph.data, train) for train in sets])
+    return [run_scores(logits, graph.data, train) for logits, train in zip(trainer.fit(graph, sets, seeds).logits(graph), sets)]
 
 
 #: Runs of one set index that share a seed and the same whole-graph masks (APPNP on the
@@ -190,7 +244,7 @@ def run_lockstep(methods: list[str], graph: Graph, sets: list[torch.Tensor], see
     job (APPNP variants); the same scores to float tolerance."""
     models = [build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid) for method in methods]
     trainer = LockstepTrainer(models, epochs=epochs, seed=seed, device=device)
-    return trainer.fit(graph, sets).evaluate(graph, [test_nodes(graph.data, train) for train in sets])
+    return [run_scores(logits, graph.data, train) for logits, train in zip(trainer.fit(graph, sets).logits(graph), sets)]
 
 
 def train_plain_pyg_gcn(data, train: torch.Tensor, epochs: int = 200) -> float:

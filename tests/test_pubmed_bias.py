@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import REPO, run_main
 
@@ -169,3 +170,31 @@ def test_the_label_balanced_iid_sample_is_marked_in_the_output_and_the_config(tm
     assert "READS THE LABELS OF UNLABELLED NODES" in done.stdout
     assert json.loads((tmp_path / "paper" / "results.json").read_text())["config"]["iid"] == "label-balanced"
     assert "READS THE LABELS" in _run("--help").stdout.replace("\n", " ").replace("  ", " ")
+
+
+def test_the_study_runs_on_a_real_graph_and_on_a_saved_graph_file(tmp_path):
+    from srgnn.data import load_dataset
+
+    quick = ["--repeats", "1", "--methods", "gcn,sr-gcn", "--epochs", "3", "--workers", "1"]
+    _run("--dataset", "amazon-photo", *quick, "--out", str(tmp_path / "photo"))
+    records = [json.loads(line) for line in (tmp_path / "photo" / "results.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["split"]) for r in records} == {("gcn", "biased"), ("gcn", "iid"), ("sr-gcn", "biased")}
+    assert all(0 <= r["val_micro_f1"] <= 1 and 0 <= r["train_micro_f1"] <= 1 for r in records)
+    # The same graph saved as a user would: the same sets, validation and test nodes, the same scores.
+    data = load_dataset("amazon-photo")
+    del data.name
+    torch.save(data, tmp_path / "photo.pt")
+    _run("--graph", str(tmp_path / "photo.pt"), *quick, "--out", str(tmp_path / "file"))
+    saved = [json.loads(line) for line in (tmp_path / "file" / "results.jsonl").read_text().splitlines()]
+    key = lambda r: (r["method"], r["split"], r["index"])  # noqa: E731
+    assert {key(r): r["micro_f1"] for r in saved} == {key(r): r["micro_f1"] for r in records}
+    assert json.loads((tmp_path / "file" / "config.json").read_text())["dataset"] == str(tmp_path / "photo.pt")
+
+
+def test_the_cross_graph_command_writes_one_table(tmp_path):
+    run_main("benchmarks.graphs", "--datasets", "cora,actor", "--methods", "mlp,sr-mlp", "--repeats", "2",
+             "--workers", "1", "--out", str(tmp_path / "graphs"), "--doc", str(tmp_path / "graphs.md"))
+    text = (tmp_path / "graphs.md").read_text()
+    for row in ("| cora | mlp |", "| cora | sr-mlp |", "| actor | mlp |", "| actor | sr-mlp |"):
+        assert row in text
+    assert "Worker-minutes per graph: cora" in text and "/2 |" in text  # paired wins over 2 sets

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -5,6 +7,7 @@ from srgnn import ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.shift import cmd
 from srgnn.graph import Graph, model_input
+from srgnn.sampling import LocalizedSampler
 
 MODELS = [GCN, GAT, GraphSAGE, APPNP, SGC, MLP]
 
@@ -465,3 +468,16 @@ def test_the_papers_label_balanced_iid_sample_is_an_explicit_option(cora, cora_p
     assert bool((iid < 1500).all()) and not torch.isin(iid, train).any()  # the paper's pool, no training node
     with pytest.raises(ValueError, match="iid='labels' is not supported"):
         ShiftRobust(GCN(1433, 7), iid="labels")
+
+
+def test_a_shift_robust_fit_that_collapses_on_raw_counts_is_reported():
+    from srgnn.data import load_dataset
+    from srgnn.trainer import ShiftCollapseWarning
+
+    photo = load_dataset("amazon-photo")  # bag-of-words counts, as PyG gives them
+    train = LocalizedSampler(photo).sample(0)
+    with pytest.warns(ShiftCollapseWarning, match="training accuracy 0.1.*lam=1.0.*Lower lam"):
+        Trainer(ShiftRobust(GCN(745, 8)), seed=0).fit(photo, train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShiftCollapseWarning)  # a fit that trains says nothing
+        Trainer(ShiftRobust(GCN(745, 8), lam=0.1), seed=0).fit(photo, train)
