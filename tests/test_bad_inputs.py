@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, SEEDS_DIR, copy_data as _copy, run_main
+from conftest import PLANETOID, REPO, SEEDS_DIR, copy_data as _copy, run_main
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler, degree_biased_sample, load_published_splits
@@ -253,8 +252,7 @@ def test_resume_with_a_corrupt_config_is_one_line(tmp_path):
 def test_cli_reports_a_corrupt_raw_file_in_one_line(tmp_path):
     raw = tmp_path / "data" / "Cora" / "raw"
     raw.mkdir(parents=True)
-    source = Path(os.environ["SRGNN_DATA"])
-    for f in (source / "Cora" / "raw").iterdir():
+    for f in (PLANETOID / "Cora" / "raw").iterdir():
         (raw / f.name).write_bytes(f.read_bytes())
     (raw / "ind.cora.x").write_bytes((raw / "ind.cora.x").read_bytes()[:100])
     env = {"SRGNN_DATA": str(tmp_path / "data"), "SRGNN_CACHE": str(tmp_path / "cache")}
