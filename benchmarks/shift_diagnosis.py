@@ -48,6 +48,11 @@ VARIANTS = {
     "sr-appnp": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm"}),
     "sr-appnp-kmm-only": ("appnp", {"regularizer": None, "instance_weights": "kmm"}),
     "sr-appnp-cmd-only": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": None}),
+    # The candidate fixes of docs/graphs.md (C0 is sr-gcn and sr-appnp, C1 lam ten times smaller,
+    # C2 sr-gcn-before-dropout).
+    "sr-appnp-lam0.01": ("appnp", {"regularizer": "cmd", "lam": 0.01, "instance_weights": "kmm"}),
+    "sr-gcn-balanced": ("gcn", {"regularizer": "cmd", "lam": 1.0, "balanced": True}),
+    "sr-appnp-balanced": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm", "balanced": True}),
 }
 
 

@@ -62,7 +62,7 @@ def supports(model: NodeClassifier | ShiftRobust) -> bool:
     robust = model if isinstance(model, ShiftRobust) else None
     base = robust.model if robust is not None else model
     return (base.replica_batchable and base.accepts_graph and base.receptive_field is not None
-            and (robust is None or robust.regularizer != "dann"))
+            and (robust is None or (robust.regularizer != "dann" and not robust.balanced)))
 
 
 class ManyModels:

@@ -97,6 +97,10 @@ class ShiftRobust(nn.Module):
         kmm_ppr: ``"exact"`` PPR rows (default; refused above ``MAX_EXACT_PPR_NODES`` nodes) or
             ``"push"``, push-approximated rows (``srgnn.sampling.push_sq_distances``), as the
             authors' large-graph code does.
+        balanced: weigh the penalty at each training step by
+            :math:`\min(1, \lVert\partial \mathrm{CE}/\partial h\rVert / \lVert\lambda\,\partial d/\partial h\rVert)`
+            (detached; gradients with respect to the hidden layer), so it never pulls the hidden
+            layer harder than the labels do (docs/graphs.md).
 
     Call ``setup(graph, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
     """
@@ -104,7 +108,7 @@ class ShiftRobust(nn.Module):
     def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
-                 kmm_ppr: str = "exact"):
+                 kmm_ppr: str = "exact", balanced: bool = False):
         super().__init__()
         check_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
@@ -124,6 +128,7 @@ class ShiftRobust(nn.Module):
             instance_weights = "kmm" if getattr(model, "linear", False) else None
         self.instance_weights, self.iid_size, self.moments = instance_weights, iid_size, moments
         self.kmm_lower, self.kmm_teleport, self.iid = kmm_lower, kmm_teleport, iid
+        self.balanced = bool(balanced)
         self.discriminator: nn.Module | None = None
 
     @property
@@ -236,5 +241,17 @@ class ShiftRobust(nn.Module):
         terms = {"cross-entropy": (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()}
         if self.regularizer is not None and self.lam > 0:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
-            terms["lam * penalty"] = self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
+            weighted = self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
+            if self.balanced and weighted.requires_grad:
+                weighted = weighted * self._balance(terms["cross-entropy"], weighted, hidden)
+            terms["lam * penalty"] = weighted
         return terms
+
+    @staticmethod
+    def _balance(ce: Tensor, weighted: Tensor, hidden: Tensor) -> Tensor:
+        """``min(1, |dCE/dh| / |d(lam d)/dh|)``, detached: the factor that keeps the penalty's pull on
+        the hidden layer ``[N, H]`` within the cross-entropy's."""
+        ce_pull = torch.autograd.grad(ce, hidden, retain_graph=True, allow_unused=True)[0]
+        penalty_pull = torch.autograd.grad(weighted, hidden, retain_graph=True)[0]
+        ce_norm = ce_pull.norm() if ce_pull is not None else hidden.new_zeros(())
+        return (ce_norm / penalty_pull.norm().clamp_min(1e-12)).clamp(max=1.0).detach()
