@@ -22,6 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks.study import validation_nodes
@@ -94,6 +95,47 @@ def diagnose(graph: Graph, train: torch.Tensor, seed: int, variant: str) -> dict
     return row
 
 
+#: The rule of docs/graphs.md: per family, its base, C0, and the candidates in order of size.
+CANDIDATES = {"gcn": ("gcn", ["sr-gcn", "sr-gcn-lam0.1", "sr-gcn-before-dropout", "sr-gcn-balanced"]),
+              "appnp": ("appnp", ["sr-appnp", "sr-appnp-lam0.01", "sr-appnp-balanced"])}
+HOMOPHILOUS = ("amazon-photo", "amazon-computers", "coauthor-cs", "dblp")
+CITATION = ("citeseer", "pubmed")
+
+
+def choose(rows: list[dict]) -> list[str]:
+    """Apply the declared rule to the logged ``rows``; returns the report's lines, the choice last."""
+    def scores(dataset: str, variant: str, key: str) -> np.ndarray:
+        found = sorted((r for r in rows if r["dataset"] == dataset and r["variant"] == variant),
+                       key=lambda r: r["index"])
+        return np.array([r.get(key, np.nan) for r in found], dtype=float) * 100
+
+    lines = []
+    for family, (base, candidates) in CANDIDATES.items():
+        kept = []
+        for candidate in candidates:
+            gains = [scores(g, candidate, "val_micro_f1") - scores(g, base, "val_micro_f1") for g in HOMOPHILOUS]
+            drops = [scores(g, base, "train_micro_f1") - scores(g, candidate, "train_micro_f1") for g in HOMOPHILOUS]
+            citation = [scores(g, candidate, "val_micro_f1").mean() - scores(g, candidates[0], "val_micro_f1").mean()
+                        for g in CITATION]
+            actor = scores("actor", candidate, "val_micro_f1") - scores("actor", base, "val_micro_f1")
+            actor_se = actor.std(ddof=1) / np.sqrt(actor.size) if actor.size > 1 else np.nan
+            mean_gain = float(np.mean([g.mean() for g in gains]))
+            out = [f"a set's training Micro-F1 {np.nanmax(np.concatenate(drops)):.1f} points below the base"
+                   ] if np.nanmax(np.concatenate(drops)) > 10 else []
+            out += [f"{g} validation {c:+.1f} against C0" for g, c in zip(CITATION, citation) if c < -1]
+            out += [f"Actor {actor.mean():+.1f} (SE {actor_se:.1f})"] if actor.mean() < -actor_se else []
+            lines.append(f"{candidate}: mean validation gain over {base} {mean_gain:+.2f} points (per graph "
+                         + ", ".join(f"{g} {x.mean():+.1f}" for g, x in zip(HOMOPHILOUS, gains))
+                         + f"; CiteSeer/PubMed against C0 {citation[0]:+.1f}/{citation[1]:+.1f}; Actor "
+                         f"{actor.mean():+.1f} ± {actor_se:.1f})" + (f": OUT ({'; '.join(out)})" if out else ""))
+            if not out:
+                kept.append((mean_gain, candidate))
+        best = max((gain for gain, _ in kept), default=None)
+        chosen = next((c for g, c in kept if g >= best - 0.5), None) if best is not None else None
+        lines.append(f"{family}: chosen {chosen}" if chosen else f"{family}: no candidate passes the rule")
+    return lines
+
+
 def main(argv=None) -> None:
     parser = OneLineParser(prog="python -m benchmarks.shift_diagnosis", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,7 +144,15 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from the list above")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=output_dir, default=Path("results/shift_diagnosis"))
+    parser.add_argument("--choose", action="store_true",
+                        help="apply the rule of docs/graphs.md to the runs logged in --out and print the choice")
     args = parser.parse_args(argv)
+    if args.choose:
+        rows = [json.loads(line) for path in sorted(args.out.glob("*.jsonl")) for line in path.read_text().splitlines()]
+        # A run stopped by a non-finite loss trained nothing: it counts as a collapse.
+        print("\n".join(choose([{**r, "train_micro_f1": 0.0, "val_micro_f1": 0.0} if "error" in r else r
+                                 for r in rows])))
+        return
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or args.sets < 1:

@@ -481,3 +481,19 @@ def test_a_shift_robust_fit_that_collapses_on_raw_counts_is_reported():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ShiftCollapseWarning)  # a fit that trains says nothing
         Trainer(ShiftRobust(GCN(745, 8), lam=0.1), seed=0).fit(photo, train)
+
+
+def test_a_balanced_penalty_never_pulls_harder_than_the_labels():
+    from srgnn.data import load_dataset
+
+    hidden = torch.randn(50, 8, requires_grad=True)
+    ce, penalty = hidden[:10].pow(2).mean(), 100 * cmd(hidden[:10], hidden[10:])
+    factor = ShiftRobust._balance(ce, penalty, hidden)
+    ce_pull = torch.autograd.grad(ce, hidden, retain_graph=True)[0].norm()
+    penalty_pull = torch.autograd.grad(penalty, hidden, retain_graph=True)[0].norm()
+    assert float(factor) == pytest.approx(float(ce_pull / penalty_pull), rel=1e-5) and float(factor) < 1
+    assert float(ShiftRobust._balance(ce, penalty / 1e6, hidden)) == 1.0  # a weak penalty is left as it is
+    photo = load_dataset("amazon-photo")
+    train = LocalizedSampler(photo).sample(0)
+    trainer = Trainer(ShiftRobust(GCN(745, 8), balanced=True), seed=0).fit(photo, train)  # collapses unbalanced
+    assert trainer.evaluate(photo, train)["micro_f1"] > 0.9
