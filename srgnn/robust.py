@@ -71,7 +71,7 @@ def kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, *, tel
 
 
 class ShiftRobust(nn.Module):
-    """Wrap ``model`` (a ``NodeClassifier``) with SR-GNN's shift-robust loss.
+    r"""Wrap ``model`` (a ``NodeClassifier``) with SR-GNN's shift-robust loss.
 
     Args:
         model: the GNN; its ``forward_with_hidden`` gives the hidden layer regularized.
