@@ -184,6 +184,20 @@ def _verify(raw_dir: Path, expected: dict[str, str]) -> None:
                 "to fetch a clean copy, or pass verify_checksums=False if you trust this file.")
 
 
+def _copy_raw(source: Path, cached_raw: Path, expected: dict[str, str], verify_checksums: bool) -> None:
+    """Copy the raw files ``expected`` names from ``source`` into ``cached_raw`` (checked first),
+    dropping PyG's ``processed/`` beside it when a file changed: it was built from the old one."""
+    if source.resolve() == cached_raw.resolve():
+        return
+    if verify_checksums:
+        _verify(source, expected)
+    cached_raw.mkdir(parents=True, exist_ok=True)
+    for f in sorted(expected):
+        if not (cached_raw / f).is_file() or sha256(cached_raw / f) != sha256(source / f):
+            shutil.copyfile(source / f, cached_raw / f)
+            shutil.rmtree(cached_raw.parent / "processed", ignore_errors=True)
+
+
 def _find_raw_dir(roots: list[Path], folder: str, files: list[str]) -> Path | None:
     # Accept both <root>/<Name>/raw and <root>/planetoid/<Name>/raw.
     for root in roots:
@@ -231,16 +245,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
     cached_raw = cache_root / folder / "raw"
     searched = _search_roots(root)
     source = _find_raw_dir(searched, folder, files)
-    if source is not None and source.resolve() != cached_raw.resolve():
-        if verify_checksums:
-            _verify(source, expected)
-        cached_raw.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            if not (cached_raw / f).is_file() or sha256(cached_raw / f) != sha256(source / f):
-                shutil.copyfile(source / f, cached_raw / f)
-                # A changed raw file invalidates whatever PyG processed before.
-                shutil.rmtree(cache_root / folder / "processed", ignore_errors=True)
-    elif source is None and not all((cached_raw / f).is_file() for f in files):
+    if source is not None:
+        _copy_raw(source, cached_raw, expected, verify_checksums)
+    elif not all((cached_raw / f).is_file() for f in files):
         try:
             _download_planetoid(folder, files, cached_raw)
         except OSError as err:
@@ -298,14 +305,8 @@ def _load_graph_dataset(key: str, info: dict, root: str | os.PathLike | None, ve
         raise DataNotFoundError(f"The raw files of {key} ({raw_dir}/: {', '.join(sorted(expected))}) are in none of "
                                 f"{where}. Put them in <dir>/{raw_dir}/ (or <dir>/graphs/{raw_dir}/) and pass "
                                 "root=<dir> or set SRGNN_DATA=<dir>.")
-    if source is not None and source.resolve() != cached_raw.resolve():
-        if verify_checksums:
-            _verify(source, expected)
-        cached_raw.mkdir(parents=True, exist_ok=True)
-        for f in expected:
-            if not (cached_raw / f).is_file() or sha256(cached_raw / f) != sha256(source / f):
-                shutil.copyfile(source / f, cached_raw / f)
-                shutil.rmtree(cached_raw.parent / "processed", ignore_errors=True)
+    if source is not None:
+        _copy_raw(source, cached_raw, expected, verify_checksums)
     if verify_checksums:
         _verify(cached_raw, expected)
     _drop_unsafe_processed(cached_raw.parent / "processed")
