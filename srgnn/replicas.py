@@ -46,6 +46,20 @@ from .trainer import (Trainer, as_shift_robust, check_output_classes, check_swa,
                       classification_scores, optimizer_settings, resolve_device)
 
 
+def _balance_per_replica(ce: Tensor, shift: Tensor, hidden: Tensor, replica_of_row: Tensor, count: int) -> Tensor:
+    """``ShiftRobust._balance`` of each replica ``[R]``: its rows of the hidden layer ``[N, H]``
+    are its own block, so the norms of the two pulls on them are per-replica sums."""
+    ce_pull = torch.autograd.grad(ce, hidden, retain_graph=True, allow_unused=True)[0]
+    if ce_pull is None:  # as ShiftRobust._balance: the next layer reads a twin of ``hidden``
+        return hidden.new_ones(count)
+    penalty_pull = torch.autograd.grad(shift.sum(), hidden, retain_graph=True)[0]
+
+    def norms(pull: Tensor) -> Tensor:
+        return hidden.new_zeros(count).index_add_(0, replica_of_row, pull.pow(2).sum(1)).sqrt()
+
+    return (norms(ce_pull) / norms(penalty_pull).clamp_min(1e-12)).clamp(max=1.0).detach()
+
+
 class _WithHidden(torch.nn.Module):
     """``model.forward_with_hidden`` as a module's forward, for ``torch.func.functional_call``."""
 
@@ -62,7 +76,7 @@ def supports(model: NodeClassifier | ShiftRobust) -> bool:
     robust = model if isinstance(model, ShiftRobust) else None
     base = robust.model if robust is not None else model
     return (base.replica_batchable and base.accepts_graph and base.receptive_field is not None
-            and (robust is None or (robust.regularizer != "dann" and not robust.balanced)))
+            and (robust is None or robust.regularizer != "dann"))
 
 
 class ManyModels:
@@ -207,10 +221,19 @@ class ReplicaTrainer(ManyModels):
         stacked = _WithHidden(model.train())
         named = {f"model.{name}": value for name, value in params.items()}
 
+        # Each hidden row's replica, to balance each replica's penalty against its own labels.
+        replica_of_row = torch.repeat_interleave(torch.arange(len(replicas)), torch.tensor(
+            [s.numel() for s in subsets])).to(self.device)
+
         def step_loss() -> Tensor:
             logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
             loss = (weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")).sum()
-            return loss + self._shift_term(replicas, hidden, train_rows, iid_rows)
+            shift = self._shift_terms(replicas, hidden, train_rows, iid_rows)
+            if shift is None:
+                return loss
+            if replicas[0].balanced and shift.requires_grad:
+                shift = shift * _balance_per_replica(loss, shift, hidden, replica_of_row, len(replicas))
+            return loss + shift.sum()
 
         self.history_ = (run_epochs(step_loss, optimizer, self.epochs) / len(replicas)).tolist()
         for r, robust in enumerate(replicas):
@@ -218,27 +241,22 @@ class ReplicaTrainer(ManyModels):
         self.models_ = [robust.model.eval() for robust in replicas]
         return self
 
-    def _shift_term(self, replicas: list[ShiftRobust], hidden: Tensor, train_rows: list[Tensor],
-                    iid_rows: list[Tensor]) -> Tensor | float:
-        """Sum over replicas of lam_r d_r(h[train_r], h[iid_r]). Replicas that share one built-in
-        penalty and one lam take it as one factor of the penalties' sum (batched when the sizes
-        agree); others, user penalties among them, one replica at a time."""
+    def _shift_terms(self, replicas: list[ShiftRobust], hidden: Tensor, train_rows: list[Tensor],
+                     iid_rows: list[Tensor]) -> Tensor | None:
+        """lam_r d_r(h[train_r], h[iid_r]) of each replica ``[R]`` (0 where it has none), or
+        ``None`` when no replica has a penalty. Replicas that share one built-in penalty and one
+        lam take it in one batched call when the sizes agree; others, user penalties among
+        them, one replica at a time."""
         first = replicas[0]
-        if all(r.regularizer == first.regularizer and r.lam == first.lam for r in replicas):
-            if first.regularizer is None or first.lam == 0:
-                return 0.0
-            if not callable(first.regularizer):
-                return first.lam * self._penalty(first, hidden, train_rows, iid_rows)
-        return sum(r.lam * r.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
-                   for r, t, i in zip(replicas, train_rows, iid_rows) if r.regularizer is not None and r.lam > 0)
-
-    def _penalty(self, robust: ShiftRobust, hidden: Tensor, train_rows: list[Tensor], iid_rows: list[Tensor]) -> Tensor:
-        """Sum over replicas of d(h[train_r], h[iid_r]) for a built-in penalty; one batched call
-        when the sizes agree."""
-        if len({t.numel() for t in train_rows}) == 1 and len({i.numel() for i in iid_rows}) == 1:
+        if all(r.regularizer is None or r.lam == 0 for r in replicas):
+            return None
+        same = all(r.regularizer == first.regularizer and r.lam == first.lam for r in replicas)
+        if (same and not callable(first.regularizer) and len({t.numel() for t in train_rows}) == 1
+                and len({i.numel() for i in iid_rows}) == 1):
             count = len(train_rows)
             train = hidden[torch.cat(train_rows).to(hidden.device)].view(count, train_rows[0].numel(), -1)
             iid = hidden[torch.cat(iid_rows).to(hidden.device)].view(count, iid_rows[0].numel(), -1)
-            return robust.penalty(train, iid).sum()
-        return sum(robust.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
-                   for t, i in zip(train_rows, iid_rows))
+            return first.lam * first.penalty(train, iid)
+        return torch.stack([r.lam * r.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
+                            if r.regularizer is not None and r.lam > 0 else hidden.new_zeros(())
+                            for r, t, i in zip(replicas, train_rows, iid_rows)])
