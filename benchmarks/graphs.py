@@ -1,4 +1,4 @@
-"""The bias study over many graphs, and one table of them: ``docs/graphs.md``.
+"""The bias study over many graphs, and one table of them: its section of ``docs/graphs.md``.
 
     python -m benchmarks.graphs --repeats 10 --out results/graphs
 
@@ -21,7 +21,7 @@ import numpy as np
 from benchmarks import pubmed_bias
 from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog
-from benchmarks.study import base_of
+from benchmarks.study import base_of, write_section
 from srgnn.cli import OneLineParser, output_dir
 
 GRAPHS = ("cora", "citeseer", "pubmed", "amazon-photo", "amazon-computers", "coauthor-cs", "dblp", "actor")
@@ -93,15 +93,16 @@ def main(argv=None) -> None:
     if args.study_only:
         return
     text = "\n".join([
-        "# SR-GNN across graphs", "",
+        "## The table", "",
         f"`python -m benchmarks.graphs --datasets {','.join(names)} --methods {args.methods} --repeats "
         f"{args.repeats}`: {args.repeats} localized sets per graph (`LocalizedSampler`, the graph's teleport), "
         "Micro-F1 in %. Test nodes: the Planetoid test nodes on CiteSeer and PubMed, every non-training node on "
         "Cora, and on the other graphs every node outside the training set and 500 uniformly drawn validation "
         "nodes. Features as PyG gives them.", "",
         markdown_table(table), "",
-        "Worker-minutes per graph: " + ", ".join(costs) + ".", ""])
-    args.doc.write_text(text)
+        "Worker-minutes per graph: " + ", ".join(costs) + "."])
+    # Its own section of the doc, which keeps the diagnosis and the other sections.
+    write_section(args.doc, f"graphs {','.join(names)} {args.methods}", text, "# SR-GNN across graphs\n")
     print(text)
 
 
