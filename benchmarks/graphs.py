@@ -53,7 +53,8 @@ def graph_rows(name: str, folder: Path) -> tuple[list[list[str]], float]:
             wins = f"{int((biased[:n] > base_biased[:n]).sum())}/{n}"
             recovered = f"{(biased.mean() - base_biased.mean()) / drop:.0%}" if drop > 0 else ""
         val, train = scores(method, "biased", "val_micro_f1"), scores(method, "biased", "train_micro_f1")
-        rows.append([name, method, f"{biased.mean():.1f} ± {biased.std():.1f}", f"{iid.mean():.1f}" if iid.size else "",
+        rows.append([name, method, f"{biased.mean():.1f} ± {biased.std():.1f}",
+                     f"{iid.mean():.1f}" if iid.size else "",
                      f"{drop:.1f}" if np.isfinite(drop) else "", recovered, wins,
                      f"{np.nanmean(val):.1f}" if np.isfinite(val).any() else "",
                      f"{np.nanmin(train):.1f}" if np.isfinite(train).any() else ""])
@@ -67,6 +68,7 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", default=",".join(GRAPHS))
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=output_dir, default=Path("results/graphs"))
@@ -82,7 +84,8 @@ def main(argv=None) -> None:
     costs = []
     for name in names:
         folder = args.out / name
-        flags = ["--dataset", name, "--repeats", str(args.repeats), "--methods", args.methods, "--out", str(folder)]
+        flags = ["--dataset", name, "--repeats", str(args.repeats), "--methods", args.methods, "--epochs",
+                 str(args.epochs), "--out", str(folder)]
         flags += ["--resume"] if (folder / "results.jsonl").exists() else []
         flags += [] if args.workers is None else ["--workers", str(args.workers)]
         flags += [] if args.threads is None else ["--threads", str(args.threads)]
@@ -95,7 +98,8 @@ def main(argv=None) -> None:
     text = "\n".join([
         "## The table", "",
         f"`python -m benchmarks.graphs --datasets {','.join(names)} --methods {args.methods} --repeats "
-        f"{args.repeats}`: {args.repeats} localized sets per graph (`LocalizedSampler`, the graph's teleport), "
+        f"{args.repeats} --epochs {args.epochs}`: {args.repeats} localized sets per graph (`LocalizedSampler`, "
+        "the graph's teleport), "
         "Micro-F1 in %. Test nodes: the Planetoid test nodes on CiteSeer and PubMed, every non-training node on "
         "Cora, and on the other graphs every node outside the training set and 500 uniformly drawn validation "
         "nodes. Features as PyG gives them.", "",

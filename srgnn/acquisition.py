@@ -55,7 +55,7 @@ def suggest_labels(graph: Graph | Data, train_idx: Tensor, k: int, *, logits: Te
         graph: the graph with its features (``Data`` or ``srgnn.Graph``).
         train_idx: the labelled nodes ``[n]``.
         k: how many nodes to suggest.
-        logits: a model's outputs ``[N, C]`` (``trainer.logits(graph)``, the method called) trained on ``train_idx``: nodes
+        logits: a model's outputs ``[N, C]`` (``trainer.logits(graph)``, called) trained on ``train_idx``: nodes
             weigh by its predictive entropy. ``None`` weighs every node alike (pure coverage).
         candidates: nodes that may be suggested ``[m]`` (default: every unlabelled node).
         hops: propagation steps of the similarity's features.

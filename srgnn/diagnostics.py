@@ -205,7 +205,8 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     degree = graph.in_degree().cpu().double()
     degree_shift = _placed(float(degree[train_idx].mean()), degree[reference].mean(1))
     feature, propagated, hidden = (_shift(f, train_idx, target, reference) for f in (x, propagated, hidden))
-    return BiasReport(n, int(pool.numel()), feature, propagated, hidden, type(trainers[0].model_).__name__, degree_shift, accuracy,
+    return BiasReport(n, int(pool.numel()), feature, propagated, hidden, type(trainers[0].model_).__name__,
+                      degree_shift, accuracy,
                       0 if held_out is None else int(held_out[0].numel()), held_out_accuracy,
                       held_out_accuracy - accuracy.value)
 
@@ -219,8 +220,8 @@ PROG = "python -m srgnn.diagnostics"
 def _node_ids(value, path: str) -> Tensor:
     """``--train``'s content: node ids (or a boolean mask), refused in one line if anything else."""
     if not isinstance(value, Tensor) or value.is_floating_point():
-        what = (f"a {value.dtype} tensor" if isinstance(value, Tensor)
-                else f"a {type(value).__name__}" + (f" with keys {sorted(map(str, value))[:5]}" if isinstance(value, dict) else ""))
+        keys = f" with keys {sorted(map(str, value))[:5]}" if isinstance(value, dict) else ""
+        what = f"a {value.dtype} tensor" if isinstance(value, Tensor) else f"a {type(value).__name__}{keys}"
         raise TypeError(f"--train {path} holds {what}; save the labelled node ids as an integer tensor: "
                         "torch.save(train_idx, path).")
     return value
