@@ -122,15 +122,15 @@ def validation_nodes(data, train: torch.Tensor) -> torch.Tensor | None:
                       exclude=train)
 
 
-def test_nodes(data, train: torch.Tensor) -> torch.Tensor:
+def test_nodes(data, train: torch.Tensor, val: torch.Tensor | None = None) -> torch.Tensor:
     """The paper's protocol: every non-training node on Cora, the 1,000 Planetoid test nodes on
     CiteSeer and PubMed; on any other graph every node outside the training set and the
-    validation nodes (``validation_nodes``)."""
+    validation nodes (``val``, default ``validation_nodes(data, train)``)."""
     if getattr(data, "name", None) in PLANETOID_TEST_SPLIT:
         return data.test_mask
     mask = torch.ones(data.num_nodes, dtype=torch.bool)
     mask[train] = False
-    val = validation_nodes(data, train)
+    val = validation_nodes(data, train) if val is None else val
     if val is not None:
         mask[val] = False
     return mask
@@ -140,8 +140,8 @@ def run_scores(logits: torch.Tensor, data, train: torch.Tensor) -> dict:
     """A run's record scores from its logits ``[N, C]``: Micro-F1, macro-F1 and loss on the test
     nodes, and the Micro-F1 on its training nodes (``train_micro_f1``: a collapsed fit shows
     there) and on the validation nodes (``val_micro_f1``, ``None`` where there are none)."""
-    val = validation_nodes(data, train)
-    return {**classification_scores(logits, data, test_nodes(data, train)),
+    val = validation_nodes(data, train)  # drawn once, for both node sets
+    return {**classification_scores(logits, data, test_nodes(data, train, val)),
             "train_micro_f1": classification_scores(logits, data, train)["micro_f1"],
             "val_micro_f1": None if val is None else classification_scores(logits, data, val)["micro_f1"]}
 
@@ -228,7 +228,8 @@ def run_many(method: str, graph: Graph, sets: list[torch.Tensor], seeds: list[in
     """``run_one`` for several training sets at once, as one replica-batched job."""
     trainer = ReplicaTrainer(lambda: build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid),
                              epochs=epochs, device=device)
-    return [run_scores(logits, graph.data, train) for logits, train in zip(trainer.fit(graph, sets, seeds).logits(graph), sets)]
+    logits = trainer.fit(graph, sets, seeds).logits(graph)
+    return [run_scores(each, graph.data, train) for each, train in zip(logits, sets)]
 
 
 #: Runs of one set index that share a seed and the same whole-graph masks (APPNP on the
@@ -244,7 +245,8 @@ def run_lockstep(methods: list[str], graph: Graph, sets: list[torch.Tensor], see
     job (APPNP variants); the same scores to float tolerance."""
     models = [build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid) for method in methods]
     trainer = LockstepTrainer(models, epochs=epochs, seed=seed, device=device)
-    return [run_scores(logits, graph.data, train) for logits, train in zip(trainer.fit(graph, sets).logits(graph), sets)]
+    logits = trainer.fit(graph, sets).logits(graph)
+    return [run_scores(each, graph.data, train) for each, train in zip(logits, sets)]
 
 
 def train_plain_pyg_gcn(data, train: torch.Tensor, epochs: int = 200) -> float:

@@ -64,7 +64,8 @@ def run_epochs(step_loss: Callable[[], Tensor | dict[str, Tensor]], optimizer: t
             optimizer.zero_grad()
             terms = step_loss()
             loss = terms if isinstance(terms, Tensor) else sum(terms.values())
-            if loss.device.type == "cpu" or epoch % ACCELERATOR_CHECK_EVERY == 0:
+            # One scalar test per step; the history is copied only to report a failure.
+            if (loss.device.type == "cpu" or epoch % ACCELERATOR_CHECK_EVERY == 0) and not bool(torch.isfinite(loss)):
                 _check_finite(losses + [loss.detach()], epoch, terms)
             loss.backward()
             optimizer.step()
