@@ -39,25 +39,11 @@ from .graph import Graph, model_input
 from .models import NodeClassifier
 from .ops import ReplicaOps
 from ._validation import check_int, check_seed
-from .robust import ShiftRobust
+from .robust import ShiftRobust, pull_cap
 from .loop import make_optimizer, run_epochs
 from .subgraph import evaluation_graph, fitted_graph, target_hops
 from .trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set,
                       classification_scores, optimizer_settings, resolve_device)
-
-
-def _balance_per_replica(ce: Tensor, shift: Tensor, hidden: Tensor, replica_of_row: Tensor, count: int) -> Tensor:
-    """``ShiftRobust._balance`` of each replica ``[R]``: its rows of the hidden layer ``[N, H]``
-    are its own block, so the norms of the two pulls on them are per-replica sums."""
-    ce_pull = torch.autograd.grad(ce, hidden, retain_graph=True, allow_unused=True)[0]
-    if ce_pull is None:  # as ShiftRobust._balance: the next layer reads a twin of ``hidden``
-        return hidden.new_ones(count)
-    penalty_pull = torch.autograd.grad(shift.sum(), hidden, retain_graph=True)[0]
-
-    def norms(pull: Tensor) -> Tensor:
-        return hidden.new_zeros(count).index_add_(0, replica_of_row, pull.pow(2).sum(1)).sqrt()
-
-    return (norms(ce_pull) / norms(penalty_pull).clamp_min(1e-12)).clamp(max=1.0).detach()
 
 
 class _WithHidden(torch.nn.Module):
@@ -221,9 +207,9 @@ class ReplicaTrainer(ManyModels):
         stacked = _WithHidden(model.train())
         named = {f"model.{name}": value for name, value in params.items()}
 
-        # Each hidden row's replica, to balance each replica's penalty against its own labels.
-        replica_of_row = torch.repeat_interleave(torch.arange(len(replicas)), torch.tensor(
-            [s.numel() for s in subsets])).to(self.device)
+        if len({r.max_pull for r in replicas}) > 1:
+            raise ValueError("The replicas' ShiftRobust models must share one max_pull; got "
+                             f"{sorted({str(r.max_pull) for r in replicas})}.")
 
         def step_loss() -> Tensor:
             logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
@@ -231,8 +217,8 @@ class ReplicaTrainer(ManyModels):
             shift = self._shift_terms(replicas, hidden, train_rows, iid_rows)
             if shift is None:
                 return loss
-            if replicas[0].balanced and shift.requires_grad:
-                shift = shift * _balance_per_replica(loss, shift, hidden, replica_of_row, len(replicas))
+            if replicas[0].max_pull is not None and shift.requires_grad:
+                shift = shift * pull_cap(loss, shift.sum(), list(params.values()), replicas[0].max_pull, len(replicas))
             return loss + shift.sum()
 
         self.history_ = (run_epochs(step_loss, optimizer, self.epochs) / len(replicas)).tolist()

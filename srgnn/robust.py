@@ -25,7 +25,7 @@ from .ppr import graph_ppr_sq_distances
 from .sampling import default_pool, iid_sample, push_sq_distances
 from .shift import cmd, kmm_weights_from_sq_distances, mmd
 
-REGULARIZERS = (None, "cmd", "mmd", "dann")
+REGULARIZERS = (None, "cmd", "scaled-cmd", "mmd", "dann")
 #: How the IID sample is drawn: ``"uniform"`` reads no label; ``"label-balanced"`` is the
 #: SR-GNN paper's protocol and reads the labels of unlabelled nodes.
 IID_SAMPLES = ("uniform", "label-balanced")
@@ -75,7 +75,8 @@ class ShiftRobust(nn.Module):
 
     Args:
         model: the GNN; its ``forward_with_hidden`` gives the hidden layer regularized.
-        regularizer: ``"cmd"`` (SR-GNN's default), ``"mmd"``, ``"dann"`` (the adversarial
+        regularizer: ``"cmd"`` (SR-GNN's default), ``"scaled-cmd"`` (CMD on the hidden rows
+            divided by their pooled spread, ``srgnn.shift.cmd(standardize=True)``: scale-free), ``"mmd"``, ``"dann"`` (the adversarial
             baseline), ``None``, or your own penalty: a callable ``d(h_train, h_iid) -> scalar``
             on ``[n, H]`` and ``[m, H]`` hidden rows (differentiable; ``ReplicaTrainer`` calls
             it once per replica).
@@ -97,15 +98,13 @@ class ShiftRobust(nn.Module):
         kmm_ppr: ``"exact"`` PPR rows (default; refused above ``MAX_EXACT_PPR_NODES`` nodes) or
             ``"push"``, push-approximated rows (``srgnn.sampling.push_sq_distances``), as the
             authors' large-graph code does.
-        balanced: weigh the penalty at each training step by
-            :math:`\min(1, \lVert\partial \mathrm{CE}/\partial h\rVert / \lVert\lambda\,\partial d/\partial h\rVert)`
-            (detached; gradients with respect to the hidden layer), so it never pulls the hidden
-            layer harder than the labels do: a penalty that outweighs them collapses the hidden
-            layer to a constant, on which every distance is zero (docs/graphs.md). A model whose
-            next layer reads a twin of the hidden tensor it returns (srgnn's MLP: its fused
-            dropout returns both) has no such pull to weigh against and trains unbalanced. Off by
-            default: chosen for SR-GCN on validation nodes, it keeps SR-GCN from collapsing on raw
-            features, but it won 70 of Cora's 100 published sets against 72 unbalanced.
+        max_pull: cap the penalty's pull on the model: at each training step its weight is
+            :math:`\lambda \min(1, r \lVert\partial \mathrm{CE}/\partial\theta\rVert /
+            \lVert\lambda\,\partial d/\partial\theta\rVert)` (the factor detached), with
+            :math:`\theta` the parameters the penalty reaches (those beneath the hidden layer) and
+            :math:`r` = ``max_pull``: the penalty never pulls them more than ``r`` times as hard as
+            the labels do. A penalty that outweighs the labels by far collapses the hidden layer to
+            a constant, on which every distance is zero (docs/graphs.md). ``None`` (default): no cap.
 
     Call ``setup(graph, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
     """
@@ -113,7 +112,7 @@ class ShiftRobust(nn.Module):
     def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
-                 kmm_ppr: str = "exact", balanced: bool = False):
+                 kmm_ppr: str = "exact", max_pull: float | None = None):
         super().__init__()
         check_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
@@ -133,9 +132,9 @@ class ShiftRobust(nn.Module):
             instance_weights = "kmm" if getattr(model, "linear", False) else None
         self.instance_weights, self.iid_size, self.moments = instance_weights, iid_size, moments
         self.kmm_lower, self.kmm_teleport, self.iid = kmm_lower, kmm_teleport, iid
-        if not isinstance(balanced, bool):
-            raise TypeError(f"balanced must be True or False; got {balanced!r}.")
-        self.balanced = balanced
+        if max_pull is not None and not check_number(max_pull, "max_pull") > 0:
+            raise ValueError(f"max_pull must be > 0 (or None for no cap); got {max_pull!r}.")
+        self.max_pull = max_pull
         self.discriminator: nn.Module | None = None
 
     @property
@@ -213,8 +212,8 @@ class ShiftRobust(nn.Module):
                                 f"differentiable scalar tensor computed from h_train and h_iid; it returned {what} "
                                 "(a Python number carries no gradient; reduce a vector with .mean() or .sum()).")
             return value.reshape(())
-        if self.regularizer == "cmd":
-            return cmd(hidden_train, hidden_iid, self.moments)
+        if self.regularizer in ("cmd", "scaled-cmd"):
+            return cmd(hidden_train, hidden_iid, self.moments, standardize=self.regularizer == "scaled-cmd")
         if self.regularizer == "mmd":
             return mmd(hidden_train, hidden_iid)
         both = _GradientReversal.apply(torch.cat([hidden_train, hidden_iid]), 1.0)
@@ -249,17 +248,27 @@ class ShiftRobust(nn.Module):
         if self.regularizer is not None and self.lam > 0:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
             weighted = self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
-            if self.balanced and weighted.requires_grad:
-                weighted = weighted * self._balance(terms["cross-entropy"], weighted, hidden)
+            if self.max_pull is not None and weighted.requires_grad:
+                params = [p for p in self.model.parameters() if p.requires_grad]
+                weighted = weighted * pull_cap(terms["cross-entropy"], weighted, params, self.max_pull)
             terms["lam * penalty"] = weighted
         return terms
 
-    @staticmethod
-    def _balance(ce: Tensor, weighted: Tensor, hidden: Tensor) -> Tensor:
-        """``min(1, |dCE/dh| / |d(lam d)/dh|)``, detached: the factor that keeps the penalty's pull on
-        the hidden layer ``[N, H]`` within the cross-entropy's."""
-        ce_pull = torch.autograd.grad(ce, hidden, retain_graph=True, allow_unused=True)[0]
-        if ce_pull is None:  # the next layer reads a twin of ``hidden`` (a fused dropout's): nothing to weigh
-            return hidden.new_ones(())
-        penalty_pull = torch.autograd.grad(weighted, hidden, retain_graph=True)[0]
-        return (ce_pull.norm() / penalty_pull.norm().clamp_min(1e-12)).clamp(max=1.0).detach()
+
+def pull_cap(ce: Tensor, penalty: Tensor, params: list[Tensor], max_pull: float, replicas: int | None = None) -> Tensor:
+    """``min(1, max_pull * |dCE/dθ| / |d penalty/dθ|)``, detached, with θ the ``params`` that
+    ``penalty`` reaches: a scalar. With ``replicas=R``, each parameter is stacked ``[R, ...]``
+    over R replicas whose losses are summed (``ReplicaTrainer``): one factor per replica, ``[R]``."""
+    pulls = torch.autograd.grad(penalty, params, retain_graph=True, allow_unused=True)
+    reached = [(p, g) for p, g in zip(params, pulls) if g is not None]
+    if not reached:
+        return penalty.new_ones(() if replicas is None else replicas)
+    ce_pulls = torch.autograd.grad(ce, [p for p, _ in reached], retain_graph=True, allow_unused=True)
+
+    def norm(grads: list[Tensor]) -> Tensor:
+        rows = 1 if replicas is None else replicas
+        total = sum(g.reshape(rows, -1).pow(2).sum(1) for g in grads).sqrt()
+        return total[0] if replicas is None else total
+
+    ce_norm = norm([torch.zeros_like(p) if g is None else g for (p, _), g in zip(reached, ce_pulls)])
+    return (max_pull * ce_norm / norm([g for _, g in reached]).clamp_min(1e-12)).clamp(max=1.0).detach()

@@ -7,7 +7,8 @@ batch entry, e.g. per replica of a replica-batched run).
 * ``cmd``: central moment discrepancy (Zellinger et al., ICLR 2017),
   :math:`\lVert E a - E b\rVert_2 + \sum_{k=2}^{K} \lVert c_k(a) - c_k(b)\rVert_2`,
   with :math:`c_k` the k-th central moment per dimension; with ``bounds=(lo, hi)`` term k
-  is divided by :math:`|hi - lo|^k` as in the original.
+  is divided by :math:`|hi - lo|^k` as in the original; with ``standardize=True`` both sets
+  are first divided by their pooled spread :math:`s` (below), which makes CMD scale-free.
 * ``mmd``: squared maximum mean discrepancy with a sum of RBF kernels.
 * ``kmm_weights``: kernel-mean-matching instance weights (Huang et al., 2007) as SR-GNN
   uses them for linear GNNs.
@@ -41,11 +42,24 @@ def _l2(v: Tensor) -> Tensor:
     return torch.where(sq > 0, sq.clamp_min(1e-30).sqrt(), sq)
 
 
-def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | None = None) -> Tensor:
-    """Central moment discrepancy of order ``moments``; differentiable, shape ``a.shape[:-2]``."""
+def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | None = None,
+        standardize: bool = False) -> Tensor:
+    r"""Central moment discrepancy of order ``moments``; differentiable, shape ``a.shape[:-2]``.
+
+    ``standardize``: divide ``a`` and ``b`` by :math:`s = (\frac1d\sum_j \mathrm{Var}_j + 10^{-8})^{1/2}`,
+    the root of the per-dimension variance of the pooled rows of ``a`` and ``b``, averaged over
+    the ``d`` dimensions (differentiated through). Then ``cmd(c * a, c * b) == cmd(a, b)`` for
+    any ``c > 0``: term k of the plain CMD grows as :math:`c^k`, so on large activations the
+    cheapest way to lower it is to shrink or saturate the representation, which loses the labels
+    (docs/graphs.md); a scale-free CMD gives no such reward."""
     _check_pair(a, b)
     if moments < 1:
         raise ValueError(f"moments must be >= 1; got {moments}.")
+    if standardize and bounds is not None:
+        raise ValueError("Pass bounds or standardize=True, not both: each sets CMD's scale.")
+    if standardize:
+        spread = torch.cat([a, b], -2).var(-2, unbiased=False).mean(-1).add(1e-8).sqrt()[..., None, None]
+        a, b = a / spread, b / spread
     scale = 1.0
     if bounds is not None:
         lo, hi = bounds
