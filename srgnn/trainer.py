@@ -153,7 +153,7 @@ def warn_if_collapsed(logits: Tensor, y: Tensor, robust: ShiftRobust) -> None:
         f"The shift-robust model did not fit its training nodes: training accuracy {accuracy:.2f}, cross-entropy "
         f"{ce:.2f} against {math.log(classes):.2f} for a uniform guess over {classes} classes. The shift penalty "
         f"(lam={robust.lam}) likely collapsed the hidden layer; this happens with unnormalized features (raw counts), "
-        "whose large activations make the penalty dwarf the cross-entropy. Pass ShiftRobust(..., balanced=True), "
+        "whose large activations make the penalty dwarf the cross-entropy. Pass ShiftRobust(..., max_pull=1), "
         "which keeps the penalty's pull within the labels', or lower lam, and compare with the model trained "
         "without ShiftRobust before using this one."), stacklevel=3)
 

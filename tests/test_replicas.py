@@ -10,6 +10,8 @@ BUILDERS = {
     "sr-gcn-cmd": lambda d: ShiftRobust(GCN(d.num_features, d.num_classes), "cmd"),
     "sr-sage-mmd": lambda d: ShiftRobust(GraphSAGE(d.num_features, d.num_classes), "mmd"),
     "sr-mlp-kmm": lambda d: ShiftRobust(MLP(d.num_features, d.num_classes), "cmd", instance_weights="kmm"),
+    # a penalty strong enough that the cap acts at every step, per replica
+    "sr-appnp-capped": lambda d: ShiftRobust(APPNP(d.num_features, d.num_classes), lam=100.0, max_pull=0.5),
 }
 
 

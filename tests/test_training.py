@@ -5,6 +5,7 @@ import torch
 
 from srgnn import ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
+from srgnn.robust import pull_cap
 from srgnn.shift import cmd
 from srgnn.graph import Graph, model_input
 from srgnn.sampling import LocalizedSampler
@@ -470,25 +471,47 @@ def test_the_papers_label_balanced_iid_sample_is_an_explicit_option(cora, cora_p
         ShiftRobust(GCN(1433, 7), iid="labels")
 
 
-def test_a_balanced_penalty_never_pulls_harder_than_the_labels():
-    hidden = torch.randn(50, 8, requires_grad=True)
+def test_a_capped_penalty_never_pulls_harder_than_max_pull_times_the_labels():
+    x, weight = torch.randn(50, 8), torch.randn(8, 4, requires_grad=True)
+    hidden = x @ weight
     ce, penalty = hidden[:10].pow(2).mean(), 100 * cmd(hidden[:10], hidden[10:])
-    factor = ShiftRobust._balance(ce, penalty, hidden)
-    ce_pull = torch.autograd.grad(ce, hidden, retain_graph=True)[0].norm()
-    penalty_pull = torch.autograd.grad(penalty, hidden, retain_graph=True)[0].norm()
-    assert float(factor) == pytest.approx(float(ce_pull / penalty_pull), rel=1e-5) and float(factor) < 1
-    assert float(ShiftRobust._balance(ce, penalty / 1e6, hidden)) == 1.0  # a weak penalty is left as it is
+    ce_pull = torch.autograd.grad(ce, weight, retain_graph=True)[0].norm()
+    penalty_pull = torch.autograd.grad(penalty, weight, retain_graph=True)[0].norm()
+    factor = pull_cap(ce, penalty, [weight], 2.0)
+    assert float(factor) == pytest.approx(float(2 * ce_pull / penalty_pull), rel=1e-5) and float(factor) < 1
+    assert float(pull_cap(ce, penalty / 1e6, [weight], 2.0)) == 1.0  # a weak penalty is left as it is
+    # Stacked [R, ...] parameters of R replicas whose losses are summed: one factor each.
+    stacked = torch.stack([weight.detach(), 3 * weight.detach()]).requires_grad_()
+    hiddens = [x @ stacked[0], x @ stacked[1]]
+    factors = pull_cap(sum(h[:10].pow(2).mean() for h in hiddens),
+                       sum(100 * cmd(h[:10], h[10:]) for h in hiddens), [stacked], 2.0, replicas=2)
+    alone = [pull_cap(h[:10].pow(2).mean(), 100 * cmd(h[:10], h[10:]), [w], 2.0)
+             for h, w in ((x @ weight, weight), (x @ (3 * weight), weight))]
+    torch.testing.assert_close(factors, torch.stack(alone), rtol=1e-5, atol=0)
 
 
-def test_a_collapse_on_raw_counts_is_reported_and_a_balanced_penalty_avoids_it():
+def test_the_cap_acts_on_appnp_whose_hidden_layer_the_labels_read_through_a_twin(cora, cora_published):
+    # APPNP's fused ReLU-dropout returns the hidden layer and a dropped twin; the labels reach the
+    # parameters beneath both, so the cap weighs the pulls there.
+    robust = ShiftRobust(APPNP(1433, 7), lam=100.0, instance_weights=None, max_pull=1.0).train()
+    robust.setup(cora, cora_published[0], seed=0)
+    params = [p for p in robust.model.parameters()]
+    terms = robust.loss_terms(cora.x, cora.edge_index, cora.y, cora_published[0])
+    ce_pull = torch.cat([g.flatten() for g in torch.autograd.grad(terms["cross-entropy"], params[:2],
+                                                                    retain_graph=True)]).norm()
+    penalty_pull = torch.cat([g.flatten() for g in torch.autograd.grad(terms["lam * penalty"], params[:2])]).norm()
+    assert float(penalty_pull) == pytest.approx(float(ce_pull), rel=1e-4)
+
+
+def test_a_collapse_on_raw_counts_is_reported_and_a_capped_penalty_avoids_it():
     from srgnn.data import load_dataset
     from srgnn.trainer import ShiftCollapseWarning
 
     photo = load_dataset("amazon-photo")  # bag-of-words counts, as PyG gives them
     train = LocalizedSampler(photo, sketch_dim=64).sample(0)  # a sketch: exact distances take 15 s here
-    with pytest.warns(ShiftCollapseWarning, match="training accuracy 0.*lam=1.0.*balanced=True"):
+    with pytest.warns(ShiftCollapseWarning, match="training accuracy 0.*lam=1.0.*max_pull=1"):
         Trainer(ShiftRobust(GCN(745, 8)), seed=0).fit(photo, train)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ShiftCollapseWarning)  # a fit that trains says nothing
-        trainer = Trainer(ShiftRobust(GCN(745, 8), balanced=True), seed=0).fit(photo, train)
+        trainer = Trainer(ShiftRobust(GCN(745, 8), max_pull=1.0), seed=0).fit(photo, train)
     assert trainer.evaluate(photo, train)["micro_f1"] > 0.9
