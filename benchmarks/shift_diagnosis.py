@@ -173,9 +173,11 @@ def main(argv=None) -> None:
     sets = LocalizedSampler(data).sample_many(args.sets, seed=0)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{args.dataset}.jsonl"
+    # Rerunning resumes: a (set, variant) already in the log is not run again.
+    done = {(r["index"], r["variant"]) for r in map(json.loads, path.read_text().splitlines())} if path.exists() else set()
     with path.open("a") as log:
         for index, train in enumerate(sets):
-            for variant in variants:
+            for variant in (v for v in variants if (index, v) not in done):
                 row = {"dataset": args.dataset, "index": index, **diagnose(graph, train, index, variant)}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
