@@ -60,6 +60,12 @@ VARIANTS = {
                                        "max_pull": float(r)}) for r in (4, 1)},
     "sr-gcn-scaled": ("gcn", {"regularizer": "scaled-cmd", "lam": 1.0}),
     "sr-appnp-scaled": ("appnp", {"regularizer": "scaled-cmd", "lam": 0.1, "instance_weights": "kmm"}),
+    # Added before their runs: C7 the penalty's pull against the labels' removed, C8 that and the cap at 1x.
+    "sr-gcn-deconflict": ("gcn", {"regularizer": "cmd", "lam": 1.0, "deconflict": True}),
+    "sr-gcn-pull1-deconflict": ("gcn", {"regularizer": "cmd", "lam": 1.0, "max_pull": 1.0, "deconflict": True}),
+    "sr-appnp-deconflict": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm", "deconflict": True}),
+    "sr-appnp-pull1-deconflict": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm",
+                                            "max_pull": 1.0, "deconflict": True}),
 }
 
 
@@ -103,8 +109,10 @@ def diagnose(graph: Graph, train: torch.Tensor, seed: int, variant: str) -> dict
 
 #: The rule of docs/graphs.md, second round: per family, its base, C0, and the candidates in
 #: order of size (C3 of the first round measured pulls where APPNP's had none; C4-C6 replace it).
-CANDIDATES = {"gcn": ("gcn", ["sr-gcn", "sr-gcn-pull4", "sr-gcn-pull1", "sr-gcn-scaled"]),
-              "appnp": ("appnp", ["sr-appnp", "sr-appnp-pull4", "sr-appnp-pull1", "sr-appnp-scaled"])}
+CANDIDATES = {"gcn": ("gcn", ["sr-gcn", "sr-gcn-pull4", "sr-gcn-pull1", "sr-gcn-scaled", "sr-gcn-deconflict",
+                              "sr-gcn-pull1-deconflict"]),
+              "appnp": ("appnp", ["sr-appnp", "sr-appnp-pull4", "sr-appnp-pull1", "sr-appnp-scaled",
+                                  "sr-appnp-deconflict", "sr-appnp-pull1-deconflict"])}
 HOMOPHILOUS = ("amazon-photo", "amazon-computers", "coauthor-cs", "dblp")
 CITATION = ("citeseer", "pubmed")
 

@@ -39,7 +39,7 @@ from .graph import Graph, model_input
 from .models import NodeClassifier
 from .ops import ReplicaOps
 from ._validation import check_int, check_seed
-from .robust import ShiftRobust, pull_cap
+from .robust import ShiftRobust, steer
 from .loop import make_optimizer, run_epochs
 from .subgraph import evaluation_graph, fitted_graph, target_hops
 from .trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set,
@@ -207,19 +207,26 @@ class ReplicaTrainer(ManyModels):
         stacked = _WithHidden(model.train())
         named = {f"model.{name}": value for name, value in params.items()}
 
-        if len({r.max_pull for r in replicas}) > 1:
-            raise ValueError("The replicas' ShiftRobust models must share one max_pull; got "
-                             f"{sorted({str(r.max_pull) for r in replicas})}.")
+        if len({(r.max_pull, r.deconflict) for r in replicas}) > 1:
+            raise ValueError("The replicas' ShiftRobust models must share one max_pull and deconflict; got "
+                             f"{sorted({(str(r.max_pull), r.deconflict) for r in replicas})}.")
+
+        # Each training row's replica, for each replica's own cross-entropy when the penalty is steered.
+        replica_of_row = torch.repeat_interleave(torch.arange(len(replicas)), torch.tensor(
+            [rows.numel() for rows in train_rows])).to(self.device)
+        steered = replicas[0].max_pull is not None or replicas[0].deconflict
 
         def step_loss() -> Tensor:
             logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
-            loss = (weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")).sum()
+            per_row = weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")
             shift = self._shift_terms(replicas, hidden, train_rows, iid_rows)
             if shift is None:
-                return loss
-            if replicas[0].max_pull is not None and shift.requires_grad:
-                shift = shift * pull_cap(loss, shift.sum(), list(params.values()), replicas[0].max_pull, len(replicas))
-            return loss + shift.sum()
+                return per_row.sum()
+            if steered and shift.requires_grad:
+                ce = per_row.new_zeros(len(replicas)).index_add(0, replica_of_row, per_row)
+                return ce.sum() + steer(ce, shift, list(params.values()), replicas[0].max_pull,
+                                        replicas[0].deconflict).sum()
+            return per_row.sum() + shift.sum()
 
         self.history_ = (run_epochs(step_loss, optimizer, self.epochs) / len(replicas)).tolist()
         for r, robust in enumerate(replicas):

@@ -105,6 +105,8 @@ class ShiftRobust(nn.Module):
             :math:`r` = ``max_pull``: the penalty never pulls them more than ``r`` times as hard as
             the labels do. A penalty that outweighs the labels by far collapses the hidden layer to
             a constant, on which every distance is zero (docs/graphs.md). ``None`` (default): no cap.
+        deconflict: at each step, remove the part of the penalty's pull on those parameters that
+            opposes the labels' pull, so the penalty never undoes the fit (``srgnn.robust.steer``).
 
     Call ``setup(graph, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
     """
@@ -112,7 +114,7 @@ class ShiftRobust(nn.Module):
     def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
-                 kmm_ppr: str = "exact", max_pull: float | None = None):
+                 kmm_ppr: str = "exact", max_pull: float | None = None, deconflict: bool = False):
         super().__init__()
         check_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
@@ -134,7 +136,9 @@ class ShiftRobust(nn.Module):
         self.kmm_lower, self.kmm_teleport, self.iid = kmm_lower, kmm_teleport, iid
         if max_pull is not None and not check_number(max_pull, "max_pull") > 0:
             raise ValueError(f"max_pull must be > 0 (or None for no cap); got {max_pull!r}.")
-        self.max_pull = max_pull
+        if not isinstance(deconflict, bool):
+            raise TypeError(f"deconflict must be True or False; got {deconflict!r}.")
+        self.max_pull, self.deconflict = max_pull, deconflict
         self.discriminator: nn.Module | None = None
 
     @property
@@ -248,27 +252,47 @@ class ShiftRobust(nn.Module):
         if self.regularizer is not None and self.lam > 0:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
             weighted = self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
-            if self.max_pull is not None and weighted.requires_grad:
+            if (self.max_pull is not None or self.deconflict) and weighted.requires_grad:
                 params = [p for p in self.model.parameters() if p.requires_grad]
-                weighted = weighted * pull_cap(terms["cross-entropy"], weighted, params, self.max_pull)
+                weighted = steer(terms["cross-entropy"], weighted, params, self.max_pull, self.deconflict)
             terms["lam * penalty"] = weighted
         return terms
 
 
-def pull_cap(ce: Tensor, penalty: Tensor, params: list[Tensor], max_pull: float, replicas: int | None = None) -> Tensor:
-    """``min(1, max_pull * |dCE/dθ| / |d penalty/dθ|)``, detached, with θ the ``params`` that
-    ``penalty`` reaches: a scalar. With ``replicas=R``, each parameter is stacked ``[R, ...]``
-    over R replicas whose losses are summed (``ReplicaTrainer``): one factor per replica, ``[R]``."""
-    pulls = torch.autograd.grad(penalty, params, retain_graph=True, allow_unused=True)
+def steer(ce: Tensor, penalty: Tensor, params: list[Tensor], max_pull: float | None = None,
+          deconflict: bool = False) -> Tensor:
+    r"""The penalty term to add to the loss, steered against the labels' pull on ``params``
+    (those it does not reach are ignored). ``ce`` and ``penalty`` are scalars, or ``[R]`` for R
+    replicas whose parameters are stacked ``[R, ...]`` (``ReplicaTrainer``): one steer each.
+
+    With :math:`g_c = \partial\,\mathrm{CE}/\partial\theta` and :math:`g_p` the penalty's, both
+    per replica and the factors detached:
+
+    - ``max_pull`` r: the penalty is scaled by :math:`s = \min(1, r\lVert g_c\rVert / \lVert g_p\rVert)`;
+    - ``deconflict``: where :math:`s\,g_p \cdot g_c < 0`, the term adds :math:`-a\,\mathrm{CE}`
+      with :math:`a = s\,g_p\cdot g_c / \lVert g_c\rVert^2`, so the gradient of CE plus the term is
+      :math:`g_c + s\,g_p - a\,g_c`: the penalty's pull with its part against the labels' removed
+      (one-sided PCGrad, Yu et al. 2020).
+    """
+    replicas = None if penalty.dim() == 0 else penalty.numel()
+    pulls = torch.autograd.grad(penalty.sum(), params, retain_graph=True, allow_unused=True)
     reached = [(p, g) for p, g in zip(params, pulls) if g is not None]
     if not reached:
-        return penalty.new_ones(() if replicas is None else replicas)
-    ce_pulls = torch.autograd.grad(ce, [p for p, _ in reached], retain_graph=True, allow_unused=True)
+        return penalty
+    ce_pulls = torch.autograd.grad(ce.sum(), [p for p, _ in reached], retain_graph=True, allow_unused=True)
+    ce_pulls = [torch.zeros_like(p) if g is None else g for (p, _), g in zip(reached, ce_pulls)]
 
-    def norm(grads: list[Tensor]) -> Tensor:
-        rows = 1 if replicas is None else replicas
-        total = sum(g.reshape(rows, -1).pow(2).sum(1) for g in grads).sqrt()
-        return total[0] if replicas is None else total
+    def total(products) -> Tensor:
+        summed = sum(x.reshape(replicas or 1, -1).sum(1) for x in products)
+        return summed if replicas else summed[0]
 
-    ce_norm = norm([torch.zeros_like(p) if g is None else g for (p, _), g in zip(reached, ce_pulls)])
-    return (max_pull * ce_norm / norm([g for _, g in reached]).clamp_min(1e-12)).clamp(max=1.0).detach()
+    ce_sq = total(g * g for g in ce_pulls)
+    scale = torch.ones_like(ce_sq)
+    if max_pull is not None:
+        penalty_norm = total(g * g for _, g in reached).sqrt()
+        scale = (max_pull * ce_sq.sqrt() / penalty_norm.clamp_min(1e-12)).clamp(max=1.0)
+    term = penalty * scale.detach()
+    if deconflict:
+        dot = scale * total(gp * gc for (_, gp), gc in zip(reached, ce_pulls))
+        term = term - (dot / ce_sq.clamp_min(1e-30)).clamp(max=0.0).detach() * ce
+    return term

@@ -5,7 +5,7 @@ import torch
 
 from srgnn import ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
-from srgnn.robust import pull_cap
+from srgnn.robust import steer
 from srgnn.shift import cmd
 from srgnn.graph import Graph, model_input
 from srgnn.sampling import LocalizedSampler
@@ -471,23 +471,49 @@ def test_the_papers_label_balanced_iid_sample_is_an_explicit_option(cora, cora_p
         ShiftRobust(GCN(1433, 7), iid="labels")
 
 
+def _pulls(loss, weight):
+    return torch.autograd.grad(loss, weight, retain_graph=True)[0]
+
+
 def test_a_capped_penalty_never_pulls_harder_than_max_pull_times_the_labels():
     x, weight = torch.randn(50, 8), torch.randn(8, 4, requires_grad=True)
     hidden = x @ weight
     ce, penalty = hidden[:10].pow(2).mean(), 100 * cmd(hidden[:10], hidden[10:])
-    ce_pull = torch.autograd.grad(ce, weight, retain_graph=True)[0].norm()
-    penalty_pull = torch.autograd.grad(penalty, weight, retain_graph=True)[0].norm()
-    factor = pull_cap(ce, penalty, [weight], 2.0)
-    assert float(factor) == pytest.approx(float(2 * ce_pull / penalty_pull), rel=1e-5) and float(factor) < 1
-    assert float(pull_cap(ce, penalty / 1e6, [weight], 2.0)) == 1.0  # a weak penalty is left as it is
-    # Stacked [R, ...] parameters of R replicas whose losses are summed: one factor each.
-    stacked = torch.stack([weight.detach(), 3 * weight.detach()]).requires_grad_()
+    capped = steer(ce, penalty, [weight], max_pull=2.0)
+    assert float(_pulls(capped, weight).norm()) == pytest.approx(float(2 * _pulls(ce, weight).norm()), rel=1e-5)
+    assert steer(ce, penalty / 1e6, [weight], max_pull=2.0) is not None
+    weak = penalty / 1e6
+    torch.testing.assert_close(_pulls(steer(ce, weak, [weight], max_pull=2.0), weight), _pulls(weak, weight))
+
+
+def test_a_deconflicted_penalty_loses_its_pull_against_the_labels():
+    x, weight = torch.randn(50, 8), torch.randn(8, 4, requires_grad=True)
+    hidden = x @ weight
+    ce, penalty = hidden[:10].pow(2).mean(), cmd(hidden[:10], hidden[10:])
+    g_c = _pulls(ce, weight)
+    opposed = -penalty if float((_pulls(penalty, weight) * g_c).sum()) > 0 else penalty  # pulls against the labels
+    g_p = _pulls(opposed, weight)
+    total = _pulls(ce + steer(ce, opposed, [weight], deconflict=True), weight)
+    torch.testing.assert_close(total, g_c + g_p - (g_p * g_c).sum() / (g_c * g_c).sum() * g_c, rtol=1e-5, atol=1e-6)
+    left = (total - g_c).flatten()  # what is left of the penalty's pull is orthogonal to the labels'
+    assert float(left @ g_c.flatten()) == pytest.approx(0.0, abs=1e-5 * float(left.norm() * g_c.norm()))
+    agreeing = -opposed  # a pull along the labels' is left as it is
+    torch.testing.assert_close(_pulls(steer(ce, agreeing, [weight], deconflict=True), weight), _pulls(agreeing, weight))
+
+
+def test_replicas_are_steered_each_against_their_own_labels():
+    x, weight = torch.randn(50, 8), torch.randn(8, 4)
+    stacked = torch.stack([weight, 3 * weight]).requires_grad_()
     hiddens = [x @ stacked[0], x @ stacked[1]]
-    factors = pull_cap(sum(h[:10].pow(2).mean() for h in hiddens),
-                       sum(100 * cmd(h[:10], h[10:]) for h in hiddens), [stacked], 2.0, replicas=2)
-    alone = [pull_cap(h[:10].pow(2).mean(), 100 * cmd(h[:10], h[10:]), [w], 2.0)
-             for h, w in ((x @ weight, weight), (x @ (3 * weight), weight))]
-    torch.testing.assert_close(factors, torch.stack(alone), rtol=1e-5, atol=0)
+    ce = torch.stack([h[:10].pow(2).mean() for h in hiddens])
+    penalty = torch.stack([100 * cmd(h[:10], h[10:]) for h in hiddens])
+    together = _pulls((ce + steer(ce, penalty, [stacked], max_pull=2.0, deconflict=True)).sum(), stacked)
+    for r, scale in enumerate((1.0, 3.0)):
+        alone = (scale * weight).requires_grad_()
+        h = x @ alone
+        ce_r, penalty_r = h[:10].pow(2).mean(), 100 * cmd(h[:10], h[10:])
+        expected = _pulls(ce_r + steer(ce_r, penalty_r, [alone], max_pull=2.0, deconflict=True), alone)
+        torch.testing.assert_close(together[r], expected, rtol=1e-4, atol=1e-6)
 
 
 def test_the_cap_acts_on_appnp_whose_hidden_layer_the_labels_read_through_a_twin(cora, cora_published):
