@@ -1,0 +1,12 @@
+from benchmarks import study_steps
+
+
+def test_every_step_is_timed_and_the_slowest_named(capsys):
+    rows = study_steps.main(["--dataset", "citeseer", "--methods", "gcn,sr-appnp", "--epochs", "2"])
+    labels = [label for label, _ in rows]
+    assert labels[:5] == ["load the graph", "Graph.from_data", "one localized set (LocalizedSampler)", "its IID set",
+                          "KMM weights (exact PPR rows + QP)"]
+    assert labels[5:] == ["fit and score gcn (2 epochs)", "fit and score sr-appnp (2 epochs)"]
+    assert all(seconds >= 0 for _, seconds in rows)
+    slowest = max(rows, key=lambda row: row[1])[0]
+    assert f"slowest step: {slowest}" in capsys.readouterr().out
