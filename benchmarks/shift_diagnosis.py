@@ -128,6 +128,9 @@ def choose(rows: list[dict]) -> list[str]:
     for family, (base, candidates) in CANDIDATES.items():
         kept = []
         for candidate in candidates:
+            if not any(r["variant"] == candidate for r in rows):
+                lines.append(f"{candidate}: not run")
+                continue
             gains = [scores(g, candidate, "val_micro_f1") - scores(g, base, "val_micro_f1") for g in HOMOPHILOUS]
             drops = [scores(g, base, "train_micro_f1") - scores(g, candidate, "train_micro_f1") for g in HOMOPHILOUS]
             citation = [scores(g, candidate, "val_micro_f1").mean() - scores(g, candidates[0], "val_micro_f1").mean()
