@@ -104,7 +104,13 @@ class ShiftRobust(nn.Module):
             :math:`\theta` the parameters the penalty reaches (those beneath the hidden layer) and
             :math:`r` = ``max_pull``: the penalty never pulls them more than ``r`` times as hard as
             the labels do. A penalty that outweighs the labels by far collapses the hidden layer to
-            a constant, on which every distance is zero (docs/graphs.md). ``None`` (default): no cap.
+            a constant, on which every distance is zero (docs/graphs.md). ``None``: no cap.
+            ``"auto"`` (default): 1 for the linear models (APPNP, SGC, DGI), none for the others.
+            Chosen on validation nodes by a rule fixed before the runs (docs/graphs.md): for
+            SR-APPNP the cap at 1 ends the collapse on raw-count features and is inert on the
+            citation graphs, where its penalty never outpulls the labels; for SR-GCN no cap tried
+            (1 or 4, with or without ``deconflict``) kept every training set within 10 points
+            of GCN's, so SR-GCN stays uncapped: pass ``max_pull=1`` where it collapses.
         deconflict: at each step, remove the part of the penalty's pull on those parameters that
             opposes the labels' pull, so the penalty never undoes the fit (``srgnn.robust.steer``).
 
@@ -114,7 +120,7 @@ class ShiftRobust(nn.Module):
     def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
-                 kmm_ppr: str = "exact", max_pull: float | None = None, deconflict: bool = False):
+                 kmm_ppr: str = "exact", max_pull: float | str | None = "auto", deconflict: bool = False):
         super().__init__()
         check_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
@@ -134,8 +140,12 @@ class ShiftRobust(nn.Module):
             instance_weights = "kmm" if getattr(model, "linear", False) else None
         self.instance_weights, self.iid_size, self.moments = instance_weights, iid_size, moments
         self.kmm_lower, self.kmm_teleport, self.iid = kmm_lower, kmm_teleport, iid
-        if max_pull is not None and not check_number(max_pull, "max_pull") > 0:
-            raise ValueError(f"max_pull must be > 0 (or None for no cap); got {max_pull!r}.")
+        if isinstance(max_pull, str) and max_pull != "auto":
+            raise ValueError(f"max_pull must be a number > 0, 'auto' or None (no cap); got {max_pull!r}.")
+        if max_pull == "auto":
+            max_pull = 1.0 if getattr(model, "linear", False) else None
+        elif max_pull is not None and not check_number(max_pull, "max_pull") > 0:
+            raise ValueError(f"max_pull must be > 0, 'auto' or None (no cap); got {max_pull!r}.")
         if not isinstance(deconflict, bool):
             raise TypeError(f"deconflict must be True or False; got {deconflict!r}.")
         self.max_pull, self.deconflict = max_pull, deconflict
