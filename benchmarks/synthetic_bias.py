@@ -2,7 +2,7 @@
 GCN on PPR-S training sets against GCN on IID sets of the same size, and SR-GCN's recovery.
 
     python -m benchmarks.synthetic_bias [--nodes 169343] [--ratio 0.01] [--repeats 10] [--out results/synthetic_bias]
-                                        [--methods gcn,gcn-iid,sr-gcn,sr-gcn-kmm] [--workers 1] [--threads N]
+                                        [--methods gcn,gcn-iid,sr-gcn,sr-gcn-kmm,sr-gcn-capped] [--workers 1] [--threads N]
                                         [--batch-size B --fan-outs 10,10]
 
 The graph: 10 classes of 8 communities each, degree-corrected (power law 2.5), mean degree
@@ -11,8 +11,8 @@ mean + community offset (``--community-spread``, 3 unless told) + noise (4). Set
 node (set r with seed r); IID sets: a uniform sample of as many nodes (seed r). Test nodes: the
 graph's test mask minus both sets. Methods, 200 epochs each, full batch unless ``--batch-size``
 or ``--fan-outs`` asks for sampled mini-batches: GCN on both sets; on the biased
-sets, SR-GCN (CMD, lambda 1, the study's) and SR-GCN with KMM on push-PPR rows plus CMD at
-0.1 (the arxiv protocol's). Each run (method, set) is a job of ``benchmarks.runlog.run_logged``,
+sets, SR-GCN (CMD, lambda 1, the study's), SR-GCN with KMM on push-PPR rows plus CMD at
+0.1 (the arxiv protocol's) and SR-GCN with its pull capped at the labels' (``max_pull=1``). Each run (method, set) is a job of ``benchmarks.runlog.run_logged``,
 method by method, in ``--workers`` processes of ``--threads`` torch threads each (every worker
 builds the graph once), saved to ``OUT/results.jsonl`` as it finishes; rerunning resumes.
 """
@@ -44,6 +44,8 @@ RUNS = {
     "sr-gcn": ("biased", lambda d: ShiftRobust(GCN(d.num_features, d.num_classes), "cmd", lam=1.0)),
     "sr-gcn-kmm": ("biased", lambda d: ShiftRobust(GCN(d.num_features, d.num_classes), "cmd", lam=0.1,
                                                    instance_weights="kmm", kmm_ppr="push")),
+    # SR-GCN with its pull capped at the labels' (max_pull=1), the option for a graph where it collapses
+    "sr-gcn-capped": ("biased", lambda d: ShiftRobust(GCN(d.num_features, d.num_classes), "cmd", lam=1.0, max_pull=1.0)),
 }
 
 

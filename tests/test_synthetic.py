@@ -49,9 +49,9 @@ def test_the_synthetic_study_runs_in_workers_method_by_method_and_resumes(tmp_pa
     assert [r[0] for r in rows[1:]] == ["gcn", "gcn-iid"]
     assert "GCN's bias drop" in capsys.readouterr().out
     rows = synthetic_bias.main(flags)
-    assert [r[0] for r in rows[1:]] == ["gcn", "gcn-iid", "sr-gcn", "sr-gcn-kmm"]
+    assert [r[0] for r in rows[1:]] == ["gcn", "gcn-iid", "sr-gcn", "sr-gcn-kmm", "sr-gcn-capped"]
     assert rows[3][2] in ("0/1", "1/1") and rows[3][3].endswith("%")  # paired against GCN
-    assert (tmp_path / "results.jsonl").read_text().count("\n") == 4
+    assert (tmp_path / "results.jsonl").read_text().count("\n") == 5
     out = capsys.readouterr().out
     assert "set 0 sr-gcn:" in out and "set 0 gcn:" not in out  # resumed: only the runs not in the log
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
