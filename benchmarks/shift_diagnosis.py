@@ -58,8 +58,9 @@ VARIANTS = {
     **{f"sr-gcn-pull{r}": ("gcn", {"regularizer": "cmd", "lam": 1.0, "max_pull": float(r)}) for r in (4, 1)},
     **{f"sr-appnp-pull{r}": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm",
                                        "max_pull": float(r)}) for r in (4, 1)},
-    "sr-gcn-scaled": ("gcn", {"regularizer": "scaled-cmd", "lam": 1.0}),
-    "sr-appnp-scaled": ("appnp", {"regularizer": "scaled-cmd", "lam": 0.1, "instance_weights": "kmm"}),
+    "sr-gcn-scaled": ("gcn", {"regularizer": lambda a, b: cmd(a, b, standardize=True), "lam": 1.0}),
+    "sr-appnp-scaled": ("appnp", {"regularizer": lambda a, b: cmd(a, b, standardize=True), "lam": 0.1,
+                                  "instance_weights": "kmm"}),
     # Added before their runs: C7 the penalty's pull against the labels' removed, C8 that and the cap at 1x.
     "sr-gcn-deconflict": ("gcn", {"regularizer": "cmd", "lam": 1.0, "deconflict": True}),
     "sr-gcn-pull1-deconflict": ("gcn", {"regularizer": "cmd", "lam": 1.0, "max_pull": 1.0, "deconflict": True}),

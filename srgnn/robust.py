@@ -25,7 +25,7 @@ from .ppr import graph_ppr_sq_distances
 from .sampling import default_pool, iid_sample, push_sq_distances
 from .shift import cmd, kmm_weights_from_sq_distances, mmd
 
-REGULARIZERS = (None, "cmd", "scaled-cmd", "mmd", "dann")
+REGULARIZERS = (None, "cmd", "mmd", "dann")
 #: How the IID sample is drawn: ``"uniform"`` reads no label; ``"label-balanced"`` is the
 #: SR-GNN paper's protocol and reads the labels of unlabelled nodes.
 IID_SAMPLES = ("uniform", "label-balanced")
@@ -75,8 +75,7 @@ class ShiftRobust(nn.Module):
 
     Args:
         model: the GNN; its ``forward_with_hidden`` gives the hidden layer regularized.
-        regularizer: ``"cmd"`` (SR-GNN's default), ``"scaled-cmd"`` (CMD on the hidden rows
-            divided by their pooled spread, ``srgnn.shift.cmd(standardize=True)``: scale-free), ``"mmd"``, ``"dann"`` (the adversarial
+        regularizer: ``"cmd"`` (SR-GNN's default), ``"mmd"``, ``"dann"`` (the adversarial
             baseline), ``None``, or your own penalty: a callable ``d(h_train, h_iid) -> scalar``
             on ``[n, H]`` and ``[m, H]`` hidden rows (differentiable; ``ReplicaTrainer`` calls
             it once per replica).
@@ -112,7 +111,9 @@ class ShiftRobust(nn.Module):
             (1 or 4, with or without ``deconflict``) kept every training set within 10 points
             of GCN's, so SR-GCN stays uncapped: pass ``max_pull=1`` where it collapses.
         deconflict: at each step, remove the part of the penalty's pull on those parameters that
-            opposes the labels' pull, so the penalty never undoes the fit (``srgnn.robust.steer``).
+            opposes the labels' pull (``srgnn.robust.steer``). Off by default: alone it does not
+            stop the collapse on raw counts, and with ``max_pull=1`` it scored below the cap
+            alone on validation nodes (docs/graphs.md).
 
     Call ``setup(graph, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
     """
@@ -226,8 +227,8 @@ class ShiftRobust(nn.Module):
                                 f"differentiable scalar tensor computed from h_train and h_iid; it returned {what} "
                                 "(a Python number carries no gradient; reduce a vector with .mean() or .sum()).")
             return value.reshape(())
-        if self.regularizer in ("cmd", "scaled-cmd"):
-            return cmd(hidden_train, hidden_iid, self.moments, standardize=self.regularizer == "scaled-cmd")
+        if self.regularizer == "cmd":
+            return cmd(hidden_train, hidden_iid, self.moments)
         if self.regularizer == "mmd":
             return mmd(hidden_train, hidden_iid)
         both = _GradientReversal.apply(torch.cat([hidden_train, hidden_iid]), 1.0)

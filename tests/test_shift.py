@@ -118,3 +118,15 @@ def test_cmd_and_mmd_of_a_batch_equal_each_entry_alone():
         batched = measure(a, b)
         assert batched.shape == (4,)
         torch.testing.assert_close(batched, torch.stack([measure(a[i], b[i]) for i in range(4)]))
+
+
+def test_a_standardized_cmd_is_scale_free_and_batches():
+    a, b = torch.randn(50, 8) * 0.1, torch.randn(60, 8) * 0.1 + 0.05
+    plain, scaled = cmd(a, b), cmd(a, b, standardize=True)
+    torch.testing.assert_close(cmd(30 * a, 30 * b, standardize=True), scaled, rtol=1e-5, atol=0)  # the plain CMD's terms grow as 30^k
+    assert float(cmd(30 * a, 30 * b)) > 100 * float(plain)
+    batched = cmd(torch.stack([a[:40], 2 * a[10:]]), torch.stack([b, 3 * b]), standardize=True)
+    torch.testing.assert_close(batched, torch.stack([cmd(a[:40], b, standardize=True),
+                                                     cmd(2 * a[10:], 3 * b, standardize=True)]))
+    with pytest.raises(ValueError, match="bounds or standardize"):
+        cmd(a, b, bounds=(-1, 1), standardize=True)
