@@ -36,7 +36,9 @@ def test_results_format_and_plots(reference):
     assert result["config"]["dataset"] == "cora" and "torch" in result["config"]["versions"]
     gcn = result["methods"]["gcn"]
     assert gcn["n_runs"] == 4 and len(gcn["micro_f1"]) == 4
-    assert 0 < gcn["micro_f1_mean"] < 1 and gcn["micro_f1_std"] >= 0 and 0 < gcn["macro_f1_mean"] < 1
+    micro = torch.tensor(gcn["micro_f1"], dtype=torch.float64)
+    assert gcn["micro_f1_mean"] == pytest.approx(float(micro.mean())) and 0 < gcn["macro_f1_mean"] < 1
+    assert gcn["micro_f1_std"] == pytest.approx(float(micro.std(correction=0)))  # the population std
     assert 0 <= result["methods"]["sr-gcn"]["wins_vs_base"] <= 4
     lines = (reference / "results.jsonl").read_text().splitlines()
     assert len(lines) == 4 * 3 + 4 * 2  # biased runs of 3 methods + IID runs of the 2 base methods
