@@ -11,7 +11,7 @@ import torch
 
 from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
-from srgnn.models.base import check_node_classifier
+from srgnn.models.pyg import as_node_classifier
 from srgnn.replicas import supports
 from srgnn.graph import Graph
 from srgnn.sampling import iid_sample
@@ -87,8 +87,7 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
         return ShiftRobust(GCN(data.num_features, data.num_classes), "dann", lam=0.1)
     name = base_of(method) or method
     if is_plugin(name):
-        model = load_plugin(name)(data)
-        check_node_classifier(model, f"--methods {name} (its factory's return value)")
+        model = as_node_classifier(load_plugin(name)(data), f"--methods {name} (its factory's return value)")
     else:
         extra = {"embeddings_file": dgi_embeddings} if name == "dgi" and dgi_embeddings is not None else {}
         model = BASES[name](data.num_features, data.num_classes, **extra)

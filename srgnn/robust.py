@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from ._validation import check_choice, check_index, check_int, check_number
-from .models.base import NodeClassifier, check_node_classifier
+from .models.base import NodeClassifier
+from .models.pyg import as_node_classifier
 from .graph import Graph, graph_input
 from .ppr import graph_ppr_sq_distances
 from .sampling import default_pool, iid_sample, push_sq_distances
@@ -123,7 +124,7 @@ class ShiftRobust(nn.Module):
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
                  kmm_ppr: str = "exact", max_pull: float | str | None = "auto", deconflict: bool = False):
         super().__init__()
-        check_node_classifier(model, "ShiftRobust")
+        model = as_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
             check_choice(regularizer, REGULARIZERS, "regularizer")
         check_choice(instance_weights, INSTANCE_WEIGHTS, "instance_weights")

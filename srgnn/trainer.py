@@ -17,7 +17,8 @@ from ._validation import (check_choice, check_graph, check_index, check_int, che
 from .graph import Graph, graph_input
 from .loop import OPTIMIZERS, make_optimizer, run_epochs
 from .minibatch import MiniBatches, check_fan_outs
-from .models.base import NodeClassifier, check_node_classifier
+from .models.base import NodeClassifier
+from .models.pyg import as_node_classifier
 from .robust import ShiftRobust
 from .swa import SWAConfig
 from .subgraph import evaluation_graph, fitted_graph, loss_subgraph, robust_loss_subgraph
@@ -48,8 +49,7 @@ def as_shift_robust(model, owner: str) -> ShiftRobust:
     """``model`` if it is a ``ShiftRobust``, else the model (checked) in one without a penalty."""
     if isinstance(model, ShiftRobust):
         return model
-    check_node_classifier(model, owner)
-    return ShiftRobust(model, None, instance_weights=None)
+    return ShiftRobust(as_node_classifier(model, owner), None, instance_weights=None)
 
 
 def check_swa(swa) -> SWAConfig | None:

@@ -5,7 +5,8 @@ from .dgi import DGI
 from .gat import GAT
 from .gcn import GCN
 from .mlp import MLP
+from .pyg import PyGModel
 from .sage import GraphSAGE
 from .sgc import SGC
 
-__all__ = ["NodeClassifier", "GCN", "GAT", "GraphSAGE", "APPNP", "SGC", "MLP", "DGI"]
+__all__ = ["NodeClassifier", "PyGModel", "GCN", "GAT", "GraphSAGE", "APPNP", "SGC", "MLP", "DGI"]

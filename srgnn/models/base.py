@@ -22,22 +22,15 @@ def check_node_classifier(model, owner: str) -> None:
     accepted and how to get there from what was passed."""
     if isinstance(model, NodeClassifier):
         return
-    accepted = (f"{owner} takes an srgnn model: an instance of srgnn.models.NodeClassifier (GCN, GAT, GraphSAGE, "
-                "APPNP, SGC, MLP, DGI) or of your own subclass with forward_with_hidden(x, edge_index) -> "
-                "(logits, hidden)")
+    accepted = (f"{owner} takes a model: an srgnn model (GCN, GAT, GraphSAGE, APPNP, SGC, MLP, DGI), your own "
+                "NodeClassifier subclass, or any torch.nn.Module with forward(x, edge_index) -> logits, such as "
+                "PyG's models (srgnn.models.PyGModel)")
     name = type(model).__name__
     if isinstance(model, type) and issubclass(model, NodeClassifier):
         hint = f"got the class {model.__name__} itself; build one: {model.__name__}(in_channels, out_channels)."
     elif type(model).__module__.startswith("srgnn.") and name == "ShiftRobust":
         hint = ("got a ShiftRobust, which is already shift-robust: pass it to the Trainer as it is, or wrap its "
                 ".model once.")
-    elif isinstance(model, nn.Module) and type(model).__module__.startswith("torch_geometric."):
-        hint = (f"got PyG's {name}, which returns no hidden layer for the shift penalty: wrap it in a "
-                "NodeClassifier subclass whose forward_with_hidden returns its logits and its last hidden layer "
-                "(README, 'your own model').")
-    elif isinstance(model, nn.Module):
-        hint = (f"got a {name}: subclass srgnn.models.NodeClassifier and implement forward_with_hidden "
-                "(README, 'your own model').")
     else:
         hint = f"got {model!r}."
     raise TypeError(f"{accepted}; {hint}")
