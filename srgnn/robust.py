@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from ._validation import check_choice, check_index, check_int, check_number
+from .models.appnp import APPNP
 from .models.base import NodeClassifier
 from .models.pyg import as_node_classifier
 from .graph import Graph, graph_input
@@ -105,12 +106,13 @@ class ShiftRobust(nn.Module):
             :math:`r` = ``max_pull``: the penalty never pulls them more than ``r`` times as hard as
             the labels do. A penalty that outweighs the labels by far collapses the hidden layer to
             a constant, on which every distance is zero (docs/graphs.md). ``None``: no cap.
-            ``"auto"`` (default): 1 for the linear models (APPNP, SGC, DGI), none for the others.
-            Chosen on validation nodes by a rule fixed before the runs (docs/graphs.md): for
-            SR-APPNP the cap at 1 ends the collapse on raw-count features and is inert on the
-            citation graphs, where its penalty never outpulls the labels; for SR-GCN no cap tried
-            (1 or 4, with or without ``deconflict``) kept every training set within 10 points
-            of GCN's, so SR-GCN stays uncapped: pass ``max_pull=1`` where it collapses.
+            ``"auto"`` (default): 1 for APPNP, none for the others. Chosen on validation nodes by a
+            rule fixed before the runs (docs/graphs.md): for SR-APPNP the cap at 1 ends the
+            collapse on raw-count features and is inert on the citation graphs, where its penalty
+            never outpulls the labels. For SR-GCN no cap tried (1 or 4, with or without
+            ``deconflict``) kept every training set within 10 points of GCN's; SR-SGC capped
+            avoids its collapses but loses 4.6 points on PubMed's validation nodes. Both stay
+            uncapped: pass ``max_pull=1`` where one collapses.
         deconflict: at each step, remove the part of the penalty's pull on those parameters that
             opposes the labels' pull (``srgnn.robust.steer``). Off by default: alone it does not
             stop the collapse on raw counts, and with ``max_pull=1`` it scored below the cap
@@ -144,8 +146,8 @@ class ShiftRobust(nn.Module):
         self.kmm_lower, self.kmm_teleport, self.iid = kmm_lower, kmm_teleport, iid
         if isinstance(max_pull, str) and max_pull != "auto":
             raise ValueError(f"max_pull must be a number > 0, 'auto' or None (no cap); got {max_pull!r}.")
-        if max_pull == "auto":
-            max_pull = 1.0 if getattr(model, "linear", False) else None
+        if max_pull == "auto":  # the cap where the rule of docs/graphs.md chose it: APPNP's
+            max_pull = 1.0 if isinstance(model, APPNP) else None
         elif max_pull is not None and not check_number(max_pull, "max_pull") > 0:
             raise ValueError(f"max_pull must be > 0, 'auto' or None (no cap); got {max_pull!r}.")
         if not isinstance(deconflict, bool):
