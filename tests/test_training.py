@@ -476,7 +476,9 @@ def _pulls(loss, weight):
 
 
 def test_a_capped_penalty_never_pulls_harder_than_max_pull_times_the_labels():
-    x, weight = torch.randn(50, 8), torch.randn(8, 4, requires_grad=True)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 8, generator=generator, dtype=torch.float64)
+    weight = torch.randn(8, 4, generator=generator, dtype=torch.float64, requires_grad=True)
     hidden = x @ weight
     ce, penalty = hidden[:10].pow(2).mean(), 100 * cmd(hidden[:10], hidden[10:])
     capped = steer(ce, penalty, [weight], max_pull=2.0)
@@ -487,7 +489,9 @@ def test_a_capped_penalty_never_pulls_harder_than_max_pull_times_the_labels():
 
 
 def test_a_deconflicted_penalty_loses_its_pull_against_the_labels():
-    x, weight = torch.randn(50, 8), torch.randn(8, 4, requires_grad=True)
+    generator = torch.Generator().manual_seed(0)  # float64: the check is exact algebra, not rounding
+    x = torch.randn(50, 8, generator=generator, dtype=torch.float64)
+    weight = torch.randn(8, 4, generator=generator, dtype=torch.float64, requires_grad=True)
     hidden = x @ weight
     ce, penalty = hidden[:10].pow(2).mean(), cmd(hidden[:10], hidden[10:])
     g_c = _pulls(ce, weight)
@@ -502,7 +506,8 @@ def test_a_deconflicted_penalty_loses_its_pull_against_the_labels():
 
 
 def test_replicas_are_steered_each_against_their_own_labels():
-    x, weight = torch.randn(50, 8), torch.randn(8, 4)
+    generator = torch.Generator().manual_seed(2)
+    x, weight = (torch.randn(*shape, generator=generator, dtype=torch.float64) for shape in ((50, 8), (8, 4)))
     stacked = torch.stack([weight, 3 * weight]).requires_grad_()
     hiddens = [x @ stacked[0], x @ stacked[1]]
     ce = torch.stack([h[:10].pow(2).mean() for h in hiddens])
