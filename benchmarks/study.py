@@ -94,7 +94,7 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
     if not method.startswith("sr-"):
         return model
     penalty = load_plugin(regularizer) if is_plugin(regularizer) else regularizer
-    return ShiftRobust(model, penalty, lam_linear if getattr(model, "linear", False) else lam, iid=iid)
+    return ShiftRobust(model, penalty, lam_linear if model.linear else lam, iid=iid)
 
 
 #: Graphs scored on the 1,000 Planetoid test nodes (the paper's protocol); Cora on every

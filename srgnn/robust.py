@@ -141,7 +141,7 @@ class ShiftRobust(nn.Module):
             raise ValueError(f"kmm_teleport must lie in (0, 1); got {kmm_teleport!r}.")
         self.model, self.regularizer, self.lam = model, regularizer, lam
         if instance_weights == "auto":
-            instance_weights = "kmm" if getattr(model, "linear", False) else None
+            instance_weights = "kmm" if model.linear else None
         self.instance_weights, self.iid_size, self.moments = instance_weights, iid_size, moments
         self.kmm_lower, self.kmm_teleport, self.iid = kmm_lower, kmm_teleport, iid
         if isinstance(max_pull, str) and max_pull != "auto":

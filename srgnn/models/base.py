@@ -58,6 +58,10 @@ class NodeClassifier(nn.Module):
     #: Whether the forward runs its dropout, linear maps and biases through ``srgnn.ops``
     #: (``ops_of(edge_index)``), so that ``ReplicaTrainer`` can run R stacked replicas through it.
     replica_batchable = False
+    #: Whether the model is linear in the SR-GNN paper's sense (its propagation has no parameters:
+    #: APPNP, SGC, DGI's classifier), for which ``ShiftRobust`` adds KMM instance weights by default
+    #: (``instance_weights="auto"``) and the study weighs the penalty with ``lam_linear``.
+    linear = False
     #: Hops the last hidden layer depends on. The shift regularizer reads only the hidden layer
     #: at the IID nodes, so their receptive field is this one, not ``receptive_field``;
     #: ``None`` means the same as ``receptive_field``.
