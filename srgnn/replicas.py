@@ -241,7 +241,7 @@ class ReplicaTrainer(ManyModels):
         lam take it in one batched call when the sizes agree; others, user penalties among
         them, one replica at a time."""
         first = replicas[0]
-        if all(r.regularizer is None or r.lam == 0 for r in replicas):
+        if not any(r.has_penalty for r in replicas):
             return None
         same = all(r.regularizer == first.regularizer and r.lam == first.lam for r in replicas)
         if (same and not callable(first.regularizer) and len({t.numel() for t in train_rows}) == 1
@@ -249,7 +249,7 @@ class ReplicaTrainer(ManyModels):
             count = len(train_rows)
             train = hidden[torch.cat(train_rows).to(hidden.device)].view(count, train_rows[0].numel(), -1)
             iid = hidden[torch.cat(iid_rows).to(hidden.device)].view(count, iid_rows[0].numel(), -1)
-            return first.lam * first.penalty(train, iid)
-        return torch.stack([r.lam * r.penalty(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
-                            if r.regularizer is not None and r.lam > 0 else hidden.new_zeros(())
+            return first.shift_term(train, iid)
+        return torch.stack([r.shift_term(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
+                            if r.has_penalty else hidden.new_zeros(())
                             for r, t, i in zip(replicas, train_rows, iid_rows)])

@@ -238,6 +238,16 @@ class ShiftRobust(nn.Module):
         domain = torch.cat([torch.ones(hidden_train.size(0)), torch.zeros(hidden_iid.size(0))]).to(both.device)
         return F.binary_cross_entropy_with_logits(self.discriminator(both).view(-1), domain)
 
+    @property
+    def has_penalty(self) -> bool:
+        """Whether the loss has a shift term: a regularizer with a positive ``lam``."""
+        return self.regularizer is not None and self.lam > 0
+
+    def shift_term(self, hidden_train: Tensor, hidden_iid: Tensor) -> Tensor:
+        """``lam * d(h_train, h_iid)``, the one place the weight meets the penalty; the built-in
+        penalties also take batches ``[R, n, H]`` and ``[R, m, H]`` (one term per replica, ``[R]``)."""
+        return self.lam * self.penalty(hidden_train, hidden_iid)
+
     def loss(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor,
              iid_idx: Tensor | None = None) -> Tensor:
         """Weighted cross-entropy over ``train_idx`` plus ``lam`` times the shift penalty
@@ -263,9 +273,9 @@ class ShiftRobust(nn.Module):
         a trainer reads them to say which term went non-finite."""
         weights = (self.weights_ if weights is None else weights).to(logits.device)
         terms = {"cross-entropy": (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()}
-        if self.regularizer is not None and self.lam > 0:
+        if self.has_penalty:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
-            weighted = self.lam * self.penalty(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
+            weighted = self.shift_term(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
             if (self.max_pull is not None or self.deconflict) and weighted.requires_grad:
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 weighted = steer(terms["cross-entropy"], weighted, params, self.max_pull, self.deconflict)
