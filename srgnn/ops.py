@@ -107,10 +107,8 @@ class ReplicaOps(Ops):
         return out if bias is None else out + bias[self.owner]
 
     def relu_dropout(self, a: Tensor, bias: Tensor, p: float, training: bool) -> tuple[Tensor, Tensor]:
-        # Two twins of one pre-activation, as the fused kernel returns them: the next layer reads
-        # the dropped one, so a gradient taken at ``hidden`` sees the penalty alone, as in a Trainer.
-        pre = a + bias[self.owner]
-        return F.relu(pre), self.dropout(F.relu(pre), p, training)
+        hidden = F.relu(a + bias[self.owner])
+        return hidden, self.dropout(hidden, p, training)
 
     def bias(self, bias: Tensor) -> Tensor:
         return bias[self.owner]

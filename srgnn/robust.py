@@ -144,12 +144,10 @@ class ShiftRobust(nn.Module):
             instance_weights = "kmm" if model.linear else None
         self.instance_weights, self.iid_size, self.moments = instance_weights, iid_size, moments
         self.kmm_lower, self.kmm_teleport, self.iid = kmm_lower, kmm_teleport, iid
-        if isinstance(max_pull, str) and max_pull != "auto":
-            raise ValueError(f"max_pull must be a number > 0, 'auto' or None (no cap); got {max_pull!r}.")
         if max_pull == "auto":  # the cap where the rule of docs/graphs.md chose it: APPNP's
             max_pull = 1.0 if isinstance(model, APPNP) else None
-        elif max_pull is not None and not check_number(max_pull, "max_pull") > 0:
-            raise ValueError(f"max_pull must be > 0, 'auto' or None (no cap); got {max_pull!r}.")
+        elif max_pull is not None and (isinstance(max_pull, str) or not check_number(max_pull, "max_pull") > 0):
+            raise ValueError(f"max_pull must be a number > 0, 'auto' or None (no cap); got {max_pull!r}.")
         if not isinstance(deconflict, bool):
             raise TypeError(f"deconflict must be True or False; got {deconflict!r}.")
         self.max_pull, self.deconflict = max_pull, deconflict

@@ -546,3 +546,10 @@ def test_a_collapse_on_raw_counts_is_reported_and_a_capped_penalty_avoids_it():
         warnings.simplefilter("error", ShiftCollapseWarning)  # a fit that trains says nothing
         trainer = Trainer(ShiftRobust(GCN(745, 8), max_pull=1.0), seed=0).fit(photo, train)
     assert trainer.evaluate(photo, train)["micro_f1"] > 0.9
+
+
+@pytest.mark.parametrize("max_pull", ["x", 0, -1.0])
+def test_a_cap_that_is_not_a_positive_number_auto_or_none_is_refused(max_pull):
+    with pytest.raises(ValueError, match="max_pull must be a"):
+        ShiftRobust(GCN(8, 3), max_pull=max_pull)
+    assert ShiftRobust(APPNP(8, 3)).max_pull == 1.0 and ShiftRobust(GCN(8, 3)).max_pull is None  # "auto"

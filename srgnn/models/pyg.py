@@ -22,6 +22,14 @@ def default_hidden_site(module: nn.Module) -> str | None:
     return None
 
 
+def _channels(module: nn.Module, name: str, given: int | None) -> int:
+    """``given``, else ``module``'s own attribute ``name``: a positive int, or a clear error."""
+    value = given if given is not None else getattr(module, name, None)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{type(module).__name__} has no positive int {name}; pass PyGModel(..., {name}=...).")
+    return value
+
+
 class PyGModel(NodeClassifier):
     """``module`` as an srgnn model; its parameters are ``module``'s own, trained in place.
 
@@ -48,11 +56,8 @@ class PyGModel(NodeClassifier):
         except AttributeError as err:
             raise ValueError(f"{type(module).__name__} has no submodule {name!r} for hidden_site.") from err
         self.module, self.hidden_site = module, name
-        for attr, given in (("in_channels", in_channels), ("out_channels", out_channels)):
-            value = given if given is not None else getattr(module, attr, None)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{type(module).__name__} has no positive int {attr}; pass PyGModel(..., {attr}=...).")
-            setattr(self, attr, value)
+        self.in_channels = _channels(module, "in_channels", in_channels)
+        self.out_channels = _channels(module, "out_channels", out_channels)
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         self.check_input(x)
