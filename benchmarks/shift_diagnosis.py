@@ -67,6 +67,12 @@ VARIANTS = {
     "sr-appnp-deconflict": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm", "deconflict": True}),
     "sr-appnp-pull1-deconflict": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm",
                                             "max_pull": 1.0, "deconflict": True}),
+    # The third round: C9 label-shift weights in the penalty, C10 those and the cap at 1x.
+    **{f"sr-gcn{cap}-labelshift": ("gcn", {"regularizer": "cmd", "lam": 1.0, "label_shift": True, **pull})
+       for cap, pull in (("", {}), ("-pull1", {"max_pull": 1.0}))},
+    **{f"sr-appnp{cap}-labelshift": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm",
+                                              "label_shift": True, **pull})
+       for cap, pull in (("", {}), ("-pull1", {"max_pull": 1.0}))},
 }
 
 
@@ -99,9 +105,10 @@ def diagnose(graph: Graph, train: torch.Tensor, seed: int, variant: str) -> dict
             _, hidden = inner.forward_with_hidden(*graph.inputs_for(inner))
             ce = torch.nn.functional.cross_entropy(logits[train], y[train])
             iid = robust.iid_idx_
-            penalty = robust.penalty(hidden[train], hidden[iid]) if robust.regularizer is not None else None
+            weighted = (robust.shift_term(hidden[train], hidden[iid], y[train], logits[iid])
+                        if robust.regularizer is not None else None)
         degree = graph.in_degree().double()
-        row.update({"cross_entropy": float(ce), "lam_penalty": None if penalty is None else robust.lam * float(penalty),
+        row.update({"cross_entropy": float(ce), "lam_penalty": None if weighted is None else float(weighted),
                     "saturated_share": float((hidden[train].abs() > 0.99).double().mean()) if kind != "appnp" else None,
                     "hidden_abs_mean": float(hidden[train].abs().mean()),
                     "kmm_weight_range": [float(robust.weights_.min()), float(robust.weights_.max())],
@@ -109,12 +116,13 @@ def diagnose(graph: Graph, train: torch.Tensor, seed: int, variant: str) -> dict
     return row
 
 
-#: The rule of docs/graphs.md, second round: per family, its base, C0, and the candidates in
-#: order of size (C3 of the first round measured pulls where APPNP's had none; C4-C6 replace it).
+#: The rule of docs/graphs.md, second and third rounds: per family, its base, C0, and the
+#: candidates in order of size (C3 of the first round measured pulls where APPNP's had none).
 CANDIDATES = {"gcn": ("gcn", ["sr-gcn", "sr-gcn-pull4", "sr-gcn-pull1", "sr-gcn-scaled", "sr-gcn-deconflict",
-                              "sr-gcn-pull1-deconflict"]),
+                              "sr-gcn-pull1-deconflict", "sr-gcn-labelshift", "sr-gcn-pull1-labelshift"]),
               "appnp": ("appnp", ["sr-appnp", "sr-appnp-pull4", "sr-appnp-pull1", "sr-appnp-scaled",
-                                  "sr-appnp-deconflict", "sr-appnp-pull1-deconflict"])}
+                                  "sr-appnp-deconflict", "sr-appnp-pull1-deconflict", "sr-appnp-labelshift",
+                                  "sr-appnp-pull1-labelshift"])}
 HOMOPHILOUS = ("amazon-photo", "amazon-computers", "coauthor-cs", "dblp")
 CITATION = ("citeseer", "pubmed")
 

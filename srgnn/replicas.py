@@ -219,7 +219,7 @@ class ReplicaTrainer(ManyModels):
         def step_loss() -> Tensor:
             logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
             per_row = weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")
-            shift = self._shift_terms(replicas, hidden, train_rows, iid_rows)
+            shift = self._shift_terms(replicas, logits, hidden, y, train_rows, iid_rows)
             if shift is None:
                 return per_row.sum()
             if steered and shift.requires_grad:
@@ -234,8 +234,8 @@ class ReplicaTrainer(ManyModels):
         self.models_ = [robust.model.eval() for robust in replicas]
         return self
 
-    def _shift_terms(self, replicas: list[ShiftRobust], hidden: Tensor, train_rows: list[Tensor],
-                     iid_rows: list[Tensor]) -> Tensor | None:
+    def _shift_terms(self, replicas: list[ShiftRobust], logits: Tensor, hidden: Tensor, y: Tensor,
+                     train_rows: list[Tensor], iid_rows: list[Tensor]) -> Tensor | None:
         """lam_r d_r(h[train_r], h[iid_r]) of each replica ``[R]`` (0 where it has none), or
         ``None`` when no replica has a penalty. Replicas that share one built-in penalty and one
         lam take it in one batched call when the sizes agree; others, user penalties among
@@ -243,13 +243,14 @@ class ReplicaTrainer(ManyModels):
         first = replicas[0]
         if not any(r.has_penalty for r in replicas):
             return None
-        same = all(r.regularizer == first.regularizer and r.lam == first.lam for r in replicas)
+        same = all((r.regularizer, r.lam, r.label_shift) == (first.regularizer, first.lam, first.label_shift)
+                   for r in replicas)
         if (same and not callable(first.regularizer) and len({t.numel() for t in train_rows}) == 1
                 and len({i.numel() for i in iid_rows}) == 1):
             count = len(train_rows)
-            train = hidden[torch.cat(train_rows).to(hidden.device)].view(count, train_rows[0].numel(), -1)
-            iid = hidden[torch.cat(iid_rows).to(hidden.device)].view(count, iid_rows[0].numel(), -1)
-            return first.shift_term(train, iid)
-        return torch.stack([r.shift_term(hidden[t.to(hidden.device)], hidden[i.to(hidden.device)])
-                            if r.has_penalty else hidden.new_zeros(())
-                            for r, t, i in zip(replicas, train_rows, iid_rows)])
+            train = torch.cat(train_rows).to(hidden.device).view(count, -1)
+            iid = torch.cat(iid_rows).to(hidden.device).view(count, -1)
+            return first.shift_term(hidden[train], hidden[iid], y[train], logits[iid])
+        return torch.stack([r.shift_term(hidden[t], hidden[i], y[t], logits[i]) if r.has_penalty else hidden.new_zeros(())
+                            for r, t, i in ((r, t.to(hidden.device), i.to(hidden.device))
+                                            for r, t, i in zip(replicas, train_rows, iid_rows))])

@@ -25,7 +25,7 @@ from .models.pyg import as_node_classifier
 from .graph import Graph, graph_input
 from .ppr import graph_ppr_sq_distances
 from .sampling import default_pool, iid_sample, push_sq_distances
-from .shift import cmd, kmm_weights_from_sq_distances, mmd
+from .shift import cmd, kmm_weights_from_sq_distances, label_shift_weights, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
 #: How the IID sample is drawn: ``"uniform"`` reads no label; ``"label-balanced"`` is the
@@ -113,6 +113,12 @@ class ShiftRobust(nn.Module):
             ``deconflict``) kept every training set within 10 points of GCN's; SR-SGC capped
             avoids its collapses but loses 4.6 points on PubMed's validation nodes. Both stay
             uncapped: pass ``max_pull=1`` where one collapses.
+        label_shift: weight the training rows in the penalty by :math:`\hat q(y)/p(y)`, the IID
+            sample's predicted class share over the training set's (``srgnn.shift.label_shift_weights``,
+            from the current logits, detached), so that CMD or MMD compares the IID rows with the
+            training rows in the IID sample's class mix. Localized sets take the same number of nodes
+            per class, while real graphs' classes are unequal: aligning the two marginals as they
+            are pulls classes into each other. ``"cmd"`` and ``"mmd"`` only. Off by default.
         deconflict: at each step, remove the part of the penalty's pull on those parameters that
             opposes the labels' pull (``srgnn.robust.steer``). Off by default: alone it does not
             stop the collapse on raw counts, and with ``max_pull=1`` it scored below the cap
@@ -124,7 +130,8 @@ class ShiftRobust(nn.Module):
     def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
-                 kmm_ppr: str = "exact", max_pull: float | str | None = "auto", deconflict: bool = False):
+                 kmm_ppr: str = "exact", max_pull: float | str | None = "auto", deconflict: bool = False,
+                 label_shift: bool = False):
         super().__init__()
         model = as_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
@@ -150,7 +157,11 @@ class ShiftRobust(nn.Module):
             raise ValueError(f"max_pull must be a number > 0, 'auto' or None (no cap); got {max_pull!r}.")
         if not isinstance(deconflict, bool):
             raise TypeError(f"deconflict must be True or False; got {deconflict!r}.")
-        self.max_pull, self.deconflict = max_pull, deconflict
+        if not isinstance(label_shift, bool):
+            raise TypeError(f"label_shift must be True or False; got {label_shift!r}.")
+        if label_shift and regularizer not in ("cmd", "mmd"):
+            raise ValueError(f"label_shift=True weights the rows of 'cmd' or 'mmd'; got regularizer={regularizer!r}.")
+        self.max_pull, self.deconflict, self.label_shift = max_pull, deconflict, label_shift
         self.discriminator: nn.Module | None = None
 
     @property
@@ -218,8 +229,9 @@ class ShiftRobust(nn.Module):
                                                nn.Linear(hidden_channels, 1))
         return self
 
-    def penalty(self, hidden_train: Tensor, hidden_iid: Tensor) -> Tensor:
-        """The shift term d(h_train, h_iid) (before multiplying by ``lam``)."""
+    def penalty(self, hidden_train: Tensor, hidden_iid: Tensor, train_weights: Tensor | None = None) -> Tensor:
+        """The shift term d(h_train, h_iid) (before multiplying by ``lam``); ``train_weights``
+        ``[..., n]`` weight the training rows (``label_shift``; ``"cmd"`` and ``"mmd"`` only)."""
         if callable(self.regularizer):
             value = self.regularizer(hidden_train, hidden_iid)
             if not isinstance(value, Tensor) or value.numel() != 1:
@@ -229,9 +241,9 @@ class ShiftRobust(nn.Module):
                                 "(a Python number carries no gradient; reduce a vector with .mean() or .sum()).")
             return value.reshape(())
         if self.regularizer == "cmd":
-            return cmd(hidden_train, hidden_iid, self.moments)
+            return cmd(hidden_train, hidden_iid, self.moments, weights=train_weights)
         if self.regularizer == "mmd":
-            return mmd(hidden_train, hidden_iid)
+            return mmd(hidden_train, hidden_iid, weights=train_weights)
         both = _GradientReversal.apply(torch.cat([hidden_train, hidden_iid]), 1.0)
         domain = torch.cat([torch.ones(hidden_train.size(0)), torch.zeros(hidden_iid.size(0))]).to(both.device)
         return F.binary_cross_entropy_with_logits(self.discriminator(both).view(-1), domain)
@@ -241,10 +253,18 @@ class ShiftRobust(nn.Module):
         """Whether the loss has a shift term: a regularizer with a positive ``lam``."""
         return self.regularizer is not None and self.lam > 0
 
-    def shift_term(self, hidden_train: Tensor, hidden_iid: Tensor) -> Tensor:
+    def shift_term(self, hidden_train: Tensor, hidden_iid: Tensor, y_train: Tensor | None = None,
+                   logits_iid: Tensor | None = None) -> Tensor:
         """``lam * d(h_train, h_iid)``, the one place the weight meets the penalty; the built-in
-        penalties also take batches ``[R, n, H]`` and ``[R, m, H]`` (one term per replica, ``[R]``)."""
-        return self.lam * self.penalty(hidden_train, hidden_iid)
+        penalties also take batches ``[R, n, H]`` and ``[R, m, H]`` (one term per replica, ``[R]``).
+        With ``label_shift``, the training labels ``y_train`` ``[..., n]`` and the IID rows'
+        logits ``logits_iid`` ``[..., m, C]`` give the training rows' weights."""
+        weights = None
+        if self.label_shift:
+            if y_train is None or logits_iid is None:
+                raise ValueError("label_shift=True needs y_train and logits_iid to weight the training rows.")
+            weights = label_shift_weights(y_train, logits_iid)
+        return self.lam * self.penalty(hidden_train, hidden_iid, weights)
 
     def loss(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor,
              iid_idx: Tensor | None = None) -> Tensor:
@@ -273,7 +293,8 @@ class ShiftRobust(nn.Module):
         terms = {"cross-entropy": (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()}
         if self.has_penalty:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
-            weighted = self.shift_term(hidden[train_idx], hidden[iid_idx.to(hidden.device)])
+            iid_idx = iid_idx.to(hidden.device)
+            weighted = self.shift_term(hidden[train_idx], hidden[iid_idx], y[train_idx], logits[iid_idx])
             if (self.max_pull is not None or self.deconflict) and weighted.requires_grad:
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 weighted = steer(terms["cross-entropy"], weighted, params, self.max_pull, self.deconflict)

@@ -10,6 +10,7 @@ batch entry, e.g. per replica of a replica-batched run).
   is divided by :math:`|hi - lo|^k` as in the original; with ``standardize=True`` both sets
   are first divided by their pooled spread :math:`s` (below), which makes CMD scale-free.
 * ``mmd``: squared maximum mean discrepancy with a sum of RBF kernels.
+* ``label_shift_weights``: per-row weights that give labelled rows a target's predicted class mix.
 * ``kmm_weights``: kernel-mean-matching instance weights (Huang et al., 2007) as SR-GNN
   uses them for linear GNNs.
 """
@@ -21,6 +22,7 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._validation import check_same_device
@@ -43,8 +45,12 @@ def _l2(v: Tensor) -> Tensor:
 
 
 def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | None = None,
-        standardize: bool = False) -> Tensor:
+        standardize: bool = False, weights: Tensor | None = None) -> Tensor:
     r"""Central moment discrepancy of order ``moments``; differentiable, shape ``a.shape[:-2]``.
+
+    ``weights`` ``[..., n]`` (non-negative, not all zero): ``a``'s moments are weighted means
+    :math:`\sum_i w_i f(a_i) / \sum_i w_i`, e.g. ``label_shift_weights`` to compare ``b`` with
+    ``a`` reweighted to ``b``'s class mix.
 
     ``standardize``: divide ``a`` and ``b`` by :math:`s = (\frac1d\sum_j \mathrm{Var}_j + 10^{-8})^{1/2}`,
     the root of the per-dimension variance of the pooled rows of ``a`` and ``b``, averaged over
@@ -55,6 +61,8 @@ def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | No
     _check_pair(a, b)
     if moments < 1:
         raise ValueError(f"moments must be >= 1; got {moments}.")
+    if weights is not None and weights.shape != a.shape[:-1]:
+        raise ValueError(f"weights must be [..., n] = {tuple(a.shape[:-1])}; got {tuple(weights.shape)}.")
     if standardize and bounds is not None:
         raise ValueError("Pass bounds or standardize=True, not both: each sets CMD's scale.")
     if standardize:
@@ -66,12 +74,37 @@ def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | No
         if hi <= lo:
             raise ValueError(f"bounds must satisfy lo < hi; got {bounds}.")
         scale = 1.0 / (hi - lo)
-    mean_a, mean_b = a.mean(-2, keepdim=True), b.mean(-2, keepdim=True)
-    total = scale * _l2((mean_a - mean_b).squeeze(-2))
-    centred_a, centred_b = a - mean_a, b - mean_b
+    if weights is None:
+        def mean_a(v: Tensor) -> Tensor:
+            return v.mean(-2, keepdim=True)
+    else:
+        share = (weights / weights.sum(-1, keepdim=True)).unsqueeze(-1).to(a.dtype)  # [..., n, 1]
+
+        def mean_a(v: Tensor) -> Tensor:
+            return (share * v).sum(-2, keepdim=True)
+    centre_a, centre_b = mean_a(a), b.mean(-2, keepdim=True)
+    total = scale * _l2((centre_a - centre_b).squeeze(-2))
+    centred_a, centred_b = a - centre_a, b - centre_b
     for k in range(2, moments + 1):
-        total = total + scale ** k * _l2((centred_a ** k).mean(-2) - (centred_b ** k).mean(-2))
+        total = total + scale ** k * _l2((mean_a(centred_a ** k) - (centred_b ** k).mean(-2, keepdim=True)).squeeze(-2))
     return total
+
+
+def label_shift_weights(labels: Tensor, target_logits: Tensor) -> Tensor:
+    r"""Per-row weights :math:`w_i = \hat q(y_i) / p(y_i)` that give labelled rows the class mix
+    the target rows are predicted to have (label shift; cf. Tachet des Combes et al., NeurIPS 2020).
+
+    ``labels`` ``[..., n]`` of the labelled rows, :math:`p` their class shares; ``target_logits``
+    ``[..., m, C]``, :math:`\hat q` their mean softmax, detached (an estimate, not a path for
+    gradients). Returns ``[..., n]``, mean 1 over the rows of each batch entry."""
+    if target_logits.shape[:-2] != labels.shape[:-1]:
+        raise ValueError(f"labels [..., n] and target_logits [..., m, C] disagree on the batch: "
+                         f"{tuple(labels.shape)} and {tuple(target_logits.shape)}.")
+    classes = target_logits.size(-1)
+    target = target_logits.detach().softmax(-1).mean(-2)  # [..., C]
+    source = F.one_hot(labels, classes).to(target.dtype).mean(-2)  # [..., C]; > 0 at every label present
+    ratio = target / source.clamp_min(1e-12)
+    return ratio.gather(-1, labels)
 
 
 def rbf_kernel(a: Tensor, b: Tensor, gammas: Sequence[float]) -> Tensor:

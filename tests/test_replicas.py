@@ -12,6 +12,8 @@ BUILDERS = {
     "sr-mlp-kmm": lambda d: ShiftRobust(MLP(d.num_features, d.num_classes), "cmd", instance_weights="kmm"),
     # a penalty strong enough that the cap acts at every step, per replica
     "sr-appnp-capped": lambda d: ShiftRobust(APPNP(d.num_features, d.num_classes), lam=100.0, max_pull=0.5),
+    # weights from each replica's own labels and IID logits
+    "sr-gcn-label-shift": lambda d: ShiftRobust(GCN(d.num_features, d.num_classes), "cmd", label_shift=True),
 }
 
 

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srgnn.shift import cmd, kmm_weights, kmm_weights_from_sq_distances, mmd
+from srgnn.shift import cmd, kmm_weights, kmm_weights_from_sq_distances, label_shift_weights, mmd
 
 MEASURES = [cmd, mmd]
 
@@ -130,3 +130,31 @@ def test_a_standardized_cmd_is_scale_free_and_batches():
                                                      cmd(2 * a[10:], 3 * b, standardize=True)]))
     with pytest.raises(ValueError, match="bounds or standardize"):
         cmd(a, b, bounds=(-1, 1), standardize=True)
+
+
+def test_a_weighted_cmd_is_the_cmd_of_rows_repeated_by_their_weights():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(9, 4, generator=g, dtype=torch.float64)
+    counts = torch.tensor([1, 3, 1, 2, 1, 4])
+    torch.testing.assert_close(cmd(a, b, weights=counts.double()), cmd(a.repeat_interleave(counts, 0), b))
+    assert cmd(a, b, weights=torch.ones(6, dtype=torch.float64)) == cmd(a, b)
+    batch = cmd(torch.stack([a, a]), torch.stack([b, b]), weights=torch.stack([counts.double(), torch.ones(6).double()]))
+    torch.testing.assert_close(batch, torch.stack([cmd(a, b, weights=counts.double()), cmd(a, b)]))
+    with pytest.raises(ValueError, match=r"weights must be \[\.\.\., n\]"):
+        cmd(a, b, weights=torch.ones(5))
+
+
+def test_label_shift_weights_give_labelled_rows_the_targets_predicted_class_mix():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])  # uniform, as a localized set
+    # a target predicted (confidently) 1/2 class 0, 1/4 class 1, 1/4 class 2
+    target_logits = 50.0 * torch.eye(3)[torch.tensor([0, 0, 1, 2])]
+    weights = label_shift_weights(labels, target_logits)
+    torch.testing.assert_close(weights, torch.tensor([1.5, 1.5, 0.75, 0.75, 0.75, 0.75]))
+    assert weights.mean().item() == pytest.approx(1.0)
+    # the class mix the weights give is the target's
+    mix = torch.zeros(3).index_add(0, labels, weights) / weights.sum()
+    torch.testing.assert_close(mix, torch.tensor([0.5, 0.25, 0.25]))
+    logits = torch.randn(4, 3, requires_grad=True)
+    assert not label_shift_weights(labels, logits).requires_grad
+    with pytest.raises(ValueError, match="disagree on the batch"):
+        label_shift_weights(labels.expand(2, 6), target_logits)

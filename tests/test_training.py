@@ -553,3 +553,10 @@ def test_a_cap_that_is_not_a_positive_number_auto_or_none_is_refused(max_pull):
     with pytest.raises(ValueError, match="max_pull must be a"):
         ShiftRobust(GCN(8, 3), max_pull=max_pull)
     assert ShiftRobust(APPNP(8, 3)).max_pull == 1.0 and ShiftRobust(GCN(8, 3)).max_pull is None  # "auto"
+
+
+def test_label_shift_weights_only_a_built_in_distance_and_only_as_a_flag():
+    with pytest.raises(ValueError, match="label_shift=True weights the rows of 'cmd' or 'mmd'"):
+        ShiftRobust(GCN(8, 3), "dann", label_shift=True)
+    with pytest.raises(TypeError, match="label_shift must be True or False"):
+        ShiftRobust(GCN(8, 3), label_shift="yes")
