@@ -134,7 +134,7 @@ def main(argv=None) -> list[list[str]]:
     log = RunLog(args.out / "results.jsonl", ("method", "ratio", "index"))
     jobs = [(args.root, args.device, method, ratio, index, protocol, threads) for ratio in ratios
             for index in range(args.repeats) for method in METHODS if (method, ratio, index) not in log]
-    run_logged(one_run, jobs, log, args.workers)
+    run_logged(one_run, jobs, log, args.workers, threads)
     rows = [["ratio", "training nodes", "outside OGB train", "GCN", "SR-GCN", "SR-GCN wins"]]
     for ratio in ratios:
         gcn = log.scores(method="gcn", ratio=ratio)[: args.repeats]

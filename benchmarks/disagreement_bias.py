@@ -145,7 +145,7 @@ def main(argv=None) -> None:
     jobs = [(s, i, sets[i]) for s, sets in (("biased", biased), ("iid", iid)) for i in range(args.repeats)
             if (args.dataset, s, i) not in log]
     threads = max(1, (os.cpu_count() or 1) // args.workers)
-    run_logged(one_set, [(args.dataset, s, i, t, args.bootstrap, threads) for s, i, t in jobs], log, args.workers)
+    run_logged(one_set, [(args.dataset, s, i, t, args.bootstrap, threads) for s, i, t in jobs], log, args.workers, threads)
     lines = [f"## {args.dataset}, {args.repeats} localized sets and {args.repeats} IID sets", "",
              f"Command: `python -m benchmarks.disagreement_bias --dataset {args.dataset} --repeats {args.repeats} "
              f"--bootstrap {args.bootstrap}`", "",

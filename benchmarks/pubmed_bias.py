@@ -314,7 +314,7 @@ def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -
     options = {"regularizer": args.regularizer, "iid": args.iid, "lam": args.lam, "lam_linear": args.lam_linear,
                "epochs": args.epochs, "device": args.device, "dgi_embeddings": args.out / "dgi_embeddings.pt"}
     try:
-        train_chunks(args, data, chunks, {"biased": biased, "iid": iid}, options, log, remaining, progress)
+        train_chunks(args, chunks, {"biased": biased, "iid": iid}, options, log, remaining, progress)
     except KeyboardInterrupt:
         progress.close()
         fail(f"interrupted; the {len(log.records)} finished runs are saved in {args.out / 'results.jsonl'}. "
@@ -336,10 +336,10 @@ def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -
     return result
 
 
-def train_chunks(args, data, chunks: list, sets: dict, options: dict, log: RunLog, remaining: dict,
+def train_chunks(args, chunks: list, sets: dict, options: dict, log: RunLog, remaining: dict,
                  progress: tqdm) -> None:
     """Train the ``chunks``, saving each run to ``log`` as it finishes."""
-    for records in run_chunks(args, data, chunks, sets, options):
+    for records in run_chunks(args, chunks, sets, options):
         for record in records:
             log.add(record)
             method, split = record["method"], record["split"]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import numbers
 import os
-import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from benchmarks.engine import run_jobs
 
 
 #: Scores a record may hold; each must be a finite number.
@@ -101,32 +100,10 @@ class RunLog:
         return np.array([r[metric] for r in sorted(rows, key=lambda r: r["index"])]) * 100
 
 
-def _run(task: tuple[Callable[..., dict], tuple]) -> dict:
-    function, job = task
-    return function(*job)
-
-
-def _exit_on_sigterm(signum: int, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
-def run_logged(function: Callable[..., dict], jobs: list[tuple], log: RunLog, workers: int = 1) -> None:
-    """``log.add(function(*job))`` for every job, in ``workers`` spawned processes when more than
-    one (fork is unsafe once torch's thread pool exists), each record logged as it finishes.
-    Whatever ends the study (a failing job, Ctrl-C, a SIGTERM) ends its workers too."""
-    if workers == 1:
-        for job in tqdm(jobs, unit="set"):
-            log.add(function(*job))
-        return
-    # SIGTERM's default action kills this process at once, and its workers would train on for
-    # nobody; as an exception it leaves through the pool's exit, which terminates them.
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main_thread else None
-    try:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:  # its exit terminates the workers
-            records = pool.imap_unordered(_run, [(function, job) for job in jobs])
-            for record in tqdm(records, total=len(jobs), unit="set"):
-                log.add(record)
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+def run_logged(function: Callable[..., dict], jobs: list[tuple], log: RunLog, workers: int = 1,
+               threads: int = 1) -> None:
+    """``log.add(function(*job))`` for every job, each record logged as it finishes
+    (``benchmarks.engine.run_jobs`` in ``workers`` processes of ``threads`` torch threads)."""
+    for record in tqdm(run_jobs([(function, *job) for job in jobs], workers=workers, threads=threads),
+                       total=len(jobs), unit="set"):
+        log.add(record)

@@ -174,15 +174,17 @@ def uniform_labelled(data, train: torch.Tensor, seed: int, size: int = UNIFORM_L
     return iid_sample(data, size, seed=30_000 + seed, exclude=exclude)
 
 
-_worker_graphs: dict[str, Graph] = {}  # one per worker process and dataset, built on first use
+_worker_graphs: dict[tuple[str, str], Graph] = {}  # one per process and source, built on first use
 
 
-def worker_graph(dataset: str) -> Graph:
-    """The ``Graph`` of ``dataset`` for this process, loaded once: a study's spawned workers each
-    run many sets of one graph, and what the graph derives (adjacency, PPR) serves them all."""
-    if dataset not in _worker_graphs:
-        _worker_graphs[dataset] = Graph.from_data(load_dataset(dataset))
-    return _worker_graphs[dataset]
+def worker_graph(source: str | tuple[str, str]) -> Graph:
+    """The ``Graph`` of ``source`` (a dataset name, or ``load_source``'s pair) for this process,
+    loaded once: a study's workers each run many sets of one graph, and what the graph derives
+    (adjacency, PPR, KMM weights) serves them all."""
+    key = ("dataset", source) if isinstance(source, str) else tuple(source)
+    if key not in _worker_graphs:
+        _worker_graphs[key] = Graph.from_data(load_source(key))
+    return _worker_graphs[key]
 
 
 def split_held_out(train: torch.Tensor, y: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

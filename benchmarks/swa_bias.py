@@ -243,7 +243,7 @@ def main(argv=None) -> None:
         sets = load_published_splits(args.seeds_dir / f"localized_seeds_{dataset}.p", data=data)[:args.repeats]
         jobs += [(dataset, i, g, s) for i, s in enumerate(sets) for g in groups if (dataset, i, g) not in log]
     threads = max(1, (os.cpu_count() or 1) // args.workers)
-    run_logged(one_set, [(d, i, g, s, threads) for d, i, g, s in jobs], log, args.workers)
+    run_logged(one_set, [(d, i, g, s, threads) for d, i, g, s in jobs], log, args.workers, threads)
     # Every group logged for every set, from this call or an earlier one, enters the tables and the rule.
     done = [g for g in GROUPS if all((d, i, g) in log for d in datasets for i in range(args.repeats))]
     recipes = [recipe for g in done for recipe in GROUPS[g]]

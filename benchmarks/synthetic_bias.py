@@ -148,7 +148,7 @@ def main(argv=None) -> list[list[str]]:
     # Method by method, so that GCN's bias drop (gcn against gcn-iid) is known before the SR runs end.
     jobs = [(args.nodes, args.seed, graph_options, args.ratio, training, method, index, threads)
             for method in methods for index in range(args.repeats) if (method, index) not in log]
-    run_logged(one_run, jobs, log, args.workers)
+    run_logged(one_run, jobs, log, args.workers, threads)
     return report(log, methods, args)
 
 

@@ -88,7 +88,7 @@ def main(argv=None) -> None:
         sets = load_published_splits(args.seeds_dir / f"localized_seeds_{dataset}.p", data=data)[:args.repeats]
         jobs += [(dataset, m, i, s) for m in methods for i, s in enumerate(sets) if (dataset, m, i) not in log]
     threads = max(1, (os.cpu_count() or 1) // args.workers)
-    run_logged(one_set, [(d, m, i, s, args.k, threads) for d, m, i, s in jobs], log, args.workers)
+    run_logged(one_set, [(d, m, i, s, args.k, threads) for d, m, i, s in jobs], log, args.workers, threads)
     lines = [f"Command: `python -m benchmarks.where_to_label --datasets {args.datasets} --methods {args.methods} "
              f"--repeats {args.repeats} --k {args.k}`", "",
              "Micro-F1 in %, mean over the published localized sets; before: trained on the set alone; the",

@@ -294,7 +294,8 @@ class ShiftRobust(nn.Module):
         if self.has_penalty:
             iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
             iid_idx = iid_idx.to(hidden.device)
-            weighted = self.shift_term(hidden[train_idx], hidden[iid_idx], y[train_idx], logits[iid_idx])
+            weighted = self.shift_term(hidden[train_idx], hidden[iid_idx], y[train_idx],
+                                       logits[iid_idx] if self.label_shift else None)
             if (self.max_pull is not None or self.deconflict) and weighted.requires_grad:
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 weighted = steer(terms["cross-entropy"], weighted, params, self.max_pull, self.deconflict)

@@ -560,3 +560,5 @@ def test_label_shift_weights_only_a_built_in_distance_and_only_as_a_flag():
         ShiftRobust(GCN(8, 3), "dann", label_shift=True)
     with pytest.raises(TypeError, match="label_shift must be True or False"):
         ShiftRobust(GCN(8, 3), label_shift="yes")
+    with pytest.raises(ValueError, match="mini-batch training does not compute"):
+        Trainer(ShiftRobust(GCN(8, 3), label_shift=True), batch_size=16)

@@ -1,0 +1,105 @@
+"""The one study engine: a study's jobs, run in this process or in a pool of spawned worker
+processes (``concurrent.futures.ProcessPoolExecutor``), each result handed back as its job
+finishes, so the driver logs it at once and a stopped study loses no finished run.
+
+What a study decides is its job list (which runs, chunked how) and what a job does; this module
+only runs them. A job is ``(function, *args)``, both picklable: ``function`` lives in an
+importable module, as a spawned worker re-imports it.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+import torch
+
+from benchmarks.study import keep_freed_memory
+
+Job = tuple  # (function, *args)
+
+
+def _run(job: Job) -> Any:
+    function, *args = job
+    return function(*args)
+
+
+def _start_worker(threads: int, parent: int) -> None:
+    """Each worker process: its torch threads, glibc's freed-memory setting, and a watch that
+    ends it when the study's process is gone (killed outright, it cannot stop its workers)."""
+    torch.set_num_threads(threads)
+    keep_freed_memory()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued jobs and end the running ones now: a stopped study trains for nobody."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14
+        pool.terminate_workers()
+        return
+    processes = list((pool._processes or {}).values())  # before shutdown, which forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+
+
+def run_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: Job | None = None,
+             then: Iterable[Job] = ()) -> Iterator[Any]:
+    """Yield each job's result as it finishes: ``jobs`` and ``then`` in this process (in order)
+    when ``workers`` is 1, else in ``workers`` spawned processes of ``threads`` torch threads
+    each (fork is unsafe once torch's thread pool exists).
+
+    ``first`` (result not yielded) runs before any job of ``then`` starts, while ``jobs`` go on
+    beside it: it makes what ``then`` reads, once for the whole study (DGI's pretrained
+    embeddings). A failing job, Ctrl-C or SIGTERM ends the workers too; the results already
+    yielded are the driver's to keep."""
+    jobs, then = list(jobs), list(then)
+    if workers == 1:
+        torch.set_num_threads(threads)
+        keep_freed_memory()
+        if first is not None:
+            _run(first)
+        for job in jobs + then:
+            yield _run(job)
+        return
+    # SIGTERM's default action kills this process at once, and its workers would train on for
+    # nobody; as an exception it leaves through the finally below, which ends them.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main_thread else None
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(threads, os.getpid()))
+    try:
+        gate: Future | None = pool.submit(_run, first) if first is not None else None
+        pending = {pool.submit(_run, job) for job in jobs}
+        if gate is None:
+            pending |= {pool.submit(_run, job) for job in then}
+        else:
+            pending.add(gate)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()  # a job's exception ends the study here
+                if future is gate:
+                    pending |= {pool.submit(_run, job) for job in then}
+                else:
+                    yield result
+        pool.shutdown()
+    finally:
+        _stop(pool)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
