@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
 
 from benchmarks.report import markdown_table
+from benchmarks.engine import per_process
 from benchmarks.runlog import RunLog, run_logged
 from srgnn.cli import OneLineParser, output_dir
 from srgnn import ShiftRobust, Trainer
@@ -65,24 +65,16 @@ def scored_nodes(mask: torch.Tensor, train: torch.Tensor, y: torch.Tensor) -> to
     return keep.nonzero().view(-1)
 
 
-#: One per worker process, root and device: the Data, its Graph, and a PushSampler per ratio.
-_worker_graphs: dict[tuple[str, str], tuple[Data, Graph, dict[float, PushSampler]]] = {}
-
-
 def one_run(root: Path | None, device: str, method: str, ratio: float, index: int, protocol: dict,
             threads: int) -> dict:
     """Train ``method`` on PPR-S set ``index`` at ``ratio`` and score it; the graph is loaded once
     per process."""
     torch.set_num_threads(threads)
-    key = (str(root), device)
-    if key not in _worker_graphs:
-        data = load_dataset("ogbn-arxiv", root=root)
-        _worker_graphs[key] = data, Graph.from_data(data, device), {}
-    data, graph, samplers = _worker_graphs[key]
+    data, graph = per_process(("ogbn-arxiv", str(root), device), lambda: (
+        (data := load_dataset("ogbn-arxiv", root=root)), Graph.from_data(data, device)))
     y = data.y.view(-1)
-    if ratio not in samplers:  # its out-edge index is built once per graph and ratio
-        samplers[ratio] = PushSampler(data, ratio)
-    sampler = samplers[ratio]
+    # its out-edge index is built once per graph and ratio
+    sampler = per_process(("ogbn-arxiv sampler", str(root), ratio), lambda: PushSampler(data, ratio))
     train = sampler.sample(seed=index)
     val, test = scored_nodes(data.val_mask, train, y), scored_nodes(data.test_mask, train, y)
     start = time.perf_counter()

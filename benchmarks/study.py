@@ -2,13 +2,13 @@
 and a results log that survives interruption (append-only JSONL, fsync'd per run)."""
 from __future__ import annotations
 
-import ctypes
 import importlib
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from benchmarks.engine import per_process
 from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.models.pyg import as_node_classifier
@@ -25,24 +25,6 @@ PUBLISHED = {  # Micro-F1 (%) of the SR-GNN paper, Table 2, on the authors' sets
     "citeseer": {"gcn": 62.1, "appnp": 63.7, "sr-appnp": 67.2},
     "pubmed": {"gcn": 59.4, "appnp": 65.8, "sr-appnp": 70.5},
 }
-
-
-def keep_freed_memory(threshold: int = 1 << 30) -> bool:
-    """Have glibc serve buffers of up to ``threshold`` bytes from the heap and keep freed memory
-    there, for the rest of this process; returns whether it took (``False`` off glibc).
-
-    glibc gives each allocation above its mmap threshold (at most 32 MiB unless set) fresh
-    pages and unmaps them on free, so every new tensor of that size faults all its pages in
-    again. DGI's pretraining on PubMed allocates about 17 ``[19717, 512]`` buffers (40 MB) an
-    epoch: 18M page faults, 40 of its 94 s in the kernel; with this, 0.4M faults and 49 s
-    (one thread, the same embeddings bit for bit). The cost is a resident set that stays at its
-    peak: 1.6 GB against 0.9 GB."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    trim, mmap = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD from <malloc.h>
-    return bool(libc.mallopt(mmap, threshold)) and bool(libc.mallopt(trim, 2 * threshold))
 
 
 def base_of(method: str) -> str | None:
@@ -174,17 +156,11 @@ def uniform_labelled(data, train: torch.Tensor, seed: int, size: int = UNIFORM_L
     return iid_sample(data, size, seed=30_000 + seed, exclude=exclude)
 
 
-_worker_graphs: dict[tuple[str, str], Graph] = {}  # one per process and source, built on first use
-
-
 def worker_graph(source: str | tuple[str, str]) -> Graph:
-    """The ``Graph`` of ``source`` (a dataset name, or ``load_source``'s pair) for this process,
-    loaded once: a study's workers each run many sets of one graph, and what the graph derives
-    (adjacency, PPR, KMM weights) serves them all."""
+    """The ``Graph`` of ``source`` (a dataset name, or ``load_source``'s pair), built once per
+    process (``benchmarks.engine.per_process``)."""
     key = ("dataset", source) if isinstance(source, str) else tuple(source)
-    if key not in _worker_graphs:
-        _worker_graphs[key] = Graph.from_data(load_source(key))
-    return _worker_graphs[key]
+    return per_process(("graph",) + key, lambda: Graph.from_data(load_source(key)))
 
 
 def split_held_out(train: torch.Tensor, y: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from benchmarks.report import markdown_table
+from benchmarks.engine import per_process
 from benchmarks.runlog import RunLog, run_logged
 from srgnn.cli import OneLineParser, output_dir
 from srgnn import ShiftRobust, Trainer
@@ -49,20 +50,15 @@ RUNS = {
 }
 
 
-#: One per worker process: the graph, its ``Graph`` and PPR-S sampler, keyed by (nodes, seed,
-#: graph options, ratio), built on the first run that needs them.
-_worker_graphs: dict[tuple, tuple] = {}
-
-
 def graph_of(nodes: int, seed: int, graph_options: dict, ratio: float) -> tuple:
-    """(data, ``Graph``, ``PushSampler``) for the block model, built once per process; a ratio
-    that leaves no class raises ``ValueError``."""
-    key = (nodes, seed, tuple(sorted(graph_options.items())), ratio)
-    if key not in _worker_graphs:
+    """(data, ``Graph``, ``PushSampler``) for the block model, built once per process
+    (``benchmarks.engine.per_process``); a ratio that leaves no class raises ``ValueError``."""
+    def make() -> tuple:
         data = shifted_block_model(nodes, seed=seed, **graph_options)
         sampler = PushSampler(data, ratio, candidates=torch.arange(data.num_nodes))
-        _worker_graphs[key] = data, Graph.from_data(data), sampler
-    return _worker_graphs[key]
+        return data, Graph.from_data(data), sampler
+
+    return per_process(("block model", nodes, seed, tuple(sorted(graph_options.items())), ratio), make)
 
 
 def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, training: dict, method: str, index: int,

@@ -118,7 +118,10 @@ class ShiftRobust(nn.Module):
             from the current logits, detached), so that CMD or MMD compares the IID rows with the
             training rows in the IID sample's class mix. Localized sets take the same number of nodes
             per class, while real graphs' classes are unequal: aligning the two marginals as they
-            are pulls classes into each other. ``"cmd"`` and ``"mmd"`` only. Off by default.
+            are pulls classes into each other. ``"cmd"`` and ``"mmd"`` only. Off by default: it did
+            not help on validation nodes (docs/graphs.md, third round). A model trained on
+            localized labels predicts a class mix for the IID nodes farther from their true mix
+            than the uniform one, so the weights move the training rows away from it.
         deconflict: at each step, remove the part of the penalty's pull on those parameters that
             opposes the labels' pull (``srgnn.robust.steer``). Off by default: alone it does not
             stop the collapse on raw counts, and with ``max_pull=1`` it scored below the cap
