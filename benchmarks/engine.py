@@ -35,6 +35,12 @@ def per_process(key: tuple, make: Callable[[], Any]) -> Any:
     return _per_process[key]
 
 
+def clear_per_process() -> None:
+    """Drop this process's ``per_process`` values (a driver that built one to check its input,
+    before workers that build their own)."""
+    _per_process.clear()
+
+
 def keep_freed_memory(threshold: int = 1 << 30) -> bool:
     """Have glibc serve buffers of up to ``threshold`` bytes from the heap and keep freed memory
     there, for the rest of this process; returns whether it took (``False`` off glibc).

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from benchmarks.report import markdown_table
-from benchmarks.engine import per_process
+from benchmarks.engine import clear_per_process, per_process
 from benchmarks.runlog import RunLog, run_logged
 from srgnn.cli import OneLineParser, output_dir
 from srgnn import ShiftRobust, Trainer
@@ -132,7 +132,7 @@ def main(argv=None) -> list[list[str]]:
     print(f"{data.name}: {data.num_nodes:,} nodes, {data.edge_index.size(1):,} edge entries "
           f"({time.perf_counter() - start:.0f} s)", flush=True)
     if args.workers > 1:
-        _worker_graphs.clear()  # each worker builds its own
+        clear_per_process()  # each worker builds its own
     args.out.mkdir(parents=True, exist_ok=True)
     config = {"nodes": args.nodes, "ratio": args.ratio, "seed": args.seed, **training, **graph_options}
     saved = args.out / "config.json"
