@@ -89,7 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "published sets were drawn with; 0.1 for other graphs; config.json records the one used")
     parser.add_argument("--regularizer", default="cmd",
                         help="the SR variants' shift penalty: cmd (default), mmd, or your own as "
-                             "package.module:function, function(h_train, h_iid) -> scalar")
+                             "package.module:name, a function(h_train, h_iid) -> scalar or an nn.Module class "
+                             "whose instances are such functions with parameters (each model trains its own)")
     parser.add_argument("--lam", type=float, default=1.0, help="weight of the shift regularizer (>= 0)")
     parser.add_argument("--lam-linear", type=float, default=0.1,
                         help="regularizer weight for the linear models' SR variants, which also use KMM (>= 0)")
@@ -145,7 +146,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         except ValueError as err:
             parser.error(str(err))
     if not is_plugin(args.regularizer) and args.regularizer not in ("cmd", "mmd"):
-        parser.error(f"--regularizer {args.regularizer!r}: choose cmd, mmd or package.module:function")
+        parser.error(f"--regularizer {args.regularizer!r}: choose cmd, mmd or package.module:name")
     args.methods = methods
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")

@@ -104,14 +104,14 @@ def diagnose(graph: Graph, train: torch.Tensor, seed: int, variant: str) -> dict
         with torch.no_grad():
             _, hidden = inner.forward_with_hidden(*graph.inputs_for(inner))
             ce = torch.nn.functional.cross_entropy(logits[train], y[train])
-            iid = robust.iid_idx_
+            iid = trainer.setup_.iid_idx
             weighted = (robust.shift_term(hidden[train], hidden[iid], y[train], logits[iid])
                         if robust.regularizer is not None else None)
         degree = graph.in_degree().double()
         row.update({"cross_entropy": float(ce), "lam_penalty": None if weighted is None else float(weighted),
                     "saturated_share": float((hidden[train].abs() > 0.99).double().mean()) if kind != "appnp" else None,
                     "hidden_abs_mean": float(hidden[train].abs().mean()),
-                    "kmm_weight_range": [float(robust.weights_.min()), float(robust.weights_.max())],
+                    "kmm_weight_range": [float(trainer.setup_.weights.min()), float(trainer.setup_.weights.max())],
                     "degree_train": float(degree[train].mean()), "degree_iid": float(degree[iid].mean())})
     return row
 

@@ -42,7 +42,8 @@ def is_plugin(spec: str) -> bool:
 def load_plugin(spec: str) -> Callable:
     """The callable ``package.module:name`` names: a model factory ``f(data) -> NodeClassifier``
     for ``--methods`` (``sr-package.module:name`` for its shift-robust variant), or a penalty
-    ``d(h_train, h_iid) -> scalar`` for ``--regularizer``. The module must be importable in
+    ``d(h_train, h_iid) -> scalar`` for ``--regularizer``: a function, or an ``nn.Module`` class
+    (a penalty with parameters, built afresh for each model). The module must be importable in
     the study's worker processes too (on ``PYTHONPATH``, or a package in the current directory)."""
     module, _, name = spec.partition(":")
     try:
@@ -76,6 +77,8 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
     if not method.startswith("sr-"):
         return model
     penalty = load_plugin(regularizer) if is_plugin(regularizer) else regularizer
+    if isinstance(penalty, type) and issubclass(penalty, torch.nn.Module):
+        penalty = penalty()  # a penalty with parameters: each model trains its own
     return ShiftRobust(model, penalty, lam_linear if model.linear else lam, iid=iid)
 
 

@@ -20,7 +20,7 @@ The recipes, each GCN at 200 epochs from the same seed per set:
   applied to the run on every labelled node: the held-out nodes are drawn like the training
   set, the only labelled nodes a user with a biased set has.
 - ``+ weighted temperature``: the same fit with each held-out node's NLL weighted by KMM
-  (``srgnn.robust.kmm_node_weights``: its PPR row matched to 500 uniform unlabelled nodes'),
+  (``srgnn.preparation.kmm_node_weights``: its PPR row matched to 500 uniform unlabelled nodes'),
   so that the held-out nodes stand in for the unlabelled ones. (``sr-gcn + temperature`` and
   the weighted recipes were added in a third round, declared before it ran: after the second,
   SR-GCN was found underconfident on validation nodes, where dividing its logits by 0.8
@@ -74,7 +74,7 @@ from srgnn import Trainer
 from srgnn.calibration import fit_group_temperatures, fit_temperature
 from srgnn.data import load_dataset
 from srgnn.disagreement import calibrated_ece_floor, expected_calibration_error
-from srgnn.robust import kmm_node_weights
+from srgnn.preparation import kmm_node_weights
 from srgnn.sampling import iid_sample, load_published_splits
 from srgnn.swa import SWAConfig, multiswag_predict_proba
 

@@ -18,6 +18,7 @@ from srgnn.data import load_dataset
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler
 from srgnn.graph import Graph
+from srgnn.preparation import prepare
 from srgnn.subgraph import robust_loss_subgraph
 
 
@@ -26,15 +27,15 @@ def srgnn_epochs(model, data, train, epochs: int, receptive_field: bool = False)
     field of the training and IID nodes."""
     robust = model if isinstance(model, ShiftRobust) else ShiftRobust(model, None, instance_weights=None)
     graph = Graph.from_data(data)
-    robust.setup(graph, train, seed=0)
-    x, edge_index, y, (train, iid) = graph.x, graph, data.y, (train, robust.iid_idx_)
+    setup = prepare(robust, graph, train, seed=0)
+    x, edge_index, y, (train, iid) = graph.x, graph, data.y, (train, setup.iid_idx)
     if receptive_field:  # what the Trainer trains on
-        x, edge_index, y, (train, iid) = robust_loss_subgraph(robust, graph, train, torch.device("cpu"))
+        x, edge_index, y, (train, iid) = robust_loss_subgraph(robust, graph, train, setup.iid_idx, torch.device("cpu"))
     optimizer = torch.optim.Adam(robust.parameters(), lr=0.01, weight_decay=5e-4)
     start = time.perf_counter()
     for _ in range(epochs):
         optimizer.zero_grad()
-        robust.loss(x, edge_index, y, train, iid).backward()
+        robust.loss(x, edge_index, y, train, iid, setup.weights).backward()
         optimizer.step()
     return (time.perf_counter() - start) / epochs
 

@@ -19,6 +19,7 @@ from .loop import make_optimizer, run_epochs
 from .models import APPNP, NodeClassifier
 from .ops import LockstepOps, Ops
 from .propagation import TargetRows
+from .preparation import prepare
 from .replicas import ManyModels
 from .robust import ShiftRobust
 from .subgraph import fitted_graph, robust_loss_subgraph
@@ -75,9 +76,10 @@ class LockstepTrainer(ManyModels):
             same = (type(base) is APPNP and type(first) is APPNP and len(base.lins) == 2
                     and [p.shape for p in base.parameters()] == [p.shape for p in first.parameters()]
                     and (base.dropout, base.alpha, base.k) == (first.dropout, first.alpha, first.k))
-            if not same or robust.regularizer == "dann":
+            if not same or robust.penalty_parameters():
                 raise ValueError("LockstepTrainer trains APPNPs of one architecture and settings with one hidden "
-                                 f"layer (not DANN); got {type(base).__name__}. Train it with srgnn.Trainer.")
+                                 f"layer, and penalties without parameters (not DANN); got {type(base).__name__} "
+                                 f"with regularizer {robust.regularizer!r}. Train it with srgnn.Trainer.")
         self.seed = seed
 
     def fit(self, data: Data | Graph, train_sets: Sequence[Tensor],
@@ -93,14 +95,15 @@ class LockstepTrainer(ManyModels):
         seeds = [self.seed] * len(train_sets)
         if self.per_model_options() is not None:
             return self.fit_one_by_one(graph, self.models, train_sets, seeds, val_sets, self.per_model_options())
-        inputs, steps = [], []  # per model: its input and (operator, y, train, iid), as its Trainer has them
+        inputs, steps = [], []  # per model: its input and (operator, y, train, iid, weights), as its Trainer has them
         for robust, train in zip(self.models, train_sets):
             torch.manual_seed(self.seed)  # Trainer.fit's order: seed, set up, initialise
-            robust.setup(graph, train, self.seed)
+            setup = prepare(robust, graph, train, self.seed)
             robust.to(self.device).reset_parameters()
-            x, operator, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train, self.device)
+            x, operator, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train, setup.iid_idx,
+                                                                              self.device)
             inputs.append(x)
-            steps.append((operator, y, train_local, iid_local))
+            steps.append((operator, y, train_local, iid_local, setup.weights.to(self.device)))
         models = [robust.model for robust in self.models]
         if any(x is not inputs[0] for x in inputs):  # some train on a subgraph: masks of other shapes
             return self.fit_one_by_one(graph, self.models, train_sets, seeds, val_sets,
@@ -114,15 +117,15 @@ class LockstepTrainer(ManyModels):
         # first-layer product among them (each model's block is a contiguous [N, H], so its
         # hidden layer fits in cache as alone).
         ops = LockstepOps([m.lins[0].weight for m in models])
-        steps = [(_with_ops(operator, ops), y, train, iid) for operator, y, train, iid in steps]
+        steps = [(_with_ops(operator, ops), y, train, iid, weights) for operator, y, train, iid, weights in steps]
         for robust in self.models:
             robust.train()
 
         def step_loss() -> Tensor:
             ops.new_step()
             loss = 0
-            for robust, (operator, y, train, iid) in zip(self.models, steps):
-                loss = loss + robust.loss(x, operator, y, train, iid)
+            for robust, (operator, y, train, iid, weights) in zip(self.models, steps):
+                loss = loss + robust.loss(x, operator, y, train, iid, weights)
             return loss
 
         self.history_ = (run_epochs(step_loss, optimizer, self.epochs) / len(models)).tolist()

@@ -20,6 +20,7 @@ from ._validation import check_int
 from .graph import Graph, graph_input, model_input
 from .loader import batch_graph, neighbor_loader, with_fan_outs
 from .models.base import NodeClassifier
+from .preparation import ShiftSetup
 from .robust import ShiftRobust
 from .subgraph import target_hops
 
@@ -56,12 +57,12 @@ class MiniBatches:
     training batch's KMM weights), ``steps_per_epoch`` how many an epoch has. Seeded by ``seed``:
     the shuffles and the neighbour samples."""
 
-    def __init__(self, robust: ShiftRobust, graph: Graph, train_idx: Tensor, batch_size: int,
+    def __init__(self, robust: ShiftRobust, setup: ShiftSetup, graph: Graph, train_idx: Tensor, batch_size: int,
                  num_neighbors: list[int], seed: int, device: torch.device):
         data = graph.data
-        self.robust, self.device = robust, device
+        self.robust, self.weights, self.device = robust, setup.weights, device
         self.train_idx = train_idx.cpu()
-        self.iid_idx = robust.iid_idx_ if robust.iid_idx_ is not None else torch.empty(0, dtype=torch.long)
+        self.iid_idx = setup.iid_idx if setup.iid_idx is not None else torch.empty(0, dtype=torch.long)
         self.batch_size = check_int(batch_size, "batch_size")
         self.steps_per_epoch = math.ceil(self.train_idx.numel() / self.batch_size)
         self.loader = neighbor_loader(data, num_neighbors, seed)
@@ -93,7 +94,7 @@ class MiniBatches:
             hidden = torch.cat([hidden, self._forward(self.iid_loader, iid)[1]])
         local = torch.arange(hidden.size(0), device=self.device)
         return self.robust.objective_terms(logits, hidden, self.y[train].to(self.device), local[: train.numel()],
-                                     local[train.numel():], weights=self.robust.weights_[positions])
+                                     local[train.numel():], weights=self.weights[positions].to(self.device))
 
     def _forward(self, loader, seeds: Tensor) -> tuple[Tensor, Tensor]:
         """The model's logits and hidden layer at ``seeds``, on their sampled neighbourhood."""

@@ -39,10 +39,11 @@ from .graph import Graph, model_input
 from .models import NodeClassifier
 from .ops import ReplicaOps
 from ._validation import check_int, check_seed
+from .preparation import ShiftSetup, prepare
 from .robust import ShiftRobust, steer
 from .loop import make_optimizer, run_epochs
 from .subgraph import evaluation_graph, fitted_graph, target_hops
-from .trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set,
+from .trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set, materialize,
                       classification_scores, optimizer_settings, resolve_device)
 
 
@@ -62,7 +63,7 @@ def supports(model: NodeClassifier | ShiftRobust) -> bool:
     robust = model if isinstance(model, ShiftRobust) else None
     base = robust.model if robust is not None else model
     return (base.replica_batchable and base.accepts_graph and base.receptive_field is not None
-            and (robust is None or robust.regularizer != "dann"))
+            and (robust is None or not robust.penalty_parameters()))
 
 
 class ManyModels:
@@ -134,20 +135,23 @@ class ReplicaTrainer(ManyModels):
         self.build = build
 
     def _replicas(self, graph: Graph, train_sets: list[Tensor],
-                  seeds: list[int]) -> tuple[list[ShiftRobust], list[torch.Generator]]:
-        """The R set-up, initialised replicas, and for each a generator holding the device's
-        global stream after its set-up, where ``Trainer.fit`` starts drawing dropout masks."""
-        replicas, generators = [], []
+                  seeds: list[int]) -> tuple[list[ShiftRobust], list[ShiftSetup], list[torch.Generator]]:
+        """The R initialised replicas, their training sets' preparations, and for each a
+        generator holding the device's global stream after its preparation, where
+        ``Trainer.fit`` starts drawing dropout masks."""
+        replicas, setups, generators = [], [], []
         for train, seed in zip(train_sets, seeds):
-            robust = as_shift_robust(self.build(), "ReplicaTrainer's build()")
+            robust = as_shift_robust(self.build(), "ReplicaTrainer's build()").to(self.device)
             torch.manual_seed(seed)  # srgnn.Trainer.fit's order: seed, IID sample and KMM, initialise
-            replicas.append(robust.setup(graph, train, seed).to(self.device))
+            materialize(robust, graph)
+            setups.append(prepare(robust, graph, train, seed))
             robust.reset_parameters()
+            replicas.append(robust)
             generator = torch.Generator(self.device)
             generator.set_state(torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
                                 else torch.get_rng_state())
             generators.append(generator)
-        return replicas, generators
+        return replicas, setups, generators
 
     def fit(self, data: Data | Graph, train_sets: list[Tensor], seeds: list[int],
             val_sets: Sequence[Tensor | None] | None = None) -> "ReplicaTrainer":
@@ -162,11 +166,12 @@ class ReplicaTrainer(ManyModels):
         data = graph.data
         train_sets = [check_training_set(graph, train) for train in train_sets]
         val_sets = [None] * len(train_sets) if val_sets is None else list(val_sets)
-        replicas, generators = self._replicas(graph, train_sets, seeds)
+        replicas, setups, generators = self._replicas(graph, train_sets, seeds)
         reason = self.per_model_options()
         if not all(supports(robust) for robust in replicas):
             reason = (f"{type(replicas[0].model).__name__} does not declare replica_batchable (a forward that runs "
-                      "its layers through srgnn.ops and takes a Graph), or it is DANN; it trained one replica at a time")
+                      "its layers through srgnn.ops and takes a Graph), or its penalty has parameters (DANN); it "
+                      "trained one replica at a time")
         if reason is not None:  # each replica as its Trainer, which seeds, sets up and initialises it again
             return self.fit_one_by_one(graph, replicas, train_sets, seeds, val_sets, reason)
         self.batched_, self.unbatched_reason_ = True, None
@@ -177,8 +182,8 @@ class ReplicaTrainer(ManyModels):
         # Each replica's receptive field, relabelled into one block-diagonal graph.
         subsets, edges, degrees, depths, train_rows, iid_rows = [], [], [], [], [], []
         offset = 0
-        for train, robust in zip(train_sets, replicas):
-            iid = robust.iid_idx_ if robust.iid_idx_ is not None else train[:0]
+        for train, setup in zip(train_sets, setups):
+            iid = setup.iid_idx if setup.iid_idx is not None else train[:0]
             subset, field = graph.on("cpu").receptive_subgraph(
                 [train.cpu(), iid], [target_hops(model), target_hops(model, hidden_only=True)])
             local = torch.full((data.num_nodes,), -1, dtype=torch.long)
@@ -199,7 +204,7 @@ class ReplicaTrainer(ManyModels):
         y = data.y.view(-1)[rows.to(data.y.device)].to(self.device)
         train_index = torch.cat(train_rows).to(self.device)
         # Each replica's loss is its mean over its own training nodes.
-        weights = torch.cat([r.weights_ / r.weights_.numel() for r in replicas]).to(self.device)
+        weights = torch.cat([setup.weights / setup.weights.numel() for setup in setups]).to(self.device)
 
         params, _ = torch.func.stack_module_state([r.model for r in replicas])
         optimizer = make_optimizer(params.values(), lr, weight_decay, self.device)

@@ -1,4 +1,4 @@
-r"""The shift-robust wrapper: any srgnn model, trained with a distribution-shift penalty.
+r"""The shift-robust loss: any model's cross-entropy plus a distribution-shift penalty.
 
 .. math::
     \mathcal L = \frac1n\sum_{i \in \text{train}} \beta_i\,\ell(z_i, y_i)
@@ -7,7 +7,8 @@ r"""The shift-robust wrapper: any srgnn model, trained with a distribution-shift
 with :math:`h` the model's last hidden layer, :math:`d` CMD, MMD or a DANN domain
 discriminator behind a gradient-reversal layer, the IID nodes an unlabelled uniform sample
 (``srgnn.sampling.iid_sample``) and :math:`\beta` KMM weights on PPR rows (default for
-the linear models APPNP and SGC) or ones.
+the linear models APPNP and SGC) or ones. The IID sample and :math:`\beta` of a training set
+come from ``srgnn.preparation.prepare``; the trainer holds them and passes them in.
 """
 from __future__ import annotations
 
@@ -16,60 +17,28 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import Data
+from torch_geometric.nn.inits import reset
 
-from ._validation import check_choice, check_index, check_int, check_number
+from ._validation import check_choice, check_int, check_number
+from .adversarial import DomainDiscriminator
 from .models.appnp import APPNP
 from .models.base import NodeClassifier
 from .models.pyg import as_node_classifier
-from .graph import Graph, graph_input
-from .ppr import graph_ppr_sq_distances
-from .sampling import default_pool, iid_sample, push_sq_distances
-from .shift import cmd, kmm_weights_from_sq_distances, label_shift_weights, mmd
+from .graph import graph_input
+from .shift import cmd, label_shift_weights, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
 #: How the IID sample is drawn: ``"uniform"`` reads no label; ``"label-balanced"`` is the
 #: SR-GNN paper's protocol and reads the labels of unlabelled nodes.
 IID_SAMPLES = ("uniform", "label-balanced")
 #: A shift penalty of your own: hidden rows of the training nodes ``[n, H]`` and of the IID
-#: sample ``[m, H]`` -> a differentiable scalar.
+#: sample ``[m, H]`` -> a differentiable scalar. An ``nn.Module`` penalty may have parameters
+#: (lazy ones, e.g. ``nn.LazyLinear``, take their shapes from the hidden layer): they train
+#: with the model (``srgnn.adversarial.DomainDiscriminator`` is one).
 Penalty = Callable[[Tensor, Tensor], Tensor]
 INSTANCE_WEIGHTS = (None, "kmm", "auto")
 #: Where KMM's PPR rows come from: exact solves, or push approximations (PPR-S).
 KMM_PPR = ("exact", "push")
-#: Largest graph whose exact PPR rows KMM computes: one sparse LU of the graph's system, whose
-#: fill-in grows fast with N (PubMed's 19,717 nodes take about a second).
-MAX_EXACT_PPR_NODES = 100_000
-
-
-class _GradientReversal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, scale: float) -> Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return -ctx.scale * grad, None
-
-
-def kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, *, teleport: float = 0.1,
-                     lower: float = 0.2, ppr: str = "exact") -> Tensor:
-    """KMM weights ``[n]`` (float64) for ``nodes`` ``[n]``, labelled, that make their PPR rows
-    look like those of ``iid_idx`` ``[m]``, an unlabelled sample; each class's weights sum to
-    its count (``srgnn.shift.kmm_weights``). ``ppr``: ``"exact"`` rows or ``"push"``
-    approximations (PPR-S). ``ShiftRobust`` weighs its training loss with them; weighting
-    held-out labelled nodes the same way estimates quantities on the IID nodes instead
-    (``srgnn.calibration.fit_temperature``'s ``weights``)."""
-    data = graph.data if isinstance(graph, Graph) else graph
-    check_choice(ppr, KMM_PPR, "ppr")
-    nodes = check_index(nodes, data.num_nodes, "nodes").cpu()
-    iid_idx = check_index(iid_idx, data.num_nodes, "iid_idx").cpu()
-    n = nodes.numel()
-    both = torch.cat([nodes, iid_idx])
-    sq = (graph_ppr_sq_distances(graph, nodes, both, teleport) if ppr == "exact"
-          else push_sq_distances(data, nodes, both, teleport))
-    return kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y.view(-1)[nodes].cpu(), lower=lower)
 
 
 class ShiftRobust(nn.Module):
@@ -127,7 +96,9 @@ class ShiftRobust(nn.Module):
             stop the collapse on raw counts, and with ``max_pull=1`` it scored below the cap
             alone on validation nodes (docs/graphs.md).
 
-    Call ``setup(graph, train_idx, seed)`` before ``loss``; ``srgnn.Trainer`` does this.
+    ``srgnn.Trainer`` prepares each training set (``srgnn.preparation.prepare``: the IID sample
+    and the instance weights) and holds the result; this module holds only the options, the
+    model and a penalty's own parameters.
     """
 
     def __init__(self, model: NodeClassifier, regularizer: str | Penalty | None = "cmd", lam: float = 1.0,
@@ -165,7 +136,8 @@ class ShiftRobust(nn.Module):
         if label_shift and regularizer not in ("cmd", "mmd"):
             raise ValueError(f"label_shift=True weights the rows of 'cmd' or 'mmd'; got regularizer={regularizer!r}.")
         self.max_pull, self.deconflict, self.label_shift = max_pull, deconflict, label_shift
-        self.discriminator: nn.Module | None = None
+        # DANN's penalty, a module with parameters of its own (lazy: sized by the hidden layer)
+        self.discriminator = DomainDiscriminator() if regularizer == "dann" else None
 
     @property
     def in_channels(self) -> int:
@@ -179,58 +151,9 @@ class ShiftRobust(nn.Module):
 
     def reset_parameters(self) -> None:
         self.model.reset_parameters()
-        if self.discriminator is not None:
-            for layer in self.discriminator:
-                if hasattr(layer, "reset_parameters"):
-                    layer.reset_parameters()
-
-    def setup(self, graph: Graph | Data, train_idx: Tensor, seed: int = 0, iid_idx: Tensor | None = None,
-              hidden_channels: int | None = None) -> "ShiftRobust":
-        """Draw the IID sample and compute instance weights for one training set. A ``Graph``
-        (``Graph.from_data``) keeps the KMM weights and the PPR factorization behind them for
-        the next model set up on it; a ``Data`` computes them afresh."""
-        data = graph.data if isinstance(graph, Graph) else graph
-        if data is None:
-            raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
-        train_idx = check_index(train_idx, data.num_nodes, "train_idx").cpu()
-        needs_iid = self.regularizer is not None or self.instance_weights is not None
-        if iid_idx is not None:
-            iid_idx = check_index(iid_idx, data.num_nodes, "iid_idx").cpu()
-            overlap = torch.isin(iid_idx, train_idx)
-            if overlap.any():
-                raise ValueError(f"{int(overlap.sum())} IID node(s) are also training nodes "
-                                 f"(e.g. node {int(iid_idx[overlap][0])}); the IID sample must be unlabelled nodes.")
-        elif needs_iid:
-            if self.iid == "label-balanced":  # the paper's protocol: reads unlabelled nodes' labels
-                iid_idx = iid_sample(data, self.iid_size or train_idx.numel(), seed, candidates=default_pool(data),
-                                     balanced=True, exclude=train_idx)
-            else:
-                size = self.iid_size or max(train_idx.numel(), 500)
-                size = min(size, data.num_nodes - train_idx.numel())
-                iid_idx = iid_sample(data, size, seed, exclude=train_idx)
-        self.iid_idx_ = iid_idx
-        self.weights_ = torch.ones(train_idx.numel())
-        if self.instance_weights == "kmm":
-            # Label-free up to the training labels, so every model trained on one set with one
-            # IID sample (SR-APPNP, SR-SGC, SR-DGI in a study) shares one PPR solve and QP.
-            if self.kmm_ppr == "exact" and data.num_nodes > MAX_EXACT_PPR_NODES:
-                raise ValueError(f"KMM on exact PPR rows of a {data.num_nodes:,}-node graph (above "
-                                 f"{MAX_EXACT_PPR_NODES:,}) needs a sparse LU too large to build; pass "
-                                 "kmm_ppr='push' for push-approximated rows (PPR-S), or instance_weights=None.")
-            key = ("kmm", tuple(train_idx.tolist()), tuple(iid_idx.tolist()), tuple(data.y[train_idx].tolist()),
-                   self.kmm_teleport, self.kmm_lower, self.kmm_ppr)
-
-            def weights() -> Tensor:
-                return kmm_node_weights(graph, train_idx, iid_idx, teleport=self.kmm_teleport, lower=self.kmm_lower,
-                                        ppr=self.kmm_ppr)
-
-            self.weights_ = (graph.cached(key, weights) if isinstance(graph, Graph) else weights()).float()
-        if self.regularizer == "dann" and self.discriminator is None:
-            if hidden_channels is None:
-                raise ValueError("DANN needs hidden_channels to size its discriminator.")
-            self.discriminator = nn.Sequential(nn.Linear(hidden_channels, hidden_channels), nn.ReLU(),
-                                               nn.Linear(hidden_channels, 1))
-        return self
+        for penalty in (self.discriminator, self.regularizer):
+            if isinstance(penalty, nn.Module):
+                reset(penalty)  # PyG's: its reset_parameters, or each child's
 
     def penalty(self, hidden_train: Tensor, hidden_iid: Tensor, train_weights: Tensor | None = None) -> Tensor:
         """The shift term d(h_train, h_iid) (before multiplying by ``lam``); ``train_weights``
@@ -247,9 +170,13 @@ class ShiftRobust(nn.Module):
             return cmd(hidden_train, hidden_iid, self.moments, weights=train_weights)
         if self.regularizer == "mmd":
             return mmd(hidden_train, hidden_iid, weights=train_weights)
-        both = _GradientReversal.apply(torch.cat([hidden_train, hidden_iid]), 1.0)
-        domain = torch.cat([torch.ones(hidden_train.size(0)), torch.zeros(hidden_iid.size(0))]).to(both.device)
-        return F.binary_cross_entropy_with_logits(self.discriminator(both).view(-1), domain)
+        return self.discriminator(hidden_train, hidden_iid)
+
+    def penalty_parameters(self) -> list[nn.Parameter]:
+        """The penalty's own parameters (DANN's discriminator's, a module penalty's), which train
+        with the model's."""
+        return [p for penalty in (self.discriminator, self.regularizer) if isinstance(penalty, nn.Module)
+                for p in penalty.parameters()]
 
     @property
     def has_penalty(self) -> bool:
@@ -269,33 +196,33 @@ class ShiftRobust(nn.Module):
             weights = label_shift_weights(y_train, logits_iid)
         return self.lam * self.penalty(hidden_train, hidden_iid, weights)
 
-    def loss(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor,
-             iid_idx: Tensor | None = None) -> Tensor:
-        """Weighted cross-entropy over ``train_idx`` plus ``lam`` times the shift penalty
-        between ``train_idx`` and ``iid_idx`` (default: the IID sample drawn by ``setup``;
-        pass it relabelled when ``x`` is a subgraph)."""
-        return sum(self.loss_terms(x, edge_index, y, train_idx, iid_idx).values())
+    def loss(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor, iid_idx: Tensor | None = None,
+             weights: Tensor | None = None) -> Tensor:
+        """Cross-entropy over ``train_idx`` ``[n]`` weighted by ``weights`` ``[n]`` (default ones)
+        plus ``lam`` times the shift penalty between ``train_idx`` and ``iid_idx`` ``[m]`` (both
+        relabelled when ``x`` is a subgraph; ``srgnn.preparation.prepare`` draws them)."""
+        return sum(self.loss_terms(x, edge_index, y, train_idx, iid_idx, weights).values())
 
     def loss_terms(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor,
-                   iid_idx: Tensor | None = None) -> dict[str, Tensor]:
+                   iid_idx: Tensor | None = None, weights: Tensor | None = None) -> dict[str, Tensor]:
         """``loss``'s terms by name (``objective_terms``), whose sum is the loss."""
-        return self.objective_terms(*self.forward_with_hidden(x, edge_index), y, train_idx, iid_idx)
+        return self.objective_terms(*self.forward_with_hidden(x, edge_index), y, train_idx, iid_idx, weights)
 
     def objective(self, logits: Tensor, hidden: Tensor, y: Tensor, train_idx: Tensor,
                   iid_idx: Tensor | None = None, weights: Tensor | None = None) -> Tensor:
-        """``loss`` from the model's outputs, ``logits`` ``[N, C]`` and ``hidden`` ``[N, H]``;
-        ``weights`` ``[len(train_idx)]``, the instance weights of a batch of the training set
-        (default: ``weights_``, those of the whole training set)."""
+        """``loss`` from the model's outputs, ``logits`` ``[N, C]`` and ``hidden`` ``[N, H]``."""
         return sum(self.objective_terms(logits, hidden, y, train_idx, iid_idx, weights).values())
 
     def objective_terms(self, logits: Tensor, hidden: Tensor, y: Tensor, train_idx: Tensor,
                         iid_idx: Tensor | None = None, weights: Tensor | None = None) -> dict[str, Tensor]:
         """``objective``'s terms: ``"cross-entropy"``, and ``"lam * penalty"`` where there is one;
         a trainer reads them to say which term went non-finite."""
-        weights = (self.weights_ if weights is None else weights).to(logits.device)
-        terms = {"cross-entropy": (weights * F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")).mean()}
+        per_node = F.cross_entropy(logits[train_idx], y[train_idx], reduction="none")
+        terms = {"cross-entropy": (per_node if weights is None else weights.to(logits.device) * per_node).mean()}
         if self.has_penalty:
-            iid_idx = self.iid_idx_ if iid_idx is None else iid_idx
+            if iid_idx is None:
+                raise ValueError("This loss has a shift penalty, which compares the training nodes with an IID "
+                                 "sample: pass iid_idx (srgnn.preparation.prepare draws one).")
             iid_idx = iid_idx.to(hidden.device)
             weighted = self.shift_term(hidden[train_idx], hidden[iid_idx], y[train_idx],
                                        logits[iid_idx] if self.label_shift else None)

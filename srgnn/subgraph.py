@@ -93,12 +93,12 @@ def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tens
     return x, rows if rows is not None else edge_index, data.y.view(-1).to(device), targets
 
 
-def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, device: torch.device
-                         ) -> tuple[Tensor, Graph | TargetRows | None, Tensor, list[Tensor | None]]:
-    """``loss_subgraph`` for what ``ShiftRobust.loss`` reads after ``setup``: the logits of the
-    training nodes and the hidden layer alone of the IID sample. Returns
+def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, iid_idx: Tensor | None,
+                         device: torch.device) -> tuple[Tensor, Graph | TargetRows | None, Tensor, list[Tensor | None]]:
+    """``loss_subgraph`` for what ``ShiftRobust.loss`` reads: the logits of the training nodes
+    and the hidden layer alone of the IID sample ``iid_idx`` (``None``: none). Returns
     ``x, edge_index, y, [train, iid]`` relabelled (``None`` for no IID sample)."""
-    if robust.iid_idx_ is None:
+    if iid_idx is None:
         x, edge_index, y, (train,) = loss_subgraph(robust.model, graph, [train_idx], device)
         return x, edge_index, y, [train, None]
-    return loss_subgraph(robust.model, graph, [train_idx, robust.iid_idx_], device, [False, True])
+    return loss_subgraph(robust.model, graph, [train_idx, iid_idx], device, [False, True])

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import Tensor
+from torch.nn.parameter import is_lazy
 from torch_geometric.data import Data
 
 from ._validation import (check_choice, check_graph, check_index, check_int, check_number, check_same_device,
@@ -19,6 +20,7 @@ from .loop import OPTIMIZERS, make_optimizer, run_epochs
 from .minibatch import MiniBatches, check_fan_outs
 from .models.base import NodeClassifier
 from .models.pyg import as_node_classifier
+from .preparation import prepare
 from .robust import ShiftRobust
 from .swa import SWAConfig
 from .subgraph import evaluation_graph, fitted_graph, loss_subgraph, robust_loss_subgraph
@@ -50,6 +52,21 @@ def as_shift_robust(model, owner: str) -> ShiftRobust:
     if isinstance(model, ShiftRobust):
         return model
     return ShiftRobust(as_node_classifier(model, owner), None, instance_weights=None)
+
+
+def materialize(robust: ShiftRobust, graph: Graph) -> None:
+    """Give lazy parameters (a PyG model's ``in_channels=-1``, a penalty's ``nn.LazyLinear``) their
+    shapes, with one forward pass of the model and one call of the penalty, before an optimizer
+    is built on them. The random streams are left as they were, so that a fit depends on its
+    seed alone, not on whether its model was fitted before (``reset_parameters`` then draws
+    every initial weight)."""
+    if not any(is_lazy(p) for p in robust.parameters()):
+        return
+    device = graph.x.device
+    with torch.random.fork_rng([device] if device.type == "cuda" else []), torch.no_grad():
+        hidden = robust.forward_with_hidden(graph.x, graph)[1]
+        if robust.regularizer is not None:
+            robust.penalty(hidden[:1], hidden[:1])
 
 
 def check_swa(swa) -> SWAConfig | None:
@@ -212,7 +229,8 @@ class Trainer:
     ``selected_``: which weights ``model_`` holds, ``"last"``, ``"best"`` (early stopping) or
     ``"swa"``; ``graph_``, the ``Graph`` it trained on, which ``evaluate`` reuses for the
     ``Data`` it was built from; ``swag_``, the ``srgnn.swa.SWAG`` posterior collected with
-    ``SWAConfig(swag_rank=...)``, else ``None``.
+    ``SWAConfig(swag_rank=...)``, else ``None``; ``setup_``, the training set's
+    ``srgnn.preparation.ShiftSetup`` (its IID sample and instance weights).
     """
 
     def __init__(self, model: NodeClassifier | ShiftRobust, *, epochs: int = 200, lr: float | None = None,
@@ -251,19 +269,16 @@ class Trainer:
                              "val_idx; pass val_idx=..., or build the Trainer with patience=None.")
         torch.manual_seed(self.seed)
         robust = self.model
-        hidden_size = None
-        if robust.regularizer == "dann":
-            with torch.no_grad():
-                hidden = robust.to(self.device).forward_with_hidden(graph.x, graph)[1]
-                hidden_size = hidden.size(1)
-        robust.setup(graph, train_idx, self.seed, iid_idx, hidden_size)
-        robust.to(self.device)
+        materialize(robust.to(self.device), graph)
+        self.setup_ = setup = prepare(robust, graph, train_idx, self.seed, iid_idx)
         if not self.warm_start:
             robust.reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
         val_idx = check_validation_set(val_idx, train_idx, data) if early_stopping else None
         if self.batch_size is None:
-            x, edge_index, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train_idx, self.device)
+            x, edge_index, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train_idx, setup.iid_idx,
+                                                                              self.device)
+            weights = setup.weights.to(self.device)
             steps_per_epoch = 1
             # Validation reads its own receptive field, cut once: in the training one, the
             # validation nodes' neighbourhoods would enter every step (ogbn-arxiv's 29,799
@@ -273,9 +288,9 @@ class Trainer:
 
             def step_loss() -> dict[str, Tensor]:
                 robust.train()
-                return robust.loss_terms(x, edge_index, y, train_local, iid_local)
+                return robust.loss_terms(x, edge_index, y, train_local, iid_local, weights)
         else:
-            batches = MiniBatches(robust, graph, train_idx, self.batch_size, self.num_neighbors, self.seed,
+            batches = MiniBatches(robust, setup, graph, train_idx, self.batch_size, self.num_neighbors, self.seed,
                                   self.device)
             step_loss, steps_per_epoch = batches.step_loss, batches.steps_per_epoch
             x, edge_index, y = graph.x, graph, data.y.view(-1).to(self.device)

@@ -59,7 +59,7 @@ def test_bad_weights_are_refused(weights):
 
 def test_kmm_node_weights_bring_labelled_nodes_ppr_rows_towards_an_iid_sample(cora, cora_published):
     from srgnn.ppr import graph_ppr
-    from srgnn.robust import kmm_node_weights
+    from srgnn.preparation import kmm_node_weights
     from srgnn.sampling import iid_sample
     from srgnn.shift import mmd
 

@@ -117,13 +117,14 @@ def test_the_iid_batch_is_sampled_only_as_deep_as_the_hidden_layer(cora, cora_pu
     fan-out of its first layer, one hop, and holds far fewer nodes than the labelled batch."""
     from srgnn.graph import Graph
     from srgnn.minibatch import MiniBatches
+    from srgnn.preparation import prepare
 
     train = cora_published[0]
     robust = ShiftRobust(GraphSAGE(cora.num_features, cora.num_classes), "cmd")
     graph = Graph.from_data(cora)
-    robust.setup(graph, train, 0, None, None)
-    batches = MiniBatches(robust, graph, train, 140, [7, 3], seed=0, device=torch.device("cpu"))
-    iid = robust.iid_idx_[:140]
+    setup = prepare(robust, graph, train, 0)
+    batches = MiniBatches(robust, setup, graph, train, 140, [7, 3], seed=0, device=torch.device("cpu"))
+    iid = setup.iid_idx[:140]
     deep, shallow = batches.loader(iid), batches.iid_loader(iid)
     assert len(shallow.num_sampled_nodes) == 2 and len(deep.num_sampled_nodes) == 3
     first_hop = shallow.edge_index[:, : shallow.num_sampled_edges[0]]

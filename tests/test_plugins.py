@@ -38,6 +38,30 @@ def linear_mmd(h_train, h_iid):
     return (h_train.mean(0) - h_iid.mean(0)).pow(2).sum()
 
 
+class _Reversal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class LogisticDiscriminator(nn.Module):
+    """A DANN-like penalty with parameters of its own: a logistic domain classifier on the
+    gradient-reversed hidden rows, sized by the hidden layer on its first call (``LazyLinear``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = nn.LazyLinear(1)
+
+    def forward(self, h_train, h_iid):
+        both = _Reversal.apply(torch.cat([h_train, h_iid]))
+        domain = torch.cat([h_train.new_ones(h_train.size(0)), h_train.new_zeros(h_iid.size(0))])
+        return F.binary_cross_entropy_with_logits(self.score(both).view(-1), domain)
+
+
 @pytest.fixture(scope="module")
 def cora_graph(cora):
     return Graph.from_data(cora)
@@ -54,7 +78,7 @@ def test_your_model_and_penalty_train_through_the_trainer(cora_graph, cora_publi
     robust = Trainer(robust_model, epochs=60, seed=0).fit(cora_graph, train)
     assert plain.evaluate(cora_graph, torch.arange(1708, 2708))["micro_f1"] > 0.5
     assert robust.history_ != plain.history_  # the penalty entered the loss
-    iid = robust_model.iid_idx_
+    iid = robust.setup_.iid_idx
 
     def shift(trainer):
         with torch.no_grad():
@@ -85,11 +109,40 @@ def test_your_penalty_on_batched_replicas_with_a_lam_each_equals_each_trainer(co
             torch.testing.assert_close(model(cora_graph.x, cora_graph), alone.logits(cora_graph), rtol=1e-4, atol=1e-5)
 
 
+def test_a_penalty_with_parameters_of_its_own_trains_with_the_model(cora_graph, cora_published):
+    train, test = cora_published[0], torch.arange(1708, 2708)
+    penalty = LogisticDiscriminator()
+    robust = ShiftRobust(GCN(1433, 7), penalty, lam=0.1)
+    first = Trainer(robust, epochs=40, seed=0).fit(cora_graph, train)
+    logits, trained = first.logits(cora_graph), penalty.score.weight.detach().clone()
+    assert trained.shape == (1, 32)  # sized by GCN's hidden layer
+    assert first.evaluate(cora_graph, test)["micro_f1"] > 0.5
+    plain = Trainer(GCN(1433, 7), epochs=40, seed=0).fit(cora_graph, train)
+    assert not torch.equal(logits, plain.logits(cora_graph))  # the penalty changed the model
+    # a second fit resets it: from the same seed, the same discriminator and the same model
+    Trainer(robust, epochs=1, seed=0).fit(cora_graph, train)
+    assert not torch.allclose(penalty.score.weight, trained)  # one epoch leaves it elsewhere: it trains
+    again = Trainer(robust, epochs=40, seed=0).fit(cora_graph, train)
+    assert torch.equal(penalty.score.weight, trained) and torch.equal(again.logits(cora_graph), logits)
+    # ReplicaTrainer trains such a model replica by replica, each as its Trainer
+    replicas = ReplicaTrainer(lambda: ShiftRobust(GCN(1433, 7), LogisticDiscriminator(), lam=0.1), epochs=40)
+    replicas.fit(cora_graph, [train], [0])
+    assert not replicas.batched_ and torch.equal(replicas.logits(cora_graph)[0], logits)
+
+
 def test_the_study_cli_trains_your_model_and_penalty(tmp_path):
     flags = ["--dataset", "cora", "--repeats", "2", "--iid-repeats", "0", "--epochs", "10", "--workers", "2",
              "--threads", "1", "--regularizer", "tests.test_plugins:linear_mmd"]
     methods = "tests.test_plugins:gin,sr-tests.test_plugins:gin,sr-gcn"
     run_main("benchmarks.pubmed_bias", *flags, "--methods", methods, "--out", str(tmp_path / "one"))
+    # a penalty with parameters: each model builds and trains its own discriminator
+    run_main("benchmarks.pubmed_bias", *flags[:-1], "tests.test_plugins:LogisticDiscriminator", "--methods", "sr-gcn",
+             "--out", str(tmp_path / "discriminator"))
+    discriminated = [json.loads(line) for line in (tmp_path / "discriminator" / "results.jsonl").read_text().splitlines()]
+    assert {r["index"] for r in discriminated} == {0, 1}
+    with_mmd = {(r["method"], r["index"]): r["micro_f1"] for r in map(json.loads, (tmp_path / "one" / "results.jsonl")
+                                                                        .read_text().splitlines())}
+    assert all(r["micro_f1"] != with_mmd["sr-gcn", r["index"]] for r in discriminated)  # another penalty trained
     run_main("benchmarks.pubmed_bias", *flags, "--methods", methods, "--batch", "2", "--out", str(tmp_path / "batched"))
     scores = {}
     for name in ("one", "batched"):
@@ -107,7 +160,7 @@ def test_the_study_cli_trains_your_model_and_penalty(tmp_path):
     ("--methods", "tests.no_such_module:gin", "names nothing importable"),
     ("--methods", "tests.test_plugins:no_such_factory", "names nothing importable"),
     ("--regularizer", "tests.test_plugins:GIN.nothing", "names nothing importable"),
-    ("--regularizer", "kmm", "choose cmd, mmd or package.module:function"),
+    ("--regularizer", "kmm", "choose cmd, mmd or package.module:name"),
 ])
 def test_the_study_cli_refuses_a_plugin_it_cannot_load(tmp_path, flag, value, message):
     result = run_main("benchmarks.pubmed_bias", "--dataset", "cora", flag, value, "--out", str(tmp_path / "o"),

@@ -5,6 +5,7 @@ import torch
 
 from srgnn import ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
+from srgnn.preparation import prepare
 from srgnn.robust import steer
 from srgnn.shift import cmd
 from srgnn.graph import Graph, model_input
@@ -187,7 +188,7 @@ def test_cmd_regularization_lowers_train_iid_cmd(cora, cora_published):
     plain = Trainer(GCN(cora.num_features, 7), seed=0).fit(cora, train)
     robust_model = ShiftRobust(GCN(cora.num_features, 7), "cmd", lam=5.0)
     robust = Trainer(robust_model, seed=0).fit(cora, train)
-    iid = robust_model.iid_idx_
+    iid = robust.setup_.iid_idx
 
     def hidden_cmd(trainer):
         with torch.no_grad():
@@ -199,9 +200,10 @@ def test_cmd_regularization_lowers_train_iid_cmd(cora, cora_published):
 
 def test_kmm_weights_on_real_ppr_rows_hold_constraints(cora, cora_published):
     train = cora_published[0]
-    robust = ShiftRobust(APPNP(cora.num_features, 7), "cmd").setup(cora, train, seed=0)
+    robust = ShiftRobust(APPNP(cora.num_features, 7), "cmd")
+    setup = prepare(robust, cora, train, seed=0)
     assert robust.instance_weights == "kmm"
-    beta, y = robust.weights_, cora.y[train]
+    beta, y = setup.weights, cora.y[train]
     assert float(beta.min()) >= 0.2 - 1e-6
     for c in range(7):
         assert float(beta[y == c].sum()) == pytest.approx(20.0, abs=1e-3)
@@ -209,7 +211,7 @@ def test_kmm_weights_on_real_ppr_rows_hold_constraints(cora, cora_published):
     from srgnn.ppr import graph_ppr
     from srgnn.shift import mmd
 
-    rows = graph_ppr(cora, torch.cat([train, robust.iid_idx_]), robust.kmm_teleport).T
+    rows = graph_ppr(cora, torch.cat([train, setup.iid_idx]), robust.kmm_teleport).T
     source, target = rows[: train.numel()], rows[train.numel():]
     assert mmd(source, target, weights=beta.double()) < mmd(source, target)  # uniform weights are feasible
     # The same QP on the rows themselves: the weights agree to the solver's tolerance.
@@ -275,7 +277,8 @@ def test_tensors_on_different_devices(cora, cora_published):
 def test_dann_baseline_trains(cora, cora_published):
     model = ShiftRobust(GCN(1433, 7), "dann", lam=0.1)
     scores = Trainer(model, epochs=50).fit(cora, cora_published[0]).evaluate(cora, _test_nodes(cora, cora_published[0]))
-    assert model.discriminator is not None and scores["micro_f1"] > 0.5
+    # the discriminator took the hidden layer's width and trained with the model
+    assert model.discriminator.layers[0].weight.shape == (32, 32) and scores["micro_f1"] > 0.5
 
 
 @pytest.mark.cuda
@@ -360,21 +363,21 @@ def test_cuda_request_without_cuda_is_clear():
 
 
 def test_kmm_weights_are_solved_once_per_set_and_shared_by_models(cora, cora_published, monkeypatch):
-    import srgnn.robust
+    import srgnn.preparation
 
     calls = []
-    solve = srgnn.robust.graph_ppr_sq_distances
-    monkeypatch.setattr(srgnn.robust, "graph_ppr_sq_distances", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    solve = srgnn.preparation.graph_ppr_sq_distances
+    monkeypatch.setattr(srgnn.preparation, "graph_ppr_sq_distances", lambda *a, **k: calls.append(1) or solve(*a, **k))
     train, graph = cora_published[4], Graph.from_data(cora)
-    first = ShiftRobust(APPNP(cora.num_features, 7)).setup(graph, train, seed=11)
-    second = ShiftRobust(SGC(cora.num_features, 7)).setup(graph, train, seed=11)
-    other_iid = ShiftRobust(SGC(cora.num_features, 7)).setup(graph, train, seed=12)
-    assert len(calls) == 2 and torch.equal(first.weights_, second.weights_)
-    assert not torch.equal(first.weights_, other_iid.weights_)
+    first = prepare(ShiftRobust(APPNP(cora.num_features, 7)), graph, train, seed=11)
+    second = prepare(ShiftRobust(SGC(cora.num_features, 7)), graph, train, seed=11)
+    other_iid = prepare(ShiftRobust(SGC(cora.num_features, 7)), graph, train, seed=12)
+    assert len(calls) == 2 and torch.equal(first.weights, second.weights)
+    assert not torch.equal(first.weights, other_iid.weights)
     # Kept on that graph alone: another graph, or a Data, solves again.
-    again = ShiftRobust(APPNP(cora.num_features, 7)).setup(Graph.from_data(cora), train, seed=11)
-    ShiftRobust(APPNP(cora.num_features, 7)).setup(cora, train, seed=11)
-    assert len(calls) == 4 and torch.equal(again.weights_, first.weights_)
+    again = prepare(ShiftRobust(APPNP(cora.num_features, 7)), Graph.from_data(cora), train, seed=11)
+    prepare(ShiftRobust(APPNP(cora.num_features, 7)), cora, train, seed=11)
+    assert len(calls) == 4 and torch.equal(again.weights, first.weights)
 
 
 def test_early_stopping_reads_validation_nodes_on_the_receptive_field(cora, cora_published):
@@ -461,10 +464,10 @@ def test_dgi_pretraining_is_seeded_on_its_own(cora):
 
 def test_the_papers_label_balanced_iid_sample_is_an_explicit_option(cora, cora_published):
     train = cora_published[0]
-    uniform = ShiftRobust(GCN(1433, 7)).setup(cora, train, seed=0)
-    paper = ShiftRobust(GCN(1433, 7), iid="label-balanced").setup(cora, train, seed=0)
-    assert uniform.iid == "uniform" and uniform.iid_idx_.numel() == 500  # the default reads no label
-    iid = paper.iid_idx_
+    uniform = ShiftRobust(GCN(1433, 7))
+    paper = ShiftRobust(GCN(1433, 7), iid="label-balanced")
+    assert uniform.iid == "uniform" and prepare(uniform, cora, train, seed=0).iid_idx.numel() == 500  # reads no label
+    iid = prepare(paper, cora, train, seed=0).iid_idx
     assert torch.bincount(cora.y[iid], minlength=7).tolist() == [20] * 7  # 140 / 7 per class, by the true labels
     assert bool((iid < 1500).all()) and not torch.isin(iid, train).any()  # the paper's pool, no training node
     with pytest.raises(ValueError, match="iid='labels' is not supported"):
@@ -525,9 +528,9 @@ def test_the_cap_acts_on_appnp_whose_hidden_layer_the_labels_read_through_a_twin
     # APPNP's fused ReLU-dropout returns the hidden layer and a dropped twin; the labels reach the
     # parameters beneath both, so the cap weighs the pulls there.
     robust = ShiftRobust(APPNP(1433, 7), lam=100.0, instance_weights=None, max_pull=1.0).train()
-    robust.setup(cora, cora_published[0], seed=0)
+    setup = prepare(robust, cora, cora_published[0], seed=0)
     params = [p for p in robust.model.parameters()]
-    terms = robust.loss_terms(cora.x, cora.edge_index, cora.y, cora_published[0])
+    terms = robust.loss_terms(cora.x, cora.edge_index, cora.y, cora_published[0], setup.iid_idx, setup.weights)
     ce_pull = torch.cat([g.flatten() for g in torch.autograd.grad(terms["cross-entropy"], params[:2],
                                                                     retain_graph=True)]).norm()
     penalty_pull = torch.cat([g.flatten() for g in torch.autograd.grad(terms["lam * penalty"], params[:2])]).norm()
