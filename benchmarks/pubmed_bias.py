@@ -353,5 +353,10 @@ def train_chunks(args, chunks: list, sets: dict, options: dict, log: RunLog, rem
                                f"over {done.size} sets")
 
 
+def cli() -> None:
+    """The ``srgnn-study`` command: ``main``, whose summary is for callers, not an exit status."""
+    main()
+
+
 if __name__ == "__main__":
     main()

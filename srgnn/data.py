@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 import os
 import pickle
 import shutil
@@ -28,7 +29,7 @@ from torch_geometric.utils import to_undirected
 
 from ._validation import check_graph
 
-REGISTRY_PATH = Path(__file__).resolve().parents[1] / "datasets" / "registry.json"
+REGISTRY = resources.files("srgnn") / "registry.json"  # datasets/registry.json, shipped as package data
 OGB_DATASETS = ("ogbn-arxiv",)
 
 
@@ -104,8 +105,7 @@ def _drop_unsafe_processed(folder: Path) -> None:
 def _registry() -> dict:
     """Every registered graph by name, each entry with its ``collection``: ``"planetoid"`` or
     ``"graphs"`` (the real graphs beyond the citation benchmarks, read by PyG's own classes)."""
-    with open(REGISTRY_PATH) as f:
-        collections = json.load(f)
+    collections = json.loads(REGISTRY.read_text())
     return {name: {**entry, "collection": collection} for collection in ("planetoid", "graphs")
             for name, entry in collections[collection]["datasets"].items()}
 

@@ -161,3 +161,21 @@ def test_a_real_graph_file_that_fails_its_checksum_is_refused(tmp_path, monkeypa
     monkeypatch.setenv("SRGNN_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ChecksumError, match="out1_graph_edges.txt"):
         load_dataset("actor", root=tmp_path)
+
+
+def test_an_installed_wheel_carries_the_registry_and_the_study_commands(tmp_path):
+    """The registry is package data (``srgnn/registry.json``, the link to datasets/registry.json),
+    and the studies install with their commands, so both work outside the repository."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(root)], check=True, capture_output=True)
+    with zipfile.ZipFile(next(tmp_path.glob("srgnn-*.whl"))) as wheel:
+        assert wheel.read("srgnn/registry.json") == (root / "datasets" / "registry.json").read_bytes()
+        assert "benchmarks/pubmed_bias.py" in wheel.namelist()
+        entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
+        assert "srgnn-study = benchmarks.pubmed_bias:cli" in wheel.read(entry_points).decode()
