@@ -353,7 +353,7 @@ def train_chunks(args, chunks: list, sets: dict, options: dict, log: RunLog, rem
                                f"over {done.size} sets")
 
 
-def cli() -> None:
+def command() -> None:
     """The ``srgnn-study`` command: ``main``, whose summary is for callers, not an exit status."""
     main()
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch_geometric.data import Data
 
 from benchmarks.engine import per_process
 from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
@@ -130,7 +131,7 @@ def run_scores(logits: torch.Tensor, data, train: torch.Tensor) -> dict:
             "val_micro_f1": None if val is None else classification_scores(logits, data, val)["micro_f1"]}
 
 
-def load_source(source: tuple[str, str]) -> "Data":
+def load_source(source: tuple[str, str]) -> Data:
     """A study's graph from ``("dataset", name)``, a registered graph, or ``("graph", path)``, a
     ``torch.save``'d PyG ``Data`` loaded safely (``srgnn.data.load_graph``), named by its path
     and given ``num_classes`` from its labels where it has none."""

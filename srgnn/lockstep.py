@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_int, check_seed
+from ._validation import check_seed
 from .graph import Graph
 from .loop import make_optimizer, run_epochs
 from .models import APPNP, NodeClassifier

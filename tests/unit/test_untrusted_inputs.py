@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from conftest import copy_data as _copy, run_main
+from tests.helpers import copy_data as _copy, run_main
 from srgnn import ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.data import UnsafeFileError, load_graph
 from srgnn.disagreement import estimate_error

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.io.planetoid import read_file
 
-from conftest import PLANETOID, SEEDS_DIR
+from tests.helpers import PLANETOID, SEEDS_DIR
 from srgnn.sampling import LocalizedSampler, load_published_splits
 
 K = 20

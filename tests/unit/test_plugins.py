@@ -1,7 +1,5 @@
 """Your own model and your own shift penalty, written here on PyG layers srgnn does not use,
-train through every route: ``Trainer``, ``ReplicaTrainer`` and the study CLI."""
-import json
-
+train through ``Trainer`` and ``ReplicaTrainer`` (the study CLI: tests/studies/test_plugins_cli.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +8,6 @@ from torch_geometric.nn import GINConv
 
 from srgnn import Graph, ReplicaTrainer, ShiftRobust, Trainer
 from srgnn.models import GCN, NodeClassifier
-from tests.conftest import run_main
 
 
 class GIN(NodeClassifier):
@@ -29,7 +26,7 @@ class GIN(NodeClassifier):
 
 
 def gin(data) -> GIN:
-    """The study CLI's factory: ``--methods tests.test_plugins:gin``."""
+    """The study CLI's factory: ``--methods tests.unit.test_plugins:gin``."""
     return GIN(data.num_features, data.num_classes)
 
 
@@ -128,41 +125,3 @@ def test_a_penalty_with_parameters_of_its_own_trains_with_the_model(cora_graph, 
     replicas = ReplicaTrainer(lambda: ShiftRobust(GCN(1433, 7), LogisticDiscriminator(), lam=0.1), epochs=40)
     replicas.fit(cora_graph, [train], [0])
     assert not replicas.batched_ and torch.equal(replicas.logits(cora_graph)[0], logits)
-
-
-def test_the_study_cli_trains_your_model_and_penalty(tmp_path):
-    flags = ["--dataset", "cora", "--repeats", "2", "--iid-repeats", "0", "--epochs", "10", "--workers", "2",
-             "--threads", "1", "--regularizer", "tests.test_plugins:linear_mmd"]
-    methods = "tests.test_plugins:gin,sr-tests.test_plugins:gin,sr-gcn"
-    run_main("benchmarks.pubmed_bias", *flags, "--methods", methods, "--out", str(tmp_path / "one"))
-    # a penalty with parameters: each model builds and trains its own discriminator
-    run_main("benchmarks.pubmed_bias", *flags[:-1], "tests.test_plugins:LogisticDiscriminator", "--methods", "sr-gcn",
-             "--out", str(tmp_path / "discriminator"))
-    discriminated = [json.loads(line) for line in (tmp_path / "discriminator" / "results.jsonl").read_text().splitlines()]
-    assert {r["index"] for r in discriminated} == {0, 1}
-    with_mmd = {(r["method"], r["index"]): r["micro_f1"] for r in map(json.loads, (tmp_path / "one" / "results.jsonl")
-                                                                        .read_text().splitlines())}
-    assert all(r["micro_f1"] != with_mmd["sr-gcn", r["index"]] for r in discriminated)  # another penalty trained
-    run_main("benchmarks.pubmed_bias", *flags, "--methods", methods, "--batch", "2", "--out", str(tmp_path / "batched"))
-    scores = {}
-    for name in ("one", "batched"):
-        records = [json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()]
-        scores[name] = {(r["method"], r["index"]): r["micro_f1"] for r in records}
-    assert set(scores["one"]) == {(m, i) for m in methods.split(",") for i in (0, 1)}
-    for key, micro in scores["one"].items():  # batched SR-GCN with the plug-in penalty equals its runs alone
-        assert scores["batched"][key] == pytest.approx(micro, abs=1e-3), key
-    result = json.loads((tmp_path / "one" / "results.json").read_text())
-    assert result["config"]["regularizer"] == "tests.test_plugins:linear_mmd"
-    assert result["methods"]["sr-tests.test_plugins:gin"]["n_runs"] == 2
-
-
-@pytest.mark.parametrize("flag, value, message", [
-    ("--methods", "tests.no_such_module:gin", "names nothing importable"),
-    ("--methods", "tests.test_plugins:no_such_factory", "names nothing importable"),
-    ("--regularizer", "tests.test_plugins:GIN.nothing", "names nothing importable"),
-    ("--regularizer", "kmm", "choose cmd, mmd or package.module:name"),
-])
-def test_the_study_cli_refuses_a_plugin_it_cannot_load(tmp_path, flag, value, message):
-    result = run_main("benchmarks.pubmed_bias", "--dataset", "cora", flag, value, "--out", str(tmp_path / "o"),
-                        check=False)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr

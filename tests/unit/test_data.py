@@ -7,7 +7,7 @@ import torch
 
 from srgnn.data import ChecksumError, DataNotFoundError, load_dataset
 from srgnn.synthetic import synthetic_graph
-from tests.conftest import DATA_ROOT, PLANETOID
+from tests.helpers import DATA_ROOT, PLANETOID
 
 
 @pytest.mark.parametrize("name,nodes,edges,classes,features", [
@@ -171,11 +171,11 @@ def test_an_installed_wheel_carries_the_registry_and_the_study_commands(tmp_path
     import zipfile
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
                     str(tmp_path), str(root)], check=True, capture_output=True)
     with zipfile.ZipFile(next(tmp_path.glob("srgnn-*.whl"))) as wheel:
         assert wheel.read("srgnn/registry.json") == (root / "datasets" / "registry.json").read_bytes()
         assert "benchmarks/pubmed_bias.py" in wheel.namelist()
         entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
-        assert "srgnn-study = benchmarks.pubmed_bias:cli" in wheel.read(entry_points).decode()
+        assert "srgnn-study = benchmarks.pubmed_bias:command" in wheel.read(entry_points).decode()

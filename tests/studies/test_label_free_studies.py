@@ -7,7 +7,7 @@ import torch
 
 from benchmarks.disagreement_bias import ESTIMATES
 from benchmarks.study import split_held_out
-from conftest import SEEDS_DIR, run_main
+from tests.helpers import SEEDS_DIR, run_main
 
 
 def test_held_out_nodes_are_a_stratified_share_of_the_labelled_set():
@@ -141,7 +141,7 @@ def test_a_sigterm_to_the_study_ends_its_workers(tmp_path):
 
     script = tmp_path / "study.py"
     script.write_text(_SLEEPING_STUDY)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     study = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("worker*.pid"))) < 2 and time.monotonic() < deadline:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, run_main
+from tests.helpers import REPO, run_main
 
 QUICK = ["--dataset", "cora", "--repeats", "4", "--methods", "gcn,sr-gcn,sgc", "--epochs", "15"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SEEDS_DIR, run_main
+from tests.helpers import SEEDS_DIR, run_main
 from srgnn.diagnostics import bias_report
 from srgnn.models import GCN
 from srgnn.sampling import default_pool, iid_sample

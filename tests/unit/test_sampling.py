@@ -13,7 +13,7 @@ from srgnn.propagation import normalized_adjacency
 from srgnn.sampling import (LocalizedSampler, degree_biased_sample, iid_sample, load_published_splits,
                              within_class_hops)
 from srgnn.shift import cmd
-from tests.conftest import SEEDS_DIR
+from tests.helpers import SEEDS_DIR
 
 
 def _system(data, teleport):

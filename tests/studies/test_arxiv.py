@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks.ogb_layout import ARXIV, ARXIV_SPLIT, write_arxiv_layout
-from conftest import run_main
+from tests.helpers import run_main
 from srgnn.data import load_dataset
 from srgnn.sampling import PushSampler
 
