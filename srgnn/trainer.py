@@ -5,6 +5,7 @@ import copy
 import math
 import os
 import warnings
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -258,8 +259,16 @@ class Trainer:
         self.swa, self.optimizer, self.warm_start = check_swa(swa), optimizer, bool(warm_start)
 
     def fit(self, data: Data | Graph, train_idx: Tensor, val_idx: Tensor | None = None,
-            iid_idx: Tensor | None = None) -> "Trainer":
-        """Train on ``train_idx``; returns ``self``."""
+            iid_idx: Tensor | None = None, loader: Iterable[Data] | None = None) -> "Trainer":
+        """Train on ``train_idx``; returns ``self``. ``loader``: your own PyG ``NeighborLoader``
+        over the training nodes (or a list of its batches) to train on mini-batches as it gives
+        them, instead of ``batch_size`` / ``num_neighbors`` (``srgnn.minibatch.MiniBatches``)."""
+        if loader is not None and self.batch_size is not None:
+            raise ValueError("Pass a loader to fit(), or batch_size (and num_neighbors) to the Trainer, not both: "
+                             "each says how to batch the labelled nodes.")
+        if loader is not None and self.model.label_shift:
+            raise ValueError("label_shift=True reads the IID nodes' logits, which mini-batch training does not "
+                             "compute; train full-batch or pass label_shift=False.")
         graph = fitted_graph(data, self.device)
         train_idx = check_training_set(graph, train_idx)
         data = graph.data
@@ -275,7 +284,7 @@ class Trainer:
             robust.reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
         val_idx = check_validation_set(val_idx, train_idx, data) if early_stopping else None
-        if self.batch_size is None:
+        if self.batch_size is None and loader is None:
             x, edge_index, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train_idx, setup.iid_idx,
                                                                               self.device)
             weights = setup.weights.to(self.device)
@@ -290,8 +299,8 @@ class Trainer:
                 robust.train()
                 return robust.loss_terms(x, edge_index, y, train_local, iid_local, weights)
         else:
-            batches = MiniBatches(robust, setup, graph, train_idx, self.batch_size, self.num_neighbors, self.seed,
-                                  self.device)
+            batches = MiniBatches(robust, setup, graph, train_idx, self.seed, self.device, batch_size=self.batch_size,
+                                  num_neighbors=self.num_neighbors, loader=loader)
             step_loss, steps_per_epoch = batches.step_loss, batches.steps_per_epoch
             x, edge_index, y = graph.x, graph, data.y.view(-1).to(self.device)
             val_x, val_edge_index, val_y, val_local = x, edge_index, y, val_idx
@@ -325,7 +334,7 @@ class Trainer:
             if best_state is None or self._accuracy(averaged, val_x, val_edge_index, val_y, val_local) >= best:
                 self.model_, self.selected_ = averaged, "swa"
         self.model_.eval()
-        if self.batch_size is None and robust.regularizer is not None:
+        if self.batch_size is None and loader is None and robust.regularizer is not None:
             with torch.no_grad():
                 fit_logits = self.model_(x, graph_input(self.model_, edge_index))[train_local]
             warn_if_collapsed(fit_logits, y[train_local], robust)

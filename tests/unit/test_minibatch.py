@@ -123,7 +123,7 @@ def test_the_iid_batch_is_sampled_only_as_deep_as_the_hidden_layer(cora, cora_pu
     robust = ShiftRobust(GraphSAGE(cora.num_features, cora.num_classes), "cmd")
     graph = Graph.from_data(cora)
     setup = prepare(robust, graph, train, 0)
-    batches = MiniBatches(robust, setup, graph, train, 140, [7, 3], seed=0, device=torch.device("cpu"))
+    batches = MiniBatches(robust, setup, graph, train, 0, torch.device("cpu"), batch_size=140, num_neighbors=[7, 3])
     iid = setup.iid_idx[:140]
     deep, shallow = batches.loader(iid), batches.iid_loader(iid)
     assert len(shallow.num_sampled_nodes) == 2 and len(deep.num_sampled_nodes) == 3
@@ -156,3 +156,50 @@ def test_a_sampled_batch_computes_each_layer_at_the_nodes_it_reads(cora, model):
     assert full_logits.size(0) == full_hidden.size(0) == batch.num_nodes > within_one_hop
     assert torch.allclose(logits, full_logits[: seeds.numel()], atol=1e-5)
     assert torch.allclose(hidden, full_hidden[:within_one_hop], atol=1e-5)
+
+
+def _pyg_loader(data, train, num_neighbors, batch_size, seed=0):
+    """PyG's NeighborLoader over the training nodes, as a user builds it (with srgnn's torch
+    sampler where neither pyg-lib nor torch-sparse is installed)."""
+    from torch_geometric.loader import NeighborLoader
+
+    from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler
+
+    sampler = None if HAS_COMPILED_SAMPLER else TorchNeighborSampler(data, num_neighbors,
+                                                                    torch.Generator().manual_seed(seed))
+    return NeighborLoader(data, num_neighbors, input_nodes=train, batch_size=batch_size, shuffle=True,
+                          neighbor_sampler=sampler)
+
+
+@pytest.mark.parametrize("build", [lambda d: GCN(d.num_features, 7, dropout=0.0),
+                                   lambda d: ShiftRobust(GCN(d.num_features, 7, dropout=0.0), "cmd")])
+def test_your_loader_with_whole_neighbourhoods_trains_the_full_batch_model(cora, cora_published, build):
+    # One batch of every training node with every neighbour and no dropout: the same loss, so
+    # the same model as full-batch training, up to the order of float sums.
+    train = cora_published[0]
+    full = Trainer(build(cora), epochs=30, seed=0).fit(cora, train)
+    loader = _pyg_loader(cora, train, [-1, -1], batch_size=train.numel())
+    batched = Trainer(build(cora), epochs=30, seed=0).fit(cora, train, loader=loader)
+    torch.testing.assert_close(batched.logits(cora), full.logits(cora), rtol=1e-3, atol=1e-4)
+
+
+def test_pyg_graphsage_trains_on_your_neighbor_loader_shift_robust(cora, cora_published):
+    from torch_geometric.nn.models import GraphSAGE as PyGGraphSAGE
+
+    train, test = cora_published[0], torch.arange(1708, 2708)
+    loader = _pyg_loader(cora, train, [10, 10], batch_size=32)
+    model = ShiftRobust(PyGGraphSAGE(cora.num_features, 32, 2, out_channels=7), "cmd")
+    trainer = Trainer(model, epochs=30, seed=0).fit(cora, train, loader=loader)
+    assert trainer.evaluate(cora, test)["micro_f1"] > 0.55
+    assert len(trainer.history_) == 30
+
+
+def test_a_loader_is_checked_where_it_is_given(cora, cora_published):
+    train = cora_published[0]
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(GCN(cora.num_features, 7), batch_size=16).fit(cora, train, loader=[])
+    with pytest.raises(TypeError, match="iterate again"):
+        Trainer(GCN(cora.num_features, 7), epochs=1).fit(cora, train, loader=(b for b in []))
+    outside = _pyg_loader(cora, torch.arange(2000, 2100), [5, 5], batch_size=50)
+    with pytest.raises(ValueError, match="is not a training node; build the loader with input_nodes=train_idx"):
+        Trainer(GCN(cora.num_features, 7), epochs=1).fit(cora, train, loader=outside)
