@@ -10,10 +10,11 @@ import torch
 from torch_geometric.data import Data
 
 from benchmarks.engine import per_process
-from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
+from srgnn import ShiftRobust, Trainer
+from srgnn.batched import LockstepTrainer, ReplicaTrainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.models.pyg import as_node_classifier
-from srgnn.replicas import supports
+from srgnn.batched import supports
 from srgnn.graph import Graph
 from srgnn.sampling import iid_sample
 from srgnn.data import load_dataset, load_graph

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from srgnn import ReplicaTrainer, ShiftRobust, Trainer
+from srgnn import ShiftRobust, Trainer
+from srgnn.batched import ReplicaTrainer
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler, degree_biased_sample, load_published_splits
 from tests.helpers import SEEDS_DIR, copy_data as _copy

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GINConv
 
-from srgnn import Graph, ReplicaTrainer, ShiftRobust, Trainer
+from srgnn import Graph, ShiftRobust, Trainer
+from srgnn.batched import ReplicaTrainer
 from srgnn.models import GCN, NodeClassifier
 
 

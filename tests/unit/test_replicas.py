@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from srgnn import LockstepTrainer, ReplicaTrainer, ShiftRobust, Trainer
+from srgnn import ShiftRobust, Trainer
+from srgnn.batched import LockstepTrainer, ReplicaTrainer
 from srgnn.models import APPNP, GCN, MLP, GraphSAGE
 from srgnn.sampling import iid_sample
 
@@ -82,7 +83,7 @@ def test_lockstep_models_are_the_trainers_runs_with_their_shared_seed(request, m
         torch.cat([torch.nonzero(data.y == c).view(-1)[:20] for c in range(data.num_classes)])
     sets = [biased, iid_sample(data, biased.numel(), seed=3, exclude=biased), biased]
     inner_runs = []  # Trainer runs started inside LockstepTrainer.fit
-    monkeypatch.setattr("srgnn.replicas.Trainer",
+    monkeypatch.setattr("srgnn.batched.replicas.Trainer",
                         lambda *args, **kwargs: inner_runs.append(1) or Trainer(*args, **kwargs))
     lockstep = LockstepTrainer(_appnp_variants(data), epochs=10, seed=7).fit(data, sets).logits(data)
     # APPNP reaches nearly all of Cora: one lockstep job. On CiteSeer (largest component: 64%
@@ -116,9 +117,32 @@ def test_early_stopping_and_swa_work_on_every_route_as_the_trainer(cora, cora_pu
     lockstep = LockstepTrainer([APPNP(cora.num_features, 7), ShiftRobust(APPNP(cora.num_features, 7))], seed=5,
                                **options).fit(cora, sets, val_sets=val)
     for trainer in (replicas, lockstep):
-        assert not trainer.batched_ and "patience and swa" in trainer.unbatched_reason_
+        assert not trainer.batched_ and "patience, swa" in trainer.unbatched_reason_
     for r in range(2):
         alone = Trainer(GCN(cora.num_features, 7), seed=seeds[r], **options).fit(cora, sets[r], val_idx=val[r])
         assert torch.equal(replicas.logits(cora)[r], alone.logits(cora))
     alone = Trainer(ShiftRobust(APPNP(cora.num_features, 7)), seed=5, **options).fit(cora, sets[1], val_idx=val[1])
     assert torch.equal(lockstep.logits(cora)[1], alone.logits(cora))
+
+
+def test_every_trainer_option_works_on_the_batched_routes_or_is_refused(cora, cora_published):
+    sets, seeds = cora_published[:2], [3, 4]
+    build = lambda: GCN(cora.num_features, 7)  # noqa: E731
+    options = {"epochs": 5, "optimizer": "sgd", "batch_size": 64, "num_neighbors": [5, 5]}
+    batched = ReplicaTrainer(build, **options).fit(cora, sets, seeds)
+    assert not batched.batched_ and "batch_size" in batched.unbatched_reason_
+    for train, seed, predicted in zip(sets, seeds, batched.predict(cora)):
+        alone = Trainer(build(), seed=seed, **options).fit(cora, train)
+        assert torch.equal(predicted, alone.predict(cora))
+    # SGD on the batched route: each replica as its Trainer with SGD
+    sgd = ReplicaTrainer(build, epochs=5, optimizer="sgd").fit(cora, sets, seeds)
+    assert sgd.batched_
+    for train, seed, logits in zip(sets, seeds, sgd.logits(cora)):
+        alone = Trainer(build(), epochs=5, seed=seed, optimizer="sgd").fit(cora, train).logits(cora)
+        torch.testing.assert_close(logits, alone, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="warm_start=True continues a fitted model"):
+        ReplicaTrainer(build, warm_start=True)
+    with pytest.raises(ValueError, match="optimizer"):
+        LockstepTrainer([APPNP(cora.num_features, 7)], optimizer="lbfgs")
+    with pytest.raises(ValueError, match="pass batch_size too"):
+        ReplicaTrainer(build, num_neighbors=[5, 5])

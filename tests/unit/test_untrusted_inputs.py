@@ -13,7 +13,8 @@ from torch import nn
 from torch_geometric.data import Data
 
 from tests.helpers import copy_data as _copy, run_main
-from srgnn import ReplicaTrainer, ShiftRobust, Trainer
+from srgnn import ShiftRobust, Trainer
+from srgnn.batched import ReplicaTrainer
 from srgnn.data import UnsafeFileError, load_graph
 from srgnn.disagreement import estimate_error
 from srgnn.graph import StaleGraphError

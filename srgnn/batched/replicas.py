@@ -35,15 +35,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .graph import Graph, model_input
-from .models import NodeClassifier
-from .ops import ReplicaOps
-from ._validation import check_int, check_seed
-from .preparation import ShiftSetup, prepare
-from .robust import ShiftRobust, steer
-from .loop import make_optimizer, run_epochs
-from .subgraph import evaluation_graph, fitted_graph, target_hops
-from .trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set, materialize,
+from ..graph import Graph, model_input
+from ..models import NodeClassifier
+from ..ops import ReplicaOps
+from .._validation import check_choice, check_int, check_seed
+from ..preparation import ShiftSetup, prepare
+from ..robust import ShiftRobust, steer
+from ..loop import OPTIMIZERS, make_optimizer, run_epochs
+from ..subgraph import evaluation_graph, fitted_graph, target_hops
+from ..trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set, materialize,
                       classification_scores, optimizer_settings, resolve_device)
 
 
@@ -72,23 +72,41 @@ class ManyModels:
     they cannot train as one job (``batched_``, ``unbatched_reason_``)."""
 
     def __init__(self, *, epochs: int, lr: float | None, weight_decay: float | None, patience: int | None,
-                 swa, device: str | torch.device | None):
+                 swa, device: str | torch.device | None, validate_every: int, optimizer: str,
+                 batch_size: int | None, num_neighbors: list[int] | None, warm_start: bool):
         self.epochs = check_int(epochs, "epochs")
         self.patience = None if patience is None else check_int(patience, "patience")
         self.lr, self.weight_decay, self.swa = lr, weight_decay, check_swa(swa)
         self.device = resolve_device(device)
+        self.validate_every = check_int(validate_every, "validate_every")
+        check_choice(optimizer, OPTIMIZERS, "optimizer")
+        if batch_size is None and num_neighbors is not None:
+            raise ValueError("num_neighbors sets the fan-outs of mini-batch training; pass batch_size too, or "
+                             "drop num_neighbors to train full-batch.")
+        self.optimizer, self.num_neighbors = optimizer, num_neighbors  # the fan-outs are checked per model
+        self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
+        if warm_start:
+            raise ValueError("warm_start=True continues a fitted model; ReplicaTrainer and LockstepTrainer train "
+                             "every model afresh from its seed. Continue one with srgnn.Trainer(model, warm_start=True).")
+
+    def trainer_options(self) -> dict:
+        """The ``srgnn.Trainer`` options each model trains with, batched or not (all but the seed)."""
+        return {"epochs": self.epochs, "lr": self.lr, "weight_decay": self.weight_decay, "patience": self.patience,
+                "swa": self.swa, "device": self.device, "validate_every": self.validate_every,
+                "optimizer": self.optimizer, "batch_size": self.batch_size, "num_neighbors": self.num_neighbors}
 
     def per_model_options(self) -> str | None:
-        """Why the options rule out one job: early stopping and SWA act on each model at its own epochs."""
-        if self.patience is None and self.swa is None:
+        """Why the options rule out one job: early stopping and SWA act on each model at its own
+        epochs, and mini-batches are drawn for each model's training set."""
+        if self.patience is None and self.swa is None and self.batch_size is None:
             return None
-        return "patience and swa act on each model at its own epochs, so each trained as its Trainer"
+        return ("patience, swa and batch_size act on each model at its own epochs and batches, so each trained as "
+                "its Trainer")
 
     def fit_one_by_one(self, graph: Graph, models: Sequence[NodeClassifier | ShiftRobust], train_sets: Sequence[Tensor],
                        seeds: Sequence[int], val_sets: Sequence[Tensor | None], reason: str) -> "ManyModels":
         """Model r trained as ``Trainer(models[r], seed=seeds[r], <these options>)`` on ``train_sets[r]``."""
-        trainers = [Trainer(model, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                            patience=self.patience, seed=seed, device=self.device, swa=self.swa).fit(graph, train, val)
+        trainers = [Trainer(model, seed=seed, **self.trainer_options()).fit(graph, train, val)
                     for model, train, seed, val in zip(models, train_sets, seeds, val_sets)]
         shortest = min(len(t.history_) for t in trainers)  # early stopping ends runs at their own epochs
         self.history_ = torch.tensor([t.history_[:shortest] for t in trainers]).mean(0).tolist()
@@ -104,22 +122,27 @@ class ManyModels:
         with torch.no_grad():
             return [model(*graph.inputs_for(model)).cpu() for model in self.models_]
 
+    def predict(self, data: Data | Graph) -> list[Tensor]:
+        """Each model's predicted class of every node, ``[N]`` each."""
+        return [logits.argmax(1) for logits in self.logits(data)]
+
     def evaluate(self, data: Data | Graph, idx: Sequence[Tensor]) -> list[dict[str, float]]:
         """Micro-F1, macro-F1 and cross-entropy of model r on ``idx[r]``."""
         return [classification_scores(logits, data, nodes) for logits, nodes in zip(self.logits(data), idx)]
 
 
 class ReplicaTrainer(ManyModels):
-    """Train one method on R training sets at once; fit / evaluate like ``srgnn.Trainer``.
+    """Train one method on R training sets at once; fit / predict / evaluate like ``srgnn.Trainer``.
 
     Args:
         build: returns a fresh, untrained model (a ``NodeClassifier`` or a ``ShiftRobust``
             around one, each with its own ``lam``); called once per replica under that replica's seed.
-        epochs, lr, weight_decay, patience, swa, device: as ``srgnn.Trainer``.
+        epochs, lr, weight_decay, patience, swa, device, validate_every, optimizer, batch_size,
+            num_neighbors: as ``srgnn.Trainer``. warm_start: refused (every replica trains afresh).
 
-    A model ``supports`` does not cover (another class, BatchNorm, DANN), or early stopping or
-    SWA, trains replica by replica, each as ``Trainer(build(), seed=seeds[r])`` with these
-    options, with the same results as batched.
+    A model ``supports`` does not cover (another class, BatchNorm, a penalty with parameters),
+    or early stopping, SWA or mini-batches, trains replica by replica, each as
+    ``Trainer(build(), seed=seeds[r])`` with these options, with the same results as batched.
 
     Attributes (after ``fit``): ``models_``, the R trained models, in eval mode; ``batched_``,
     whether they trained as one job, and ``unbatched_reason_``, why not (``None`` if they did).
@@ -127,8 +150,11 @@ class ReplicaTrainer(ManyModels):
 
     def __init__(self, build: Callable[[], NodeClassifier | ShiftRobust], *, epochs: int = 200,
                  lr: float | None = None, weight_decay: float | None = None, patience: int | None = None,
-                 swa=None, device: str | torch.device | None = None):
-        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device)
+                 swa=None, device: str | torch.device | None = None, validate_every: int = 1, optimizer: str = "adam",
+                 batch_size: int | None = None, num_neighbors: list[int] | None = None, warm_start: bool = False):
+        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device,
+                         validate_every=validate_every, optimizer=optimizer, batch_size=batch_size,
+                         num_neighbors=num_neighbors, warm_start=warm_start)
         if isinstance(build, torch.nn.Module) or not callable(build):
             raise TypeError(f"ReplicaTrainer takes a factory that returns a fresh model for each training set, e.g. "
                             f"lambda: GCN(in_channels, out_channels); got {type(build).__name__} {build!r:.80}.")
@@ -207,7 +233,7 @@ class ReplicaTrainer(ManyModels):
         weights = torch.cat([setup.weights / setup.weights.numel() for setup in setups]).to(self.device)
 
         params, _ = torch.func.stack_module_state([r.model for r in replicas])
-        optimizer = make_optimizer(params.values(), lr, weight_decay, self.device)
+        optimizer = make_optimizer(params.values(), lr, weight_decay, self.device, self.optimizer)
         # The model's own forward, with the replicas' stacked parameters and the ops of their blocks.
         stacked = _WithHidden(model.train())
         named = {f"model.{name}": value for name, value in params.items()}

@@ -13,17 +13,17 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_seed
-from .graph import Graph
-from .loop import make_optimizer, run_epochs
-from .models import APPNP, NodeClassifier
-from .ops import LockstepOps, Ops
-from .propagation import TargetRows
-from .preparation import prepare
+from .._validation import check_seed
+from ..graph import Graph
+from ..loop import make_optimizer, run_epochs
+from ..models import APPNP, NodeClassifier
+from ..ops import LockstepOps, Ops
+from ..propagation import TargetRows
+from ..preparation import prepare
+from ..robust import ShiftRobust
+from ..subgraph import fitted_graph, robust_loss_subgraph
+from ..trainer import as_shift_robust, check_training_set, optimizer_settings
 from .replicas import ManyModels
-from .robust import ShiftRobust
-from .subgraph import fitted_graph, robust_loss_subgraph
-from .trainer import as_shift_robust, check_training_set, optimizer_settings
 
 
 def _with_ops(operator: Graph | TargetRows, ops: Ops) -> Graph | TargetRows:
@@ -55,8 +55,9 @@ class LockstepTrainer(ManyModels):
     Args:
         models: R untrained ``APPNP`` (one hidden layer, the same architecture and settings),
             each plain or in a ``ShiftRobust`` (not DANN).
-        epochs, lr, weight_decay, patience, swa, seed, device: as ``srgnn.Trainer``; with
-            ``patience`` or ``swa`` each model trains as its ``Trainer``.
+        epochs, lr, weight_decay, patience, swa, seed, device, validate_every, optimizer,
+            batch_size, num_neighbors: as ``srgnn.Trainer``; with ``patience``, ``swa`` or
+            ``batch_size`` each model trains as its ``Trainer``. warm_start: refused.
 
     Attributes (after ``fit``): ``models_``, the R trained models, in eval mode; ``batched_`` and
     ``unbatched_reason_`` as ``ReplicaTrainer``'s.
@@ -64,8 +65,11 @@ class LockstepTrainer(ManyModels):
 
     def __init__(self, models: Sequence[NodeClassifier | ShiftRobust], *, epochs: int = 200, lr: float | None = None,
                  weight_decay: float | None = None, patience: int | None = None, swa=None, seed: int = 0,
-                 device: str | torch.device | None = None):
-        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device)
+                 device: str | torch.device | None = None, validate_every: int = 1, optimizer: str = "adam",
+                 batch_size: int | None = None, num_neighbors: list[int] | None = None, warm_start: bool = False):
+        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, patience=patience, swa=swa, device=device,
+                         validate_every=validate_every, optimizer=optimizer, batch_size=batch_size,
+                         num_neighbors=num_neighbors, warm_start=warm_start)
         seed = check_seed(seed)
         self.models = [as_shift_robust(m, "LockstepTrainer") for m in models]
         if not self.models:
@@ -112,7 +116,7 @@ class LockstepTrainer(ManyModels):
         # Every model's global stream now stands where its Trainer run draws its first mask.
         lr, weight_decay = optimizer_settings(models[0], self.lr, self.weight_decay)
         params = [p for robust in self.models for p in robust.parameters()]
-        optimizer = make_optimizer(params, lr, weight_decay, self.device)
+        optimizer = make_optimizer(params, lr, weight_decay, self.device, self.optimizer)
         # Each model's own forward, with the ops that share the step's masks, dropped input and
         # first-layer product among them (each model's block is a contiguous [N, H], so its
         # hidden layer fits in cache as alone).
