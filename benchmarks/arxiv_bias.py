@@ -42,7 +42,7 @@ from srgnn.data import DataNotFoundError, load_dataset
 from srgnn.graph import Graph
 from srgnn.models import GCN
 from srgnn.sampling import PushSampler
-from srgnn.trainer import resolve_device
+from srgnn.training.trainer import resolve_device
 
 METHODS = ("gcn", "sr-gcn")
 PROTOCOL = {"hidden_channels": 256, "dropout": 0.5, "epochs": 100, "lr": 0.01, "weight_decay": 5e-4,

@@ -1,5 +1,5 @@
 """Which label-free estimate of test error holds when the labels are a biased sample? For each
-localized set and each IID set of the same size, score every `srgnn.disagreement.estimate_error`
+localized set and each IID set of the same size, score every `srgnn.estimation.disagreement.estimate_error`
 method against the true test error, with its bootstrap interval's coverage. Writes the
 dataset's section of docs/disagreement.md (between <!-- <dataset> --> markers).
 
@@ -41,7 +41,7 @@ from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled
 from srgnn.cli import OneLineParser
 from srgnn import Trainer
 from srgnn.data import load_dataset
-from srgnn.disagreement import estimate_error
+from srgnn.estimation.disagreement import estimate_error
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample
 
 #: estimator name -> (estimate_error method, models it reads, what its true error is of, labelled nodes it reads:

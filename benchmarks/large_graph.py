@@ -30,7 +30,7 @@ from benchmarks.synthetic_bias import GRAPH
 from srgnn.cli import OneLineParser
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
-from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler
+from srgnn.training.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler
 from srgnn.models import GCN, GraphSAGE
 from srgnn.sampling import PushSampler
 from srgnn.synthetic import shifted_block_model
@@ -110,7 +110,7 @@ def main(argv=None) -> str:
              f"--threads {args.threads}" + (f" --iid-size {args.iid_size}" if args.iid_size else "")
              + (f" --community-spread {args.community_spread:g}" if args.community_spread != SCALE_SPREAD else "")
              + f"` (torch threads: {args.threads}; sampler: "
-             f"{'PyG compiled' if HAS_COMPILED_SAMPLER else 'srgnn.loader.TorchNeighborSampler'})", ""]
+             f"{'PyG compiled' if HAS_COMPILED_SAMPLER else 'srgnn.training.loader.TorchNeighborSampler'})", ""]
 
     with Phase() as build:
         data = shifted_block_model(args.nodes, seed=0, **{**GRAPH, "community_spread": args.community_spread})

@@ -17,7 +17,7 @@ from torch_geometric.utils import spmm as pyg_spmm
 from srgnn.cli import OneLineParser
 from srgnn.data import load_dataset
 from srgnn.synthetic import synthetic_graph
-from srgnn.propagation import normalized_adjacency, spmm
+from srgnn.kernels.propagation import normalized_adjacency, spmm
 
 
 class _Propagate(MessagePassing):

@@ -54,9 +54,9 @@ from srgnn.cli import OneLineParser, output_dir
 from srgnn.data import (OGB_DATASETS, CacheNotWritableError, ChecksumError, DataNotFoundError, dataset_names,
                         ensure_writable_dir)
 from srgnn.graph import Graph
-from srgnn.robust import IID_SAMPLES
+from srgnn.robustness.robust import IID_SAMPLES
 from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
-from srgnn.trainer import resolve_device
+from srgnn.training.trainer import resolve_device
 
 DEFAULT_METHODS = ",".join(METHODS)
 RESULT_KEYS = ("dataset", "splits", "teleport", "regularizer", "iid", "lam", "lam_linear", "epochs", "seed", "repeats",

@@ -19,7 +19,7 @@ from srgnn.cli import OneLineParser
 from srgnn.data import load_dataset
 from srgnn.sampling import LocalizedSampler, PushSampler, iid_sample, push_ppr, within_class_hops
 from srgnn.sampling.push import exact_walk_ppr
-from srgnn.shift import cmd
+from srgnn.robustness.shift import cmd
 
 
 def overlap_table(data, seeds: torch.Tensor, tolerances: list[float], ks: tuple[int, ...]) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks import pubmed_bias
 from benchmarks.study import write_section
 from srgnn.cli import OneLineParser
-from srgnn.robust import IID_SAMPLES
+from srgnn.robustness.robust import IID_SAMPLES
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "srgnn_localized_seeds"
 

@@ -18,7 +18,7 @@ from srgnn.cli import OneLineParser
 from srgnn.data import ChecksumError, load_dataset
 from srgnn.sampling import (LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits,
                             within_class_hops)
-from srgnn.shift import cmd
+from srgnn.robustness.shift import cmd
 
 
 def main(argv=None) -> None:

@@ -9,7 +9,7 @@ import torch
 from benchmarks.engine import run_jobs
 from benchmarks.study import (LOCKSTEP, base_of, batchable, pretrain_dgi, run_lockstep, run_many, run_one, test_nodes,
                               worker_graph)
-from srgnn.shift import cmd
+from srgnn.robustness.shift import cmd
 
 
 #: Methods batched by default on the CPU. PubMed, 20 sets, one thread, batched against one

@@ -29,10 +29,10 @@ from benchmarks.study import validation_nodes
 from srgnn import Graph, ShiftRobust, Trainer
 from srgnn.cli import OneLineParser, output_dir
 from srgnn.data import load_dataset
-from srgnn.loop import NonFiniteLossError
+from srgnn.training.loop import NonFiniteLossError
 from srgnn.models import APPNP, GCN
 from srgnn.sampling import LocalizedSampler
-from srgnn.shift import cmd
+from srgnn.robustness.shift import cmd
 
 #: Variant -> (model, ShiftRobust keyword arguments or None for the base model). SR-GCN is CMD at
 #: lam 1 and SR-APPNP KMM + CMD at lam 0.1, uncapped, the settings the diagnosis was made on;

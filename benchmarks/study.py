@@ -18,7 +18,7 @@ from srgnn.batched import supports
 from srgnn.graph import Graph
 from srgnn.sampling import iid_sample
 from srgnn.data import load_dataset, load_graph
-from srgnn.trainer import classification_scores
+from srgnn.training.trainer import classification_scores
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]

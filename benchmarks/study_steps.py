@@ -22,7 +22,7 @@ from benchmarks.study import run_one
 from srgnn import Graph
 from srgnn.cli import OneLineParser
 from srgnn.data import load_dataset
-from srgnn.preparation import kmm_node_weights
+from srgnn.robustness.preparation import kmm_node_weights
 from srgnn.sampling import LocalizedSampler, default_pool, iid_sample
 
 

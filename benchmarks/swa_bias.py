@@ -15,12 +15,12 @@ The recipes, each GCN at 200 epochs from the same seed per set:
 - ``sr-gcn``: shift-robust GCN at its defaults, no averaging; ``sr-gcn + swa`` and
   ``sr-gcn + swa cyclical``: it with the ``swa`` and ``swa cyclical`` settings. (These two were
   added after a first round of the other eight, in which the rule below chose ``sr-gcn``.)
-- ``+ temperature``: a temperature fitted (``srgnn.calibration.fit_temperature``) on 20% of
+- ``+ temperature``: a temperature fitted (``srgnn.estimation.calibration.fit_temperature``) on 20% of
   the labelled nodes held out of a second run of the same recipe on the other 80%, then
   applied to the run on every labelled node: the held-out nodes are drawn like the training
   set, the only labelled nodes a user with a biased set has.
 - ``+ weighted temperature``: the same fit with each held-out node's NLL weighted by KMM
-  (``srgnn.preparation.kmm_node_weights``: its PPR row matched to 500 uniform unlabelled nodes'),
+  (``srgnn.robustness.preparation.kmm_node_weights``: its PPR row matched to 500 uniform unlabelled nodes'),
   so that the held-out nodes stand in for the unlabelled ones. (``sr-gcn + temperature`` and
   the weighted recipes were added in a third round, declared before it ran: after the second,
   SR-GCN was found underconfident on validation nodes, where dividing its logits by 0.8
@@ -40,7 +40,7 @@ The recipes, each GCN at 200 epochs from the same seed per set:
   half of each set from them, so a temperature fitted there is fitted farther from the
   training set than the test nodes lie.)
 - ``+ distance temperature``: as ``+ validation temperature``, one temperature per hop
-  distance from the training set (1, 2, 3, 4 or more; ``srgnn.calibration.fit_group_temperatures``,
+  distance from the training set (1, 2, 3, 4 or more; ``srgnn.estimation.calibration.fit_group_temperatures``,
   a distance with under 20 of the fitting nodes taking their pooled temperature), cross-fitted
   the same way. (A fifth round, declared before it ran: after the fourth, the one validation
   temperature reached ECE 0.052-0.055 on Cora and 0.061-0.112 on PubMed.)
@@ -71,12 +71,12 @@ from benchmarks.runlog import RunLog, StudyLockedError, run_logged
 from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph, write_section
 from srgnn.cli import OneLineParser
 from srgnn import Trainer
-from srgnn.calibration import fit_group_temperatures, fit_temperature
+from srgnn.estimation.calibration import fit_group_temperatures, fit_temperature
 from srgnn.data import load_dataset
-from srgnn.disagreement import calibrated_ece_floor, expected_calibration_error
-from srgnn.preparation import kmm_node_weights
+from srgnn.estimation.disagreement import calibrated_ece_floor, expected_calibration_error
+from srgnn.robustness.preparation import kmm_node_weights
 from srgnn.sampling import iid_sample, load_published_splits
-from srgnn.swa import SWAConfig, multiswag_predict_proba
+from srgnn.training.swa import SWAConfig, multiswag_predict_proba
 
 SWA_LR = 0.05
 SETTINGS = {"gcn": dict(),

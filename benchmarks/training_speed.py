@@ -18,8 +18,8 @@ from srgnn.data import load_dataset
 from srgnn.models import GCN
 from srgnn.sampling import LocalizedSampler
 from srgnn.graph import Graph
-from srgnn.preparation import prepare
-from srgnn.subgraph import robust_loss_subgraph
+from srgnn.robustness.preparation import prepare
+from srgnn.training.subgraph import robust_loss_subgraph
 
 
 def srgnn_epochs(model, data, train, epochs: int, receptive_field: bool = False) -> float:

@@ -1,5 +1,5 @@
 """Where to label next, measured: on each published localized set, train a model, add the 20
-labels ``srgnn.acquisition.suggest_labels`` picks (weighted by that model's entropy), and
+labels ``srgnn.estimation.acquisition.suggest_labels`` picks (weighted by that model's entropy), and
 retrain; against adding 20 uniformly random unlabelled nodes' labels to the same set, with the
 same seed. Both arms are scored on the same test nodes (the paper's, less both arms' added
 nodes). Writes its section of docs/acquisition.md; runs resume from --runs.
@@ -20,7 +20,7 @@ from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import build, test_nodes, worker_graph, write_section
 from srgnn.cli import OneLineParser
 from srgnn import Trainer
-from srgnn.acquisition import suggest_labels
+from srgnn.estimation.acquisition import suggest_labels
 from srgnn.data import load_dataset
 from srgnn.sampling import default_pool, load_published_splits
 

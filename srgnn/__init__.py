@@ -1,17 +1,17 @@
 """srgnn: shift-robust node classification when the labelled nodes are a biased sample.
 
-Modules, in import order: ``data`` -> ``propagation`` (sparse kernels) -> ``kernels`` (layer
-kernels) / ``attention`` -> ``ops`` -> ``graph`` -> ``ppr`` -> ``sampling`` / ``shift`` ->
-``models`` -> ``robust`` -> ``preparation`` / ``subgraph`` / ``loop`` -> ``trainer``, with ``swa``,
-``calibration`` and ``disagreement`` beside the trainer; ``batched`` (many models as one job) is
-an opt-in speed path above it (docs/architecture.md).
+Packages, from the floor up (docs/architecture.md): ``kernels`` (sparse propagation, layer
+kernels, ops) -> ``graph`` -> ``ppr`` -> ``sampling`` / ``models`` -> ``robustness`` (the distances,
+the shift-robust loss, a training set's preparation) -> ``training`` (``Trainer``, its loop,
+mini-batches, SWA), with ``estimation`` (calibration, error estimates, the bias report, where to
+label) beside it; ``batched`` (many models as one job) is an opt-in speed path above it.
+``data`` loads graphs; ``synthetic`` makes them.
 """
-from . import (attention, calibration, data, disagreement, graph, kernels, loop, models, ops, ppr, propagation, sampling,
-               shift, subgraph, swa)
+from . import data, estimation, graph, kernels, models, ppr, robustness, sampling, training
 from .graph import Graph
-from .robust import ShiftRobust
-from .trainer import Trainer
+from .robustness.robust import ShiftRobust
+from .training.trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Graph", "ShiftRobust", "Trainer", "attention", "calibration", "data", "disagreement", "graph", "kernels",
-           "loop", "models", "ops", "ppr", "propagation", "sampling", "shift", "subgraph", "swa"]
+__all__ = ["Graph", "ShiftRobust", "Trainer", "data", "estimation", "graph", "kernels", "models", "ppr", "robustness",
+           "sampling", "training"]

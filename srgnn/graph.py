@@ -23,9 +23,9 @@ from torch_geometric.data import Data
 from torch_geometric.utils import subgraph
 
 from ._validation import check_graph
-from .attention import AttentionCSR
-from .ops import PLAIN, Ops
-from .propagation import Adjacency, Norm, TargetRows, adjacency_pair, compact_csr, quiet_sparse
+from .kernels.attention import AttentionCSR
+from .kernels.ops import PLAIN, Ops
+from .kernels.propagation import Adjacency, Norm, TargetRows, adjacency_pair, compact_csr, quiet_sparse
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ class Graph:
         depth: for a receptive subgraph, how many layers' outputs are read at each node ``[N]``.
         read: for one layer of a receptive subgraph, the nodes whose output it computes ``[R]``.
         depth_sorted: the nodes are in order of non-increasing ``depth`` (a sampled batch,
-            ``srgnn.loader.batch_graph``: the seeds, then each hop's new nodes), so the nodes a
+            ``srgnn.training.loader.batch_graph``: the seeds, then each hop's new nodes), so the nodes a
             layer reads are a prefix of the rows and ``layer(l, trimmed=True)`` can drop the rest.
         num_rows: for a trimmed layer, the rows of its output, ``read``'s nodes ``0..R-1``.
         data: the ``Data`` this graph reads (labels, masks, ``num_classes``): ``prepared_data``
@@ -80,7 +80,7 @@ class Graph:
         source: the ``Data`` it was built from, the user's (default ``data``); a graph whose
             source's ``x``, ``edge_index`` or ``y`` were modified in place or reassigned refuses
             to be used.
-        ops: the layer operations a model's forward runs on this graph (``srgnn.ops``): ``PLAIN``,
+        ops: the layer operations a model's forward runs on this graph (``srgnn.kernels.ops``): ``PLAIN``,
             or a ``ReplicaOps`` for R replicas' graphs stacked as one.
 
     Attributes: ``cache``, every derived result by key; ``clear()`` empties it.
@@ -164,7 +164,7 @@ class Graph:
         return self.cached("dense_x", lambda: self.x.to_dense() if self.x.is_sparse_csr else self.x), self.edge_index
 
     def adjacency(self, norm: Norm = "sym", dtype: torch.dtype = torch.float32) -> Adjacency:
-        """The normalized adjacency with its transpose (``srgnn.propagation.adjacency_pair``);
+        """The normalized adjacency with its transpose (``srgnn.kernels.propagation.adjacency_pair``);
         on a layer of a receptive subgraph, the rows it reads, with the whole graph's degrees."""
         return self.cached(("adjacency", norm, dtype), lambda: adjacency_pair(
             self.edge_index, self.num_nodes, norm, dtype=dtype, read=self.read, full_degree=self.full_degree,

@@ -21,9 +21,9 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .dissection import Dissection, inverse_sq_column_norms, plan
+from .kernels.dissection import Dissection, inverse_sq_column_norms, plan
 from .graph import Graph
-from .propagation import normalized_adjacency, spmm
+from .kernels.propagation import normalized_adjacency, spmm
 
 T = TypeVar("T")
 
@@ -219,7 +219,7 @@ def ppr_sq_norms(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, factor
     ``[S]``, as float64 ``[S]`` on the CPU, without holding the ``[N, S]`` columns.
 
     With the direct solver (``"sym"`` adjacency, symmetric system), by
-    ``srgnn.dissection.inverse_sq_column_norms`` when the graph has a small separator and
+    ``srgnn.kernels.dissection.inverse_sq_column_norms`` when the graph has a small separator and
     that is estimated cheaper, else column by column: each block of columns is reduced as soon
     as it is solved. With CG, ``chunk`` columns at a time. All three are exact to rounding.
     """

@@ -15,14 +15,14 @@ from torch_geometric.data import Data
 
 from .._validation import check_seed
 from ..graph import Graph
-from ..loop import make_optimizer, run_epochs
+from ..training.loop import make_optimizer, run_epochs
 from ..models import APPNP, NodeClassifier
-from ..ops import LockstepOps, Ops
-from ..propagation import TargetRows
-from ..preparation import prepare
-from ..robust import ShiftRobust
-from ..subgraph import fitted_graph, robust_loss_subgraph
-from ..trainer import as_shift_robust, check_training_set, optimizer_settings
+from ..kernels.ops import LockstepOps, Ops
+from ..kernels.propagation import TargetRows
+from ..robustness.preparation import prepare
+from ..robustness.robust import ShiftRobust
+from ..training.subgraph import fitted_graph, robust_loss_subgraph
+from ..training.trainer import as_shift_robust, check_training_set, optimizer_settings
 from .replicas import ManyModels
 
 
@@ -49,7 +49,7 @@ class LockstepTrainer(ManyModels):
     goes on alone. Model r ends as ``Trainer(models[r], seed=seed).fit(data, train_sets[r])``
     does, to float tolerance (on the CPU the logits were equal bit for bit). Where a model's
     receptive field leaves out so much of the graph that its ``Trainer`` trains on a subgraph
-    (``srgnn.trainer.MAX_RECEPTIVE_SHARE``), the models' masks differ, and they train one
+    (``srgnn.training.trainer.MAX_RECEPTIVE_SHARE``), the models' masks differ, and they train one
     after another, each as its ``Trainer``.
 
     Args:

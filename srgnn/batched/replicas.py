@@ -21,7 +21,7 @@ and size. So replica r's run is ``Trainer(seed=seeds[r])``'s on the same set, to
 tolerance, whatever else shares its batch.
 
 Every replica runs the model's own forward: its parameters are stacked and its layers run
-through the ``srgnn.ops.ReplicaOps`` of the stacked graph. Batched: models that declare
+through the ``srgnn.kernels.ops.ReplicaOps`` of the stacked graph. Batched: models that declare
 ``replica_batchable`` (GCN without BatchNorm, GraphSAGE, MLP), plain or shift-robust (CMD, MMD,
 KMM weights, your own penalty); other models train replica by replica, each as its ``Trainer``.
 """
@@ -37,13 +37,13 @@ from torch_geometric.data import Data
 
 from ..graph import Graph, model_input
 from ..models import NodeClassifier
-from ..ops import ReplicaOps
+from ..kernels.ops import ReplicaOps
 from .._validation import check_choice, check_int, check_seed
-from ..preparation import ShiftSetup, prepare
-from ..robust import ShiftRobust, steer
-from ..loop import OPTIMIZERS, make_optimizer, run_epochs
-from ..subgraph import evaluation_graph, fitted_graph, target_hops
-from ..trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set, materialize,
+from ..robustness.preparation import ShiftSetup, prepare
+from ..robustness.robust import ShiftRobust, steer
+from ..training.loop import OPTIMIZERS, make_optimizer, run_epochs
+from ..training.subgraph import evaluation_graph, fitted_graph, target_hops
+from ..training.trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set, materialize,
                       classification_scores, optimizer_settings, resolve_device)
 
 
@@ -196,7 +196,7 @@ class ReplicaTrainer(ManyModels):
         reason = self.per_model_options()
         if not all(supports(robust) for robust in replicas):
             reason = (f"{type(replicas[0].model).__name__} does not declare replica_batchable (a forward that runs "
-                      "its layers through srgnn.ops and takes a Graph), or its penalty has parameters (DANN); it "
+                      "its layers through srgnn.kernels.ops and takes a Graph), or its penalty has parameters (DANN); it "
                       "trained one replica at a time")
         if reason is not None:  # each replica as its Trainer, which seeds, sets up and initialises it again
             return self.fit_one_by_one(graph, replicas, train_sets, seeds, val_sets, reason)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..graph import Graph, as_graph
-from ..propagation import TargetRows, appnp_propagate, appnp_rows
+from ..kernels.propagation import TargetRows, appnp_propagate, appnp_rows
 from .._validation import check_int, check_number
 from .mlp import MLP
 

@@ -5,8 +5,8 @@ from torch import Tensor, nn
 
 from .._validation import check_int
 from ..graph import Graph
-from ..ops import PLAIN, Ops
-from ..propagation import TargetRows
+from ..kernels.ops import PLAIN, Ops
+from ..kernels.propagation import TargetRows
 
 
 def check_channels(in_channels: int, out_channels: int, hidden_channels: int | None = None) -> None:
@@ -55,7 +55,7 @@ class NodeClassifier(nn.Module):
     #: graph's degrees), so the Trainer may train on the receptive field of the nodes the loss
     #: reads; ``None`` when outputs depend on the whole graph (BatchNorm, precomputed features).
     receptive_field: int | None = None
-    #: Whether the forward runs its dropout, linear maps and biases through ``srgnn.ops``
+    #: Whether the forward runs its dropout, linear maps and biases through ``srgnn.kernels.ops``
     #: (``ops_of(edge_index)``), so that ``ReplicaTrainer`` can run R stacked replicas through it.
     replica_batchable = False
     #: Whether the model is linear in the SR-GNN paper's sense (its propagation has no parameters:

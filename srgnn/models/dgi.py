@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import DeepGraphInfomax
 
 from ..graph import Graph, as_graph
-from ..propagation import Adjacency, spmm
-from ..kernels import SparseInputLinear
+from ..kernels.propagation import Adjacency, spmm
+from ..kernels.layers import SparseInputLinear
 from .._validation import check_int, check_number, check_seed
 from .base import NodeClassifier, check_channels
 

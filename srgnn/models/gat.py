@@ -7,9 +7,9 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 from torch_geometric.utils import softmax
 
-from ..attention import edge_aggregate
+from ..kernels.attention import edge_aggregate
 from ..graph import Graph, as_graph
-from ..kernels import SparseInputLinear, dropout
+from ..kernels.layers import SparseInputLinear, dropout
 from .._validation import check_int, check_probability
 from .base import NodeClassifier, check_channels
 
@@ -24,7 +24,7 @@ class SparseGATConv(GATConv):
         x'_i = \big\Vert_h \sum_{j \in N(i) \cup \{i\}} \alpha^{(h)}_{ij} W^{(h)} x_j + b.
 
     The messages are summed at their destinations by one SpMM with an ``[N, E]`` incidence
-    matrix (``srgnn.attention.edge_aggregate``), forward and backward, on node-major
+    matrix (``srgnn.kernels.attention.edge_aggregate``), forward and backward, on node-major
     ``[N, heads C]`` rows without transposes, and attention dropout draws its mask with
     ``keep_mask``. Supports ``GATConv``'s defaults beyond ``heads``, ``concat`` and
     ``dropout`` (no edge features, no residual). The masks differ from ``GATConv``'s; in eval

@@ -7,8 +7,8 @@ from torch import Tensor, nn
 
 from .._validation import check_choice, check_num_layers, check_probability
 from ..graph import Graph, as_graph, ops_of
-from ..kernels import SparseInputLinear
-from ..propagation import spmm
+from ..kernels.layers import SparseInputLinear
+from ..kernels.propagation import spmm
 from .base import NodeClassifier, check_channels
 
 
@@ -18,7 +18,7 @@ WEIGHT_INITS = ("uniform", "glorot")
 
 class GCN(NodeClassifier):
     r"""Two-layer GCN, :math:`Z = \hat A\,\sigma(\hat A X W_1) W_2`, with
-    :math:`\hat A = D^{-1/2}(A+I)D^{-1/2}` built once per graph (``srgnn.propagation``).
+    :math:`\hat A = D^{-1/2}(A+I)D^{-1/2}` built once per graph (``srgnn.kernels.propagation``).
 
     ``x`` may be a sparse CSR tensor: the first product is then one SpMM and input dropout
     touches only the stored entries. The hidden layer is :math:`\sigma(\hat A X W_1)`.

@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from .._validation import check_num_layers, check_probability
 from ..graph import ops_of
-from ..kernels import SparseInputLinear
+from ..kernels.layers import SparseInputLinear
 from .base import NodeClassifier, check_channels
 
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..graph import Graph, as_graph, ops_of
-from ..kernels import SparseInputLinear
-from ..propagation import spmm
+from ..kernels.layers import SparseInputLinear
+from ..kernels.propagation import spmm
 from .._validation import check_probability
 from .base import NodeClassifier, check_channels
 

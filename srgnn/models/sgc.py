@@ -5,8 +5,8 @@ import torch
 from torch import Tensor
 
 from ..graph import Graph, as_graph
-from ..propagation import sgc_features
-from ..kernels import SparseInputLinear
+from ..kernels.propagation import sgc_features
+from ..kernels.layers import SparseInputLinear
 from .._validation import check_int
 from .base import NodeClassifier, check_channels
 

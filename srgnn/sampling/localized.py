@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 
 from .._validation import check_graph, check_index, check_int, check_number, check_seed, check_undirected
 from ..ppr import ppr, ppr_gram, ppr_sq_norms
-from ..propagation import normalized_adjacency
+from ..kernels.propagation import normalized_adjacency
 
 #: The teleport for a graph the registry does not know. 0.1 is the teleport of the authors'
 #: large-graph sampler (PPR-S) and of APPNP, and the one whose sets equal the authors' published

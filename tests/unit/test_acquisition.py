@@ -1,11 +1,11 @@
-"""Where to label next: ``srgnn.acquisition.suggest_labels``."""
+"""Where to label next: ``srgnn.estimation.acquisition.suggest_labels``."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch_geometric.data import Data
 
-from srgnn.acquisition import propagated_embedding, suggest_labels
+from srgnn.estimation.acquisition import propagated_embedding, suggest_labels
 from srgnn.graph import Graph
 
 

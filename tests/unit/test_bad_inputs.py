@@ -178,7 +178,7 @@ def test_an_unwritable_cache_is_named(tmp_path, monkeypatch):
     ({"ema_decay": 1.0}, "SWAConfig.ema_decay must lie in"),
 ])
 def test_swa_config_refuses_bad_settings(kwargs, message):
-    from srgnn.swa import SWAConfig
+    from srgnn.training.swa import SWAConfig
 
     with pytest.raises((TypeError, ValueError), match=message):
         SWAConfig(**kwargs)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from srgnn.calibration import fit_group_temperatures, fit_temperature
-from srgnn.disagreement import expected_calibration_error
+from srgnn.estimation.calibration import fit_group_temperatures, fit_temperature
+from srgnn.estimation.disagreement import expected_calibration_error
 
 
 def _overconfident(n: int = 4000, classes: int = 4, true_temperature: float = 2.5):
@@ -59,9 +59,9 @@ def test_bad_weights_are_refused(weights):
 
 def test_kmm_node_weights_bring_labelled_nodes_ppr_rows_towards_an_iid_sample(cora, cora_published):
     from srgnn.ppr import graph_ppr
-    from srgnn.preparation import kmm_node_weights
+    from srgnn.robustness.preparation import kmm_node_weights
     from srgnn.sampling import iid_sample
-    from srgnn.shift import mmd
+    from srgnn.robustness.shift import mmd
 
     nodes = cora_published[0]
     iid = iid_sample(cora, 500, seed=0, exclude=nodes)

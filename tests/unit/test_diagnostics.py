@@ -1,11 +1,11 @@
-"""The bias report (``srgnn.diagnostics``) on real Cora."""
+"""The bias report (``srgnn.estimation.diagnostics``) on real Cora."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from tests.helpers import SEEDS_DIR, run_main
-from srgnn.diagnostics import bias_report
+from srgnn.estimation.diagnostics import bias_report
 from srgnn.models import GCN
 from srgnn.sampling import default_pool, iid_sample
 
@@ -49,7 +49,7 @@ def test_the_report_holds_an_interval_and_its_drop(reports):
 
 
 def test_the_cli_reports_on_a_published_set():
-    out = run_main("srgnn.diagnostics", "--dataset", "cora", "--published-set", "0", "--epochs", "20",
+    out = run_main("srgnn.estimation.diagnostics", "--dataset", "cora", "--published-set", "0", "--epochs", "20",
                    "--reference", "10", "--splits-path", str(SEEDS_DIR / "localized_seeds_cora.p")).stdout
     assert "feature shift: above" in out and "labelled nodes: 140" in out
 
@@ -98,6 +98,6 @@ def test_held_out_nodes_inside_the_labelled_set_and_label_methods_without_them_a
         bias_report(cora, biased, **QUICK, held_out=(val, cora.y[val]))
     with pytest.raises(ValueError, match="held_out nodes must lie outside train_idx"):
         bias_report(cora, biased, **QUICK, method="atc", held_out=(biased[:5], cora.y[biased[:5]]))
-    result = run_main("srgnn.diagnostics", "--dataset", "cora", "--published-set", "0", "--method", "atc",
+    result = run_main("srgnn.estimation.diagnostics", "--dataset", "cora", "--published-set", "0", "--method", "atc",
                       "--splits-path", str(SEEDS_DIR / "localized_seeds_cora.p"), check=False)
     assert result.returncode == 2 and "--method atc reads labels: pass --held-out" in result.stderr

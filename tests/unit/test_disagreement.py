@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from srgnn.disagreement import (classwise_calibration_error, disagreement_rate, estimate_error,
+from srgnn.estimation.disagreement import (classwise_calibration_error, disagreement_rate, estimate_error,
                                 expected_calibration_error)
 
 
@@ -74,7 +74,7 @@ def test_calibration_errors_refuse_logits():
 
 
 def test_class_aggregated_calibration_error_sums_classes_inside_the_absolute_value():
-    from srgnn.disagreement import class_aggregated_calibration_error, ensemble_vote
+    from srgnn.estimation.disagreement import class_aggregated_calibration_error, ensemble_vote
 
     # Two members, three nodes, two classes; the vote is 1/2 or 1 per class.
     first, second = torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1])
@@ -153,7 +153,7 @@ def test_bad_estimator_inputs_are_refused(call, message):
 
 
 def test_the_calibrated_ece_floor_is_the_ece_of_labels_drawn_from_the_model_and_falls_with_n():
-    from srgnn.disagreement import calibrated_ece_floor
+    from srgnn.estimation.disagreement import calibrated_ece_floor
 
     logits, _ = _calibrated(20000, seed=3)
     probs = logits.softmax(1).double()

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch_geometric.utils import to_undirected
 
-from srgnn.kernels import SparseInputLinear, _transposed, _transposed_product, dropout, keep_mask, relu_dropout
+from srgnn.kernels.layers import SparseInputLinear, _transposed, _transposed_product, dropout, keep_mask, relu_dropout
 
 
 @pytest.mark.parametrize("p", [0.5, 0.2])

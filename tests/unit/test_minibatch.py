@@ -6,7 +6,7 @@ import torch
 from torch_geometric.utils import k_hop_subgraph
 
 from srgnn import ShiftRobust, Trainer
-from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler, neighbor_loader, with_fan_outs
+from srgnn.training.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler, neighbor_loader, with_fan_outs
 from srgnn.models import GAT, GCN, SGC, GraphSAGE
 
 
@@ -116,8 +116,8 @@ def test_the_iid_batch_is_sampled_only_as_deep_as_the_hidden_layer(cora, cora_pu
     """The shift term reads the IID nodes' hidden layer: a two-layer model's IID batch takes the
     fan-out of its first layer, one hop, and holds far fewer nodes than the labelled batch."""
     from srgnn.graph import Graph
-    from srgnn.minibatch import MiniBatches
-    from srgnn.preparation import prepare
+    from srgnn.training.minibatch import MiniBatches
+    from srgnn.robustness.preparation import prepare
 
     train = cora_published[0]
     robust = ShiftRobust(GraphSAGE(cora.num_features, cora.num_classes), "cmd")
@@ -139,7 +139,7 @@ def test_a_sampled_batch_computes_each_layer_at_the_nodes_it_reads(cora, model):
     layer l only at the R_l nodes within ``hops - l`` hops of the seeds: the hidden layer has
     R_1 rows and the logits one per seed, equal to those of the same batch computed on every row."""
     from srgnn.graph import Graph
-    from srgnn.loader import batch_graph
+    from srgnn.training.loader import batch_graph
 
     torch.manual_seed(0)
     net = model(cora.num_features, cora.num_classes).eval()
@@ -163,7 +163,7 @@ def _pyg_loader(data, train, num_neighbors, batch_size, seed=0):
     sampler where neither pyg-lib nor torch-sparse is installed)."""
     from torch_geometric.loader import NeighborLoader
 
-    from srgnn.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler
+    from srgnn.training.loader import HAS_COMPILED_SAMPLER, TorchNeighborSampler
 
     sampler = None if HAS_COMPILED_SAMPLER else TorchNeighborSampler(data, num_neighbors,
                                                                     torch.Generator().manual_seed(seed))

@@ -83,16 +83,16 @@ def test_push_sq_distances_match_exact_ppr_rows(cora):
 
 
 def test_kmm_on_a_graph_too_large_for_exact_ppr_asks_for_push_rows(cora, cora_published, monkeypatch):
-    import srgnn.preparation
+    import srgnn.robustness.preparation
     from srgnn import ShiftRobust
     from srgnn.models import APPNP
 
-    monkeypatch.setattr(srgnn.preparation, "MAX_EXACT_PPR_NODES", 1000)  # Cora's 2,708 nodes stand in for millions
+    monkeypatch.setattr(srgnn.robustness.preparation, "MAX_EXACT_PPR_NODES", 1000)  # Cora's 2,708 nodes stand in for millions
     train = cora_published[0]
     with pytest.raises(ValueError, match="pass kmm_ppr='push'"):
-        srgnn.preparation.prepare(ShiftRobust(APPNP(cora.num_features, cora.num_classes), kmm_ppr="exact"), cora, train)
+        srgnn.robustness.preparation.prepare(ShiftRobust(APPNP(cora.num_features, cora.num_classes), kmm_ppr="exact"), cora, train)
     robust = ShiftRobust(APPNP(cora.num_features, cora.num_classes), kmm_ppr="push")
-    weights, y = srgnn.preparation.prepare(robust, cora, train).weights, cora.y[train]
+    weights, y = srgnn.robustness.preparation.prepare(robust, cora, train).weights, cora.y[train]
     assert weights.min() >= 0.2 - 1e-6 and not torch.allclose(weights, torch.ones_like(weights))
     for c in range(cora.num_classes):  # KMM keeps each class's total weight
         assert float(weights[y == c].sum()) == pytest.approx(float((y == c).sum()), rel=1e-4)

@@ -108,7 +108,7 @@ def test_lockstep_refuses_what_it_cannot_share(cora, cora_published):
 def test_early_stopping_and_swa_work_on_every_route_as_the_trainer(cora, cora_published):
     # The options are the same on all three trainers; with patience or SWA the replicas and the
     # lockstep models train one by one, each exactly as its Trainer, and say so.
-    from srgnn.swa import SWAConfig
+    from srgnn.training.swa import SWAConfig
 
     sets, seeds = cora_published[:2], [5, 6]
     val = [torch.arange(2000, 2300), torch.arange(2300, 2600)]

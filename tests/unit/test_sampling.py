@@ -7,12 +7,12 @@ from scipy.sparse.linalg import splu as scipy_splu
 import torch
 from torch_geometric.data import Data
 
-from srgnn.dissection import inverse_sq_column_norms, plan
+from srgnn.kernels.dissection import inverse_sq_column_norms, plan
 from srgnn.ppr import graph_ppr, ppr, ppr_sq_norms
-from srgnn.propagation import normalized_adjacency
+from srgnn.kernels.propagation import normalized_adjacency
 from srgnn.sampling import (LocalizedSampler, degree_biased_sample, iid_sample, load_published_splits,
                              within_class_hops)
-from srgnn.shift import cmd
+from srgnn.robustness.shift import cmd
 from tests.helpers import SEEDS_DIR
 
 

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srgnn.shift import cmd, kmm_weights, kmm_weights_from_sq_distances, label_shift_weights, mmd
+from srgnn.robustness.shift import cmd, kmm_weights, kmm_weights_from_sq_distances, label_shift_weights, mmd
 
 MEASURES = [cmd, mmd]
 
@@ -73,7 +73,7 @@ def test_kmm_constraints_and_lower_mmd():
     achieved = mmd(source, target, weights=beta).item()
     assert achieved < 0.8 * mmd(source, target).item()
     # The weighted MMD, recomputed independently.
-    from srgnn.shift import rbf_kernel
+    from srgnn.robustness.shift import rbf_kernel
 
     g = (1.0, 0.1, 1e-3)
     w = beta / 60

@@ -6,7 +6,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from srgnn import Trainer
 from srgnn.models import GCN
-from srgnn.swa import SWAG, SWAConfig, multiswag_predict_proba, update_bn
+from srgnn.training.swa import SWAG, SWAConfig, multiswag_predict_proba, update_bn
 
 
 def _watched(on_step, **config) -> SWAConfig:

@@ -5,9 +5,9 @@ import torch
 
 from srgnn import ShiftRobust, Trainer
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
-from srgnn.preparation import prepare
-from srgnn.robust import steer
-from srgnn.shift import cmd
+from srgnn.robustness.preparation import prepare
+from srgnn.robustness.robust import steer
+from srgnn.robustness.shift import cmd
 from srgnn.graph import Graph, model_input
 from srgnn.sampling import LocalizedSampler
 
@@ -65,7 +65,7 @@ def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):
 
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, model_cls):
-    from srgnn.subgraph import loss_subgraph
+    from srgnn.training.subgraph import loss_subgraph
 
     model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
     targets = torch.tensor([0, 17, 500, 9000, 19716])
@@ -80,7 +80,7 @@ def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, 
 
 @pytest.mark.parametrize("model_cls", [GCN, GAT, GraphSAGE, MLP])
 def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pubmed, model_cls):
-    from srgnn.subgraph import loss_subgraph
+    from srgnn.training.subgraph import loss_subgraph
 
     model = model_cls(pubmed.num_features, pubmed.num_classes).eval()
     labelled, iid = torch.tensor([0, 17, 500]), torch.arange(1000, 19717, 40)
@@ -98,7 +98,7 @@ def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pu
 
 
 def test_models_needing_the_whole_graph_train_on_it(cora):
-    from srgnn.subgraph import loss_subgraph
+    from srgnn.training.subgraph import loss_subgraph
 
     for model in (GCN(cora.num_features, 7, batch_norm=True), APPNP(cora.num_features, 7)):
         x, *_ = loss_subgraph(model, cora, [torch.tensor([0, 1])], torch.device("cpu"))
@@ -106,7 +106,7 @@ def test_models_needing_the_whole_graph_train_on_it(cora):
 
 
 def test_csr_matmul_equals_the_dense_product_and_leaves_autograd_to_torch(cora):
-    from srgnn.propagation import csr_matmul, normalized_adjacency
+    from srgnn.kernels.propagation import csr_matmul, normalized_adjacency
 
     adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
     h = torch.randn(cora.num_nodes, 6)
@@ -121,7 +121,7 @@ def test_csr_matmul_equals_the_dense_product_and_leaves_autograd_to_torch(cora):
 
 @pytest.mark.parametrize("norm", ["sym", "row"])
 def test_appnp_rows_equal_propagation_at_the_targets(cora, norm):
-    from srgnn.propagation import adjacency_pair, appnp_propagate, appnp_rows
+    from srgnn.kernels.propagation import adjacency_pair, appnp_propagate, appnp_rows
 
     adj = adjacency_pair(cora.edge_index, cora.num_nodes, norm)  # "row" is not symmetric
     targets, h = torch.tensor([3, 0, 2000, 17]), torch.randn(cora.num_nodes, 5)
@@ -130,8 +130,8 @@ def test_appnp_rows_equal_propagation_at_the_targets(cora, norm):
 
 
 def test_appnp_trains_on_the_rows_of_its_operator_at_the_read_nodes(cora, cora_published, monkeypatch):
-    from srgnn.propagation import TargetRows
-    from srgnn.subgraph import loss_subgraph
+    from srgnn.kernels.propagation import TargetRows
+    from srgnn.training.subgraph import loss_subgraph
 
     model = APPNP(cora.num_features, 7).eval()
     labelled, iid = torch.tensor([5, 0, 40]), torch.tensor([40, 2000, 7])
@@ -155,7 +155,7 @@ def test_appnp_trains_on_the_rows_of_its_operator_at_the_read_nodes(cora, cora_p
 
 @pytest.mark.parametrize("model_cls", [SGC, DGI])
 def test_models_on_whole_graph_features_train_on_the_target_rows(cora, model_cls):
-    from srgnn.subgraph import loss_subgraph
+    from srgnn.training.subgraph import loss_subgraph
 
     model = (DGI(cora.num_features, 7, hidden_channels=64, pretrain_epochs=5) if model_cls is DGI
              else SGC(cora.num_features, 7)).eval()
@@ -209,13 +209,13 @@ def test_kmm_weights_on_real_ppr_rows_hold_constraints(cora, cora_published):
         assert float(beta[y == c].sum()) == pytest.approx(20.0, abs=1e-3)
     # The QP minimizes this MMD (on the PPR rows at the KMM teleport).
     from srgnn.ppr import graph_ppr
-    from srgnn.shift import mmd
+    from srgnn.robustness.shift import mmd
 
     rows = graph_ppr(cora, torch.cat([train, setup.iid_idx]), robust.kmm_teleport).T
     source, target = rows[: train.numel()], rows[train.numel():]
     assert mmd(source, target, weights=beta.double()) < mmd(source, target)  # uniform weights are feasible
     # The same QP on the rows themselves: the weights agree to the solver's tolerance.
-    from srgnn.shift import kmm_weights
+    from srgnn.robustness.shift import kmm_weights
 
     torch.testing.assert_close(beta.double(), kmm_weights(source, target, cora.y[train]), rtol=0, atol=1e-4)
 
@@ -363,11 +363,11 @@ def test_cuda_request_without_cuda_is_clear():
 
 
 def test_kmm_weights_are_solved_once_per_set_and_shared_by_models(cora, cora_published, monkeypatch):
-    import srgnn.preparation
+    import srgnn.robustness.preparation
 
     calls = []
-    solve = srgnn.preparation.graph_ppr_sq_distances
-    monkeypatch.setattr(srgnn.preparation, "graph_ppr_sq_distances", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    solve = srgnn.robustness.preparation.graph_ppr_sq_distances
+    monkeypatch.setattr(srgnn.robustness.preparation, "graph_ppr_sq_distances", lambda *a, **k: calls.append(1) or solve(*a, **k))
     train, graph = cora_published[4], Graph.from_data(cora)
     first = prepare(ShiftRobust(APPNP(cora.num_features, 7)), graph, train, seed=11)
     second = prepare(ShiftRobust(SGC(cora.num_features, 7)), graph, train, seed=11)
@@ -539,7 +539,7 @@ def test_the_cap_acts_on_appnp_whose_hidden_layer_the_labels_read_through_a_twin
 
 def test_a_collapse_on_raw_counts_is_reported_and_a_capped_penalty_avoids_it():
     from srgnn.data import load_dataset
-    from srgnn.trainer import ShiftCollapseWarning
+    from srgnn.training.trainer import ShiftCollapseWarning
 
     photo = load_dataset("amazon-photo")  # bag-of-words counts, as PyG gives them
     train = LocalizedSampler(photo, sketch_dim=64).sample(0)  # a sketch: exact distances take 15 s here

@@ -16,12 +16,12 @@ from tests.helpers import copy_data as _copy, run_main
 from srgnn import ShiftRobust, Trainer
 from srgnn.batched import ReplicaTrainer
 from srgnn.data import UnsafeFileError, load_graph
-from srgnn.disagreement import estimate_error
+from srgnn.estimation.disagreement import estimate_error
 from srgnn.graph import StaleGraphError
-from srgnn.loop import NonFiniteLossError
+from srgnn.training.loop import NonFiniteLossError
 from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.sampling import LocalizedSampler, PushSampler
-from srgnn.swa import SWAConfig
+from srgnn.training.swa import SWAConfig
 from srgnn.synthetic import synthetic_graph
 
 FAST = {"epochs": 3}
@@ -67,7 +67,7 @@ def test_a_crafted_graph_file_is_refused_and_runs_nothing(graph, train, tmp_path
     crafted, labels = tmp_path / "graph.pt", tmp_path / "train.pt"
     torch.save(_RunsCode(marker), crafted)
     torch.save(train, labels)
-    result = run_main("srgnn.diagnostics", "--data", str(crafted), "--train", str(labels), check=False)
+    result = run_main("srgnn.estimation.diagnostics", "--data", str(crafted), "--train", str(labels), check=False)
     _one_line(result, "which srgnn does not unpickle")
     with pytest.raises(UnsafeFileError):
         load_graph(crafted)
@@ -77,7 +77,7 @@ def test_a_crafted_graph_file_is_refused_and_runs_nothing(graph, train, tmp_path
         load_graph(crafted)
     torch.save(_RunsCode(marker), labels)
     torch.save(graph, tmp_path / "plain.pt")
-    _one_line(run_main("srgnn.diagnostics", "--data", str(tmp_path / "plain.pt"), "--train", str(labels),
+    _one_line(run_main("srgnn.estimation.diagnostics", "--data", str(tmp_path / "plain.pt"), "--train", str(labels),
                        check=False), "which srgnn does not unpickle")
     assert not marker.exists()
     loaded = load_graph(tmp_path / "plain.pt")  # a plain saved Data loads
@@ -99,10 +99,10 @@ def test_a_crafted_processed_file_in_the_cache_is_rebuilt_not_unpickled(tmp_path
 def test_a_graph_file_that_holds_no_data_and_a_dict_as_labels_are_one_line(graph, train, tmp_path):
     torch.save(graph, tmp_path / "g.pt")
     torch.save({"train": train}, tmp_path / "t.pt")
-    _one_line(run_main("srgnn.diagnostics", "--data", str(tmp_path / "g.pt"), "--train", str(tmp_path / "t.pt"),
+    _one_line(run_main("srgnn.estimation.diagnostics", "--data", str(tmp_path / "g.pt"), "--train", str(tmp_path / "t.pt"),
                        check=False), "holds a dict with keys ['train']")
     torch.save(train, tmp_path / "t.pt")
-    _one_line(run_main("srgnn.diagnostics", "--data", str(tmp_path / "t.pt"), "--train", str(tmp_path / "t.pt"),
+    _one_line(run_main("srgnn.estimation.diagnostics", "--data", str(tmp_path / "t.pt"), "--train", str(tmp_path / "t.pt"),
                        check=False), "not a torch_geometric Data")
 
 
@@ -121,7 +121,7 @@ def test_features_of_any_float_dtype_or_layout_train(graph, train, convert):
 def test_the_diagnostics_cli_reads_float64_features(graph, train, tmp_path):
     torch.save(_copy(graph, x=graph.x.double()), tmp_path / "g.pt")
     torch.save(train, tmp_path / "t.pt")
-    out = run_main("srgnn.diagnostics", "--data", str(tmp_path / "g.pt"), "--train", str(tmp_path / "t.pt"),
+    out = run_main("srgnn.estimation.diagnostics", "--data", str(tmp_path / "g.pt"), "--train", str(tmp_path / "t.pt"),
                    "--epochs", "3", "--reference", "5", "--json").stdout
     report = json.loads(out)
     assert report["n_labelled"] == 30 and report["hidden_model"] == "GCN" and 0 <= report["accuracy"]["value"] <= 1
@@ -226,13 +226,13 @@ def test_a_graph_on_the_meta_device_an_mps_device_and_a_huge_seed_are_refused(gr
 
 
 def test_swa_that_is_not_a_config_and_a_method_for_logits_are_refused(graph, train):
-    with pytest.raises(TypeError, match="swa must be None or an srgnn.swa.SWAConfig"):
+    with pytest.raises(TypeError, match="swa must be None or an srgnn.training.swa.SWAConfig"):
         Trainer(GCN(8, 3), swa="yes")
     assert Trainer(GCN(8, 3), swa=SWAConfig()).swa is not None
     trainer = Trainer(GCN(8, 3), **FAST).fit(graph, train)
     with pytest.raises(TypeError, match=r"call it first \(e.g. trainer.logits\(data\)"):
         estimate_error(trainer.logits, trainer.logits, method="gde")
-    from srgnn.acquisition import suggest_labels
+    from srgnn.estimation.acquisition import suggest_labels
 
     with pytest.raises(TypeError, match="logits must be a tensor"):
         suggest_labels(graph, train, 5, logits=trainer.logits)
@@ -303,7 +303,7 @@ def test_the_cli_refuses_a_held_out_file_of_ids_alone(graph, train, tmp_path):
     torch.save(graph, tmp_path / "g.pt")
     torch.save(train, tmp_path / "t.pt")
     torch.save(_others(graph, train)[:20], tmp_path / "h.pt")
-    _one_line(run_main("srgnn.diagnostics", "--data", str(tmp_path / "g.pt"), "--train", str(tmp_path / "t.pt"),
+    _one_line(run_main("srgnn.estimation.diagnostics", "--data", str(tmp_path / "g.pt"), "--train", str(tmp_path / "t.pt"),
                        "--method", "atc", "--held-out", str(tmp_path / "h.pt"), check=False),
               "held_out must be a pair (node ids [m], labels [m])")
 
@@ -334,7 +334,7 @@ def test_an_empty_out_and_a_second_study_on_one_out_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("module, flags, message", [
-    ("srgnn.diagnostics", ["--dataset", "cora"], "one of the arguments --train --published-set is required"),
+    ("srgnn.estimation.diagnostics", ["--dataset", "cora"], "one of the arguments --train --published-set is required"),
     ("benchmarks.pubmed_bias", ["--repeats", "0"], "--repeats must be >= 1"),
     ("benchmarks.pubmed_bias", ["--epochs", "x"], "invalid int value"),
 ])
@@ -345,8 +345,8 @@ def test_cli_errors_are_one_line_without_the_usage_block(module, flags, message,
 
 # Of the same kinds, found at other public boundaries.
 def test_float_nodes_nan_kmm_inputs_and_bad_held_out_labels_are_refused_before_any_work(graph, train):
-    from srgnn.diagnostics import bias_report
-    from srgnn.shift import kmm_weights
+    from srgnn.estimation.diagnostics import bias_report
+    from srgnn.robustness.shift import kmm_weights
 
     with pytest.raises(TypeError, match="nodes must hold integer node indices"):
         estimate_error(torch.randn(300, 3), torch.randn(300, 3), nodes=torch.rand(5))

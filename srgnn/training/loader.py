@@ -19,7 +19,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import NeighborLoader
 from torch_geometric.sampler import NeighborSampler, SamplerOutput
 
-from .graph import Graph
+from ..graph import Graph
 
 #: Whether PyG has a compiled sampling backend here (``torch.ops.pyg`` or ``torch_sparse``).
 HAS_COMPILED_SAMPLER = torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE

@@ -12,11 +12,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_choice, check_index
-from .graph import Graph
-from .ppr import graph_ppr_sq_distances
+from .._validation import check_choice, check_index
+from ..graph import Graph
+from ..ppr import graph_ppr_sq_distances
 from .robust import KMM_PPR, ShiftRobust
-from .sampling import default_pool, iid_sample, push_sq_distances
+from ..sampling import default_pool, iid_sample, push_sq_distances
 from .shift import kmm_weights_from_sq_distances
 
 #: Largest graph whose exact PPR rows KMM computes: one sparse LU of the graph's system, whose
@@ -42,10 +42,10 @@ def kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, *, tel
                      lower: float = 0.2, ppr: str = "exact") -> Tensor:
     """KMM weights ``[n]`` (float64) for ``nodes`` ``[n]``, labelled, that make their PPR rows
     look like those of ``iid_idx`` ``[m]``, an unlabelled sample; each class's weights sum to
-    its count (``srgnn.shift.kmm_weights``). ``ppr``: ``"exact"`` rows or ``"push"``
+    its count (``srgnn.robustness.shift.kmm_weights``). ``ppr``: ``"exact"`` rows or ``"push"``
     approximations (PPR-S). ``ShiftRobust`` weighs its training loss with them; weighting
     held-out labelled nodes the same way estimates quantities on the IID nodes instead
-    (``srgnn.calibration.fit_temperature``'s ``weights``)."""
+    (``srgnn.estimation.calibration.fit_temperature``'s ``weights``)."""
     data = graph.data if isinstance(graph, Graph) else graph
     check_choice(ppr, KMM_PPR, "ppr")
     nodes = check_index(nodes, data.num_nodes, "nodes").cpu()

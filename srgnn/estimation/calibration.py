@@ -7,7 +7,7 @@ unlabelled nodes: the temperature fitted there calibrates the model on nodes lik
 ``benchmarks.swa_bias`` measures on the test nodes. ``weights`` makes the fit importance-weighted
 (Park et al., AISTATS 2020, for covariate shift): each held-out node's NLL counts by an estimate
 of how much more often nodes like it occur among the unlabelled ones, such as
-``srgnn.preparation.kmm_node_weights``.
+``srgnn.robustness.preparation.kmm_node_weights``.
 
 ``fit_group_temperatures`` fits one temperature per group of nodes, such as their hop distance
 to the training set (``Graph.hop_distances``): a GNN's miscalibration varies with that distance
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validation import as_tensor
+from .._validation import as_tensor
 
 
 def fit_temperature(logits: Tensor, labels: Tensor, *, weights: Tensor | None = None, max_iter: int = 100) -> float:

@@ -22,8 +22,8 @@ from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import Data
 
-from ._validation import check_int, check_number
-from .graph import Graph, graph_input, graph_on
+from .._validation import check_int, check_number
+from ..graph import Graph, graph_input, graph_on
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .graph import Graph, model_input
-from .models.base import NodeClassifier
-from .propagation import TargetRows
-from .robust import ShiftRobust
+from ..graph import Graph, model_input
+from ..models.base import NodeClassifier
+from ..kernels.propagation import TargetRows
+from ..robustness.robust import ShiftRobust
 
 
 def fitted_graph(data: Data | Graph, device: torch.device) -> Graph:

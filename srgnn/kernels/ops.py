@@ -3,7 +3,7 @@ graph and R stacked replicas alike.
 
 A model calls ``ops = ops_of(edge_index)`` and then ``ops.dropout``, ``ops.linear``,
 ``ops.relu_dropout`` and ``ops.bias`` for its dropout, its linear maps (weights as ``nn.Linear``
-stores them) and its biases. On one graph these are the kernels of ``srgnn.kernels``
+stores them) and its biases. On one graph these are the kernels of ``srgnn.kernels.layers``
 (``PLAIN``). ``ReplicaTrainer`` stacks R replicas' receptive fields as one graph whose ``ops`` is a
 ``ReplicaOps``, and runs the model's forward with its parameters stacked ``[R, ...]``
 (``torch.func.functional_call``): each op then acts on each replica's rows with that replica's
@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .kernels import _SparseMatmul, dropout, keep_mask, linear, relu_dropout
+from .layers import _SparseMatmul, dropout, keep_mask, linear, relu_dropout
 from .propagation import compact_csr, quiet_sparse
 
 
 class Ops:
-    """The layer operations on one graph: ``srgnn.kernels`` as they are."""
+    """The layer operations on one graph: ``srgnn.kernels.layers`` as they are."""
 
     count = 1
 
@@ -83,7 +83,7 @@ class ReplicaOps(Ops):
         return compact_csr(wide)
 
     def dropout(self, h: Tensor, p: float, training: bool) -> Tensor:
-        """``srgnn.kernels.dropout`` with each block's mask from its replica's generator."""
+        """``srgnn.kernels.layers.dropout`` with each block's mask from its replica's generator."""
         if not training or p == 0.0:
             return h
         if h.is_sparse_csr:

@@ -14,15 +14,15 @@ from torch import Tensor
 from torch.nn.parameter import is_lazy
 from torch_geometric.data import Data
 
-from ._validation import (check_choice, check_graph, check_index, check_int, check_number, check_same_device,
+from .._validation import (check_choice, check_graph, check_index, check_int, check_number, check_same_device,
                           check_seed)
-from .graph import Graph, graph_input
+from ..graph import Graph, graph_input
 from .loop import OPTIMIZERS, make_optimizer, run_epochs
 from .minibatch import MiniBatches, check_fan_outs
-from .models.base import NodeClassifier
-from .models.pyg import as_node_classifier
-from .preparation import prepare
-from .robust import ShiftRobust
+from ..models.base import NodeClassifier
+from ..models.pyg import as_node_classifier
+from ..robustness.preparation import prepare
+from ..robustness.robust import ShiftRobust
 from .swa import SWAConfig
 from .subgraph import evaluation_graph, fitted_graph, loss_subgraph, robust_loss_subgraph
 
@@ -71,9 +71,9 @@ def materialize(robust: ShiftRobust, graph: Graph) -> None:
 
 
 def check_swa(swa) -> SWAConfig | None:
-    """``swa``, refused unless ``None`` or an ``srgnn.swa.SWAConfig``."""
+    """``swa``, refused unless ``None`` or an ``srgnn.training.swa.SWAConfig``."""
     if swa is not None and not isinstance(swa, SWAConfig):
-        raise TypeError(f"swa must be None or an srgnn.swa.SWAConfig (e.g. SWAConfig(start=0.75)); got {swa!r}.")
+        raise TypeError(f"swa must be None or an srgnn.training.swa.SWAConfig (e.g. SWAConfig(start=0.75)); got {swa!r}.")
     return swa
 
 
@@ -206,14 +206,14 @@ class Trainer:
             ``None`` trains all epochs.
         seed: seeds parameter initialisation, dropout and the IID sample.
         device: ``"cpu"``, ``"cuda"``…; default ``$SRGNN_DEVICE``, else CUDA when available.
-        swa: an ``srgnn.swa.SWAConfig`` to average weights late in training. With
+        swa: an ``srgnn.training.swa.SWAConfig`` to average weights late in training. With
             ``patience`` too, the average of the epochs trained before the stop competes with
             the best early-stopped weights on validation accuracy (the average wins ties); if
             training stopped before averaging began, the early-stopped weights are used.
         validate_every: with ``patience``, check validation accuracy at every this many epochs
             (epochs 0, k, 2k, ...; patience counts checks). ``patience >= epochs`` never stops
             and keeps the best checked weights (the SR-GNN authors' ogbn-arxiv protocol: 10).
-        batch_size: train on mini-batches (``srgnn.minibatch``) of this many labelled nodes, each
+        batch_size: train on mini-batches (``srgnn.training.minibatch``) of this many labelled nodes, each
             with as many batches of the IID sample per epoch, their neighbourhoods sampled by
             PyG's ``NeighborLoader``; ``None`` (default) trains full-batch.
         num_neighbors: with ``batch_size``, the fan-out of each message-passing layer (``-1``:
@@ -229,9 +229,9 @@ class Trainer:
     Attributes (after ``fit``): ``model_`` (the module evaluated), ``history_`` (losses),
     ``selected_``: which weights ``model_`` holds, ``"last"``, ``"best"`` (early stopping) or
     ``"swa"``; ``graph_``, the ``Graph`` it trained on, which ``evaluate`` reuses for the
-    ``Data`` it was built from; ``swag_``, the ``srgnn.swa.SWAG`` posterior collected with
+    ``Data`` it was built from; ``swag_``, the ``srgnn.training.swa.SWAG`` posterior collected with
     ``SWAConfig(swag_rank=...)``, else ``None``; ``setup_``, the training set's
-    ``srgnn.preparation.ShiftSetup`` (its IID sample and instance weights).
+    ``srgnn.robustness.preparation.ShiftSetup`` (its IID sample and instance weights).
     """
 
     def __init__(self, model: NodeClassifier | ShiftRobust, *, epochs: int = 200, lr: float | None = None,
@@ -262,7 +262,7 @@ class Trainer:
             iid_idx: Tensor | None = None, loader: Iterable[Data] | None = None) -> "Trainer":
         """Train on ``train_idx``; returns ``self``. ``loader``: your own PyG ``NeighborLoader``
         over the training nodes (or a list of its batches) to train on mini-batches as it gives
-        them, instead of ``batch_size`` / ``num_neighbors`` (``srgnn.minibatch.MiniBatches``)."""
+        them, instead of ``batch_size`` / ``num_neighbors`` (``srgnn.training.minibatch.MiniBatches``)."""
         if loader is not None and self.batch_size is not None:
             raise ValueError("Pass a loader to fit(), or batch_size (and num_neighbors) to the Trainer, not both: "
                              "each says how to batch the labelled nodes.")

@@ -1,8 +1,8 @@
 """A bias report for one labelled set of a user's own graph: how shifted it is, how accurate a
 model trained on it will be on the unlabelled nodes, and how much the bias is likely to cost.
 
-    python -m srgnn.diagnostics --dataset pubmed --published-set 0
-    python -m srgnn.diagnostics --data my_graph.pt --train my_labels.pt   # torch.save'd Data, index
+    python -m srgnn.estimation.diagnostics --dataset pubmed --published-set 0
+    python -m srgnn.estimation.diagnostics --data my_graph.pt --train my_labels.pt   # torch.save'd Data, index
 
 Every figure is read off the graph and the labelled nodes alone; no unlabelled node's label is
 read. Under bias that makes the accuracy estimate optimistic (on PubMed's published set 0, 78.5%
@@ -23,17 +23,17 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ._validation import as_tensor, check_index, check_int, check_seed
-from .cli import OneLineParser, fail
+from .._validation import as_tensor, check_index, check_int, check_seed
+from ..cli import OneLineParser, fail
 from .disagreement import ErrorEstimate, check_held_out, estimate_error
-from .data import UnsafeFileError, load_dataset, load_graph, load_saved
-from .graph import Graph, StaleGraphError
-from .loop import NonFiniteLossError
-from .models import APPNP, GAT, GCN
-from .propagation import sgc_features
-from .sampling import iid_sample, load_published_splits
-from .shift import cmd
-from .trainer import Trainer, check_training_set, num_classes
+from ..data import UnsafeFileError, load_dataset, load_graph, load_saved
+from ..graph import Graph, StaleGraphError
+from ..training.loop import NonFiniteLossError
+from ..models import APPNP, GAT, GCN
+from ..kernels.propagation import sgc_features
+from ..sampling import iid_sample, load_published_splits
+from ..robustness.shift import cmd
+from ..training.trainer import Trainer, check_training_set, num_classes
 
 #: The ensemble whose mean confidence estimates accuracy (one model of each; mixed architectures
 #: disagree where a seed ensemble of one would agree).
@@ -126,7 +126,7 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
 
     Args:
         models: factories ``f(in_channels, out_channels)`` of the ensemble whose estimate
-            (``method`` of ``srgnn.disagreement.estimate_error``) gives the accuracy; the first
+            (``method`` of ``srgnn.estimation.disagreement.estimate_error``) gives the accuracy; the first
             also gives the hidden-layer shift.
         iid_size: unlabelled nodes drawn uniformly as the IID sample both shifts compare against.
         n_reference: IID sets of ``n`` unlabelled nodes that place each shift.
@@ -214,7 +214,7 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
 #: What a user can fix, reported by the command line in one line (exit status 2).
 USER_ERRORS = (ValueError, TypeError, IndexError, FileNotFoundError, UnsafeFileError, StaleGraphError,
                NonFiniteLossError)
-PROG = "python -m srgnn.diagnostics"
+PROG = "python -m srgnn.estimation.diagnostics"
 
 
 def _node_ids(value, path: str) -> Tensor:

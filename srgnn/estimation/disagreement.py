@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import as_tensor, check_choice, check_index, check_int
-from .graph import Graph
+from .._validation import as_tensor, check_choice, check_index, check_int
+from ..graph import Graph
 
 
 def _labels(prediction: Tensor) -> Tensor:

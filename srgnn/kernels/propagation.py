@@ -187,7 +187,7 @@ class TargetRows:
     in place of ``edge_index`` while training: ``apply`` gives the propagated logits at the
     targets, the only rows the loss reads. On PubMed, 60 training nodes' rows cost one
     ``[60, N] @ [N, C]`` product per step instead of 10 SpMMs forward and 10 backward.
-    ``ops``: the layer operations the model runs with it (``srgnn.ops``; ``None``: the plain ones).
+    ``ops``: the layer operations the model runs with it (``srgnn.kernels.ops``; ``None``: the plain ones).
     """
 
     def __init__(self, rows: Tensor, targets: Tensor, ops=None):

@@ -1,9 +1,9 @@
 """Mini-batch shift-robust training: each step is one batch of labelled nodes and one batch of
 the IID sample, each with its neighbourhood sampled by PyG's ``NeighborLoader``
-(``srgnn.loader``) and the model's own forward run on it (``batch_graph``). The shift term reads
+(``srgnn.training.loader``) and the model's own forward run on it (``batch_graph``). The shift term reads
 the IID nodes' hidden layer alone, so their batch is sampled only as deep as that layer needs
 (``hidden_receptive_field``: one hop of a two-layer GCN against two, about a tenth of the nodes
-at fan-out 10), as the full-batch receptive subgraph does (``srgnn.subgraph``).
+at fan-out 10), as the full-batch receptive subgraph does (``srgnn.training.subgraph``).
 
 ``Trainer(batch_size=..., num_neighbors=...)`` trains this way; evaluation stays one forward
 over the whole graph without gradients, layer by layer over every node (each layer's
@@ -17,12 +17,12 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import check_int
-from .graph import Graph, model_input
+from .._validation import check_int
+from ..graph import Graph, model_input
 from .loader import batch_graph, neighbor_loader, with_fan_outs
-from .models.base import NodeClassifier
-from .preparation import ShiftSetup
-from .robust import ShiftRobust
+from ..models.base import NodeClassifier
+from ..robustness.preparation import ShiftSetup
+from ..robustness.robust import ShiftRobust
 from .subgraph import target_hops
 
 
@@ -54,7 +54,7 @@ class MiniBatches:
     (the last ``hidden_receptive_field`` fan-outs).
 
     The labelled batches come from ``batch_size`` and ``num_neighbors`` (``train_idx`` shuffled
-    into batches, sampled by ``srgnn.loader.neighbor_loader``), or from ``loader``: your own
+    into batches, sampled by ``srgnn.training.loader.neighbor_loader``), or from ``loader``: your own
     PyG ``NeighborLoader`` over the training nodes, or any re-iterable sequence with ``len``
     of such batches (``n_id``, ``batch_size``, ``edge_index`` and ``num_sampled_nodes``, seeds
     first). Its batches are trained on as they come; their seeds must be training nodes. Their

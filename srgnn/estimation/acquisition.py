@@ -26,9 +26,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._validation import as_tensor, check_index, check_int, check_number
-from .graph import Graph
-from .propagation import sgc_features
+from .._validation import as_tensor, check_index, check_int, check_number
+from ..graph import Graph
+from ..kernels.propagation import sgc_features
 
 
 def propagated_embedding(graph: Graph, hops: int = 2) -> Tensor:

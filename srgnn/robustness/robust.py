@@ -8,7 +8,7 @@ with :math:`h` the model's last hidden layer, :math:`d` CMD, MMD or a DANN domai
 discriminator behind a gradient-reversal layer, the IID nodes an unlabelled uniform sample
 (``srgnn.sampling.iid_sample``) and :math:`\beta` KMM weights on PPR rows (default for
 the linear models APPNP and SGC) or ones. The IID sample and :math:`\beta` of a training set
-come from ``srgnn.preparation.prepare``; the trainer holds them and passes them in.
+come from ``srgnn.robustness.preparation.prepare``; the trainer holds them and passes them in.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.inits import reset
 
-from ._validation import check_choice, check_int, check_number
+from .._validation import check_choice, check_int, check_number
 from .adversarial import DomainDiscriminator
-from .models.appnp import APPNP
-from .models.base import NodeClassifier
-from .models.pyg import as_node_classifier
-from .graph import graph_input
+from ..models.appnp import APPNP
+from ..models.base import NodeClassifier
+from ..models.pyg import as_node_classifier
+from ..graph import graph_input
 from .shift import cmd, label_shift_weights, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
@@ -34,7 +34,7 @@ IID_SAMPLES = ("uniform", "label-balanced")
 #: A shift penalty of your own: hidden rows of the training nodes ``[n, H]`` and of the IID
 #: sample ``[m, H]`` -> a differentiable scalar. An ``nn.Module`` penalty may have parameters
 #: (lazy ones, e.g. ``nn.LazyLinear``, take their shapes from the hidden layer): they train
-#: with the model (``srgnn.adversarial.DomainDiscriminator`` is one).
+#: with the model (``srgnn.robustness.adversarial.DomainDiscriminator`` is one).
 Penalty = Callable[[Tensor, Tensor], Tensor]
 INSTANCE_WEIGHTS = (None, "kmm", "auto")
 #: Where KMM's PPR rows come from: exact solves, or push approximations (PPR-S).
@@ -83,7 +83,7 @@ class ShiftRobust(nn.Module):
             avoids its collapses but loses 4.6 points on PubMed's validation nodes. Both stay
             uncapped: pass ``max_pull=1`` where one collapses.
         label_shift: weight the training rows in the penalty by :math:`\hat q(y)/p(y)`, the IID
-            sample's predicted class share over the training set's (``srgnn.shift.label_shift_weights``,
+            sample's predicted class share over the training set's (``srgnn.robustness.shift.label_shift_weights``,
             from the current logits, detached), so that CMD or MMD compares the IID rows with the
             training rows in the IID sample's class mix. Localized sets take the same number of nodes
             per class, while real graphs' classes are unequal: aligning the two marginals as they
@@ -92,11 +92,11 @@ class ShiftRobust(nn.Module):
             localized labels predicts a class mix for the IID nodes farther from their true mix
             than the uniform one, so the weights move the training rows away from it.
         deconflict: at each step, remove the part of the penalty's pull on those parameters that
-            opposes the labels' pull (``srgnn.robust.steer``). Off by default: alone it does not
+            opposes the labels' pull (``srgnn.robustness.robust.steer``). Off by default: alone it does not
             stop the collapse on raw counts, and with ``max_pull=1`` it scored below the cap
             alone on validation nodes (docs/graphs.md).
 
-    ``srgnn.Trainer`` prepares each training set (``srgnn.preparation.prepare``: the IID sample
+    ``srgnn.Trainer`` prepares each training set (``srgnn.robustness.preparation.prepare``: the IID sample
     and the instance weights) and holds the result; this module holds only the options, the
     model and a penalty's own parameters.
     """
@@ -200,7 +200,7 @@ class ShiftRobust(nn.Module):
              weights: Tensor | None = None) -> Tensor:
         """Cross-entropy over ``train_idx`` ``[n]`` weighted by ``weights`` ``[n]`` (default ones)
         plus ``lam`` times the shift penalty between ``train_idx`` and ``iid_idx`` ``[m]`` (both
-        relabelled when ``x`` is a subgraph; ``srgnn.preparation.prepare`` draws them)."""
+        relabelled when ``x`` is a subgraph; ``srgnn.robustness.preparation.prepare`` draws them)."""
         return sum(self.loss_terms(x, edge_index, y, train_idx, iid_idx, weights).values())
 
     def loss_terms(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor,
@@ -222,7 +222,7 @@ class ShiftRobust(nn.Module):
         if self.has_penalty:
             if iid_idx is None:
                 raise ValueError("This loss has a shift penalty, which compares the training nodes with an IID "
-                                 "sample: pass iid_idx (srgnn.preparation.prepare draws one).")
+                                 "sample: pass iid_idx (srgnn.robustness.preparation.prepare draws one).")
             iid_idx = iid_idx.to(hidden.device)
             weighted = self.shift_term(hidden[train_idx], hidden[iid_idx], y[train_idx],
                                        logits[iid_idx] if self.label_shift else None)

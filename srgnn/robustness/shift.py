@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import check_same_device
+from .._validation import check_same_device
 
 
 def _check_pair(a: Tensor, b: Tensor, batched: bool = True) -> None:
