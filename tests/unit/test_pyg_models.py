@@ -49,10 +49,12 @@ def test_the_hidden_layer_is_the_input_of_the_last_layer_or_the_one_named(cora):
 
 
 @pytest.mark.slow
-def test_pygs_gcn_and_graphsage_score_near_srgnns_gcn(cora, cora_published):
-    """On 3 published Cora sets, PyG's GCN and GraphSAGE alone and shift-robust score within 2
-    points of srgnn's GCN. (PyG's GAT does not yet: 61.7 alone, and shift-robust it collapses
-    to 11.0 unless capped, max_pull=1: 68.2, against srgnn's GCN at 68.6.)"""
+def test_pygs_gcn_graphsage_and_gat_score_near_srgnns_gcn(cora, cora_published):
+    """On 3 published Cora sets, PyG's GCN, GraphSAGE and GAT (one head, its default) alone
+    and shift-robust score within 2 points of srgnn's GCN (68.6; GAT 66.7 alone, 69.3
+    shift-robust). The GAT paper's 8 heads with dropout 0.6 score 61.7 alone under the
+    Trainer's defaults, and shift-robust collapse to 11.0 unless capped (max_pull=1: 68.2); the
+    collapse warning says so."""
     def score(build, robust: bool) -> float:
         scores = []
         for seed, train in enumerate(cora_published[:3]):
@@ -61,6 +63,7 @@ def test_pygs_gcn_and_graphsage_score_near_srgnns_gcn(cora, cora_published):
         return sum(scores) / len(scores)
 
     reference = score(lambda: GCN(1433, 7), robust=False)
-    for build in (lambda: pyg.GCN(1433, 64, 2, 7, dropout=0.5), lambda: pyg.GraphSAGE(1433, 64, 2, 7, dropout=0.5)):
+    for build in (lambda: pyg.GCN(1433, 64, 2, 7, dropout=0.5), lambda: pyg.GraphSAGE(1433, 64, 2, 7, dropout=0.5),
+                  lambda: pyg.GAT(1433, 64, 2, 7, dropout=0.5)):
         for robust in (False, True):
             assert score(build, robust) > reference - 0.02
