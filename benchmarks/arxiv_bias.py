@@ -23,9 +23,7 @@ each, saved to ``OUT/results.jsonl`` as it finishes; rerunning the same command 
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,8 +33,9 @@ import torch
 
 from benchmarks.report import markdown_table
 from benchmarks.engine import per_process
-from benchmarks.runlog import RunLog, run_logged
-from srgnn.cli import OneLineParser, output_dir
+from benchmarks.runlog import RunLog
+from benchmarks.skeleton import parse_study_args, run_pending, study_parser
+from srgnn.cli import output_dir
 from srgnn import ShiftRobust, Trainer
 from srgnn.data import DataNotFoundError, load_dataset
 from srgnn.graph import Graph
@@ -65,11 +64,9 @@ def scored_nodes(mask: torch.Tensor, train: torch.Tensor, y: torch.Tensor) -> to
     return keep.nonzero().view(-1)
 
 
-def one_run(root: Path | None, device: str, method: str, ratio: float, index: int, protocol: dict,
-            threads: int) -> dict:
+def one_run(root: Path | None, device: str, method: str, ratio: float, index: int, protocol: dict) -> dict:
     """Train ``method`` on PPR-S set ``index`` at ``ratio`` and score it; the graph is loaded once
     per process."""
-    torch.set_num_threads(threads)
     data, graph = per_process(("ogbn-arxiv", str(root), device), lambda: (
         (data := load_dataset("ogbn-arxiv", root=root)), Graph.from_data(data, device)))
     y = data.y.view(-1)
@@ -86,29 +83,21 @@ def one_run(root: Path | None, device: str, method: str, ratio: float, index: in
     print(f"ratio {ratio} set {index} {method}: Micro-F1 {100 * scores['micro_f1']:.1f} ({seconds:.0f} s)", flush=True)
     return {"method": method, "ratio": ratio, "index": index, **scores, "train_nodes": train.numel(),
             "outside_train_split": int((~data.train_mask[train]).sum()), "test_nodes": test.numel(),
-            "classes": len(sampler.quota), "seconds": seconds, "threads": threads}
+            "classes": len(sampler.quota), "seconds": seconds, "threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> list[list[str]]:
-    parser = OneLineParser(prog="python -m benchmarks.arxiv_bias", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser("arxiv_bias", __doc__, repeats=10, workers=1)
     parser.add_argument("--root", type=Path, default=None, help="folder holding ogbn_arxiv/ (default: $SRGNN_DATA)")
     parser.add_argument("--ratios", default="0.01,0.05")
-    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=PROTOCOL["epochs"], help="100, the protocol's")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per worker (default: the CPU count over --workers)")
     parser.add_argument("--out", type=output_dir, default=Path("results/arxiv_bias"))
-    args = parser.parse_args(argv)
+    args = parse_study_args(parser, argv, "epochs")
     try:
         ratios = [float(r) for r in args.ratios.split(",")]
     except ValueError:
         parser.error(f"--ratios {args.ratios!r}: give comma-separated label ratios, e.g. 0.01,0.05")
-    if args.repeats < 1 or args.epochs < 1 or args.workers < 1 or (args.threads is not None and args.threads < 1):
-        parser.error("--repeats, --epochs, --workers and --threads must be >= 1")
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     try:
         resolve_device(args.device)
     except ValueError as err:
@@ -124,9 +113,9 @@ def main(argv=None) -> list[list[str]]:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps({"ratios": ratios, "repeats": args.repeats, **protocol}, indent=2))
     log = RunLog(args.out / "results.jsonl", ("method", "ratio", "index"))
-    jobs = [(args.root, args.device, method, ratio, index, protocol, threads) for ratio in ratios
-            for index in range(args.repeats) for method in METHODS if (method, ratio, index) not in log]
-    run_logged(one_run, jobs, log, args.workers, threads)
+    jobs = [(args.root, args.device, method, ratio, index, protocol) for ratio in ratios
+            for index in range(args.repeats) for method in METHODS]
+    run_pending(one_run, jobs, lambda job: job[2:5], log, args)
     rows = [["ratio", "training nodes", "outside OGB train", "GCN", "SR-GCN", "SR-GCN wins"]]
     for ratio in ratios:
         gcn = log.scores(method="gcn", ratio=ratio)[: args.repeats]

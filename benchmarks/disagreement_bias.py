@@ -29,16 +29,15 @@ overshot the error on Cora and CiteSeer).
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.runlog import RunLog, run_logged
-from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph, write_section
-from srgnn.cli import OneLineParser
+from benchmarks.runlog import RunLog
+from benchmarks.skeleton import parse_study_args, publish, run_pending, study_parser
+from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph
 from srgnn import Trainer
 from srgnn.data import load_dataset
 from srgnn.estimation.disagreement import estimate_error
@@ -67,8 +66,7 @@ ESTIMATES = {
 }
 
 
-def one_set(dataset: str, split: str, index: int, train: torch.Tensor, n_bootstrap: int, threads: int) -> dict:
-    torch.set_num_threads(threads)
+def one_set(dataset: str, split: str, index: int, train: torch.Tensor, n_bootstrap: int) -> dict:
     graph = worker_graph(dataset)
     data = graph.data
     y = data.y.view(-1)
@@ -125,35 +123,28 @@ def table(log: RunLog, dataset: str) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = OneLineParser(prog="python -m benchmarks.disagreement_bias", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser("disagreement_bias", __doc__, repeats=100, workers=min(2, os.cpu_count() or 1))
     parser.add_argument("--dataset", default="pubmed")
-    parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per interval")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--runs", type=Path, default=None, help="JSONL of finished sets (resumed if present)")
     parser.add_argument("--doc", type=Path, default=Path("docs/disagreement.md"))
-    args = parser.parse_args(argv)
-    if min(args.repeats, args.bootstrap, args.workers) < 1:
-        parser.error("--repeats, --bootstrap and --workers must each be at least 1.")
+    args = parse_study_args(parser, argv, "bootstrap")
     data = load_dataset(args.dataset)
     biased = LocalizedSampler(data).sample_many(args.repeats, seed=0)
     iid = [iid_sample(data, s.numel(), seed=10_000 + i, candidates=default_pool(data)) for i, s in enumerate(biased)]
     runs = args.runs or Path(f"results/estimators_{args.dataset}.jsonl")
     runs.parent.mkdir(parents=True, exist_ok=True)
     log = RunLog(runs, ("dataset", "split", "index"))
-    jobs = [(s, i, sets[i]) for s, sets in (("biased", biased), ("iid", iid)) for i in range(args.repeats)
-            if (args.dataset, s, i) not in log]
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
-    run_logged(one_set, [(args.dataset, s, i, t, args.bootstrap, threads) for s, i, t in jobs], log, args.workers, threads)
-    lines = [f"## {args.dataset}, {args.repeats} localized sets and {args.repeats} IID sets", "",
-             f"Command: `python -m benchmarks.disagreement_bias --dataset {args.dataset} --repeats {args.repeats} "
-             f"--bootstrap {args.bootstrap}`", "",
-             "Bias = mean(estimate - true): negative means too optimistic. Coverage: the share of sets whose",
-             f"true error lies in the estimate's 90% bootstrap interval ({args.bootstrap} resamples of the target",
-             "and held-out nodes).", "", *table(log, args.dataset)]
-    write_section(args.doc, args.dataset, "\n".join(lines), "# Disagreement under bias\n")
-    print("\n".join(lines))
+    jobs = [(args.dataset, s, i, sets[i], args.bootstrap) for s, sets in (("biased", biased), ("iid", iid))
+            for i in range(args.repeats)]
+    run_pending(one_set, jobs, lambda job: job[:3], log, args)
+    publish(args.doc, args.dataset, [
+        f"## {args.dataset}, {args.repeats} localized sets and {args.repeats} IID sets", "",
+        f"Command: `python -m benchmarks.disagreement_bias --dataset {args.dataset} --repeats {args.repeats} "
+        f"--bootstrap {args.bootstrap}`", "",
+        "Bias = mean(estimate - true): negative means too optimistic. Coverage: the share of sets whose",
+        f"true error lies in the estimate's 90% bootstrap interval ({args.bootstrap} resamples of the target",
+        "and held-out nodes).", "", *table(log, args.dataset)], "# Disagreement under bias\n")
 
 
 if __name__ == "__main__":

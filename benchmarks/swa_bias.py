@@ -57,7 +57,6 @@ the uniform sample.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -67,9 +66,9 @@ from torch import Tensor
 
 from benchmarks.report import paired_difference
 from benchmarks.reproduce import SEEDS_DIR
-from benchmarks.runlog import RunLog, StudyLockedError, run_logged
-from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph, write_section
-from srgnn.cli import OneLineParser
+from benchmarks.runlog import RunLog, StudyLockedError
+from benchmarks.skeleton import parse_study_args, publish, run_pending, study_parser
+from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph
 from srgnn import Trainer
 from srgnn.estimation.calibration import fit_group_temperatures, fit_temperature
 from srgnn.data import load_dataset
@@ -135,9 +134,8 @@ def cross_fitted_scaling(logits: Tensor, labels: Tensor, nodes: Tensor, seed: in
     return scaled.softmax(1)
 
 
-def one_set(dataset: str, index: int, group: str, train: Tensor, threads: int) -> dict:
+def one_set(dataset: str, index: int, group: str, train: Tensor) -> dict:
     """One group's recipes on one set: their metrics on the validation and the test nodes."""
-    torch.set_num_threads(threads)
     graph = worker_graph(dataset)
     data = graph.data
     y = data.y.view(-1)
@@ -212,11 +210,8 @@ def table(log: RunLog, datasets: list[str], split: str, recipes: list[str], repe
 
 
 def main(argv=None) -> None:
-    parser = OneLineParser(prog="python -m benchmarks.swa_bias", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser("swa_bias", __doc__, repeats=100, workers=min(2, os.cpu_count() or 1))
     parser.add_argument("--datasets", default="cora,pubmed")
-    parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
     parser.add_argument("--groups", default=",".join(GROUPS),
                         help=f"comma-separated groups of recipes to run (gcn, the baseline, always runs); "
@@ -224,9 +219,7 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("results/swa_recipe_groups.jsonl"),
                         help="JSONL of finished (set, group) jobs (resumed if present)")
     parser.add_argument("--doc", type=Path, default=Path("docs/swa.md"))
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.workers < 1:
-        parser.error("--repeats and --workers must each be at least 1.")
+    args = parse_study_args(parser, argv)
     groups = ["gcn"] + [g for g in args.groups.split(",") if g != "gcn"]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
@@ -241,25 +234,23 @@ def main(argv=None) -> None:
     for dataset in datasets:
         data = load_dataset(dataset)
         sets = load_published_splits(args.seeds_dir / f"localized_seeds_{dataset}.p", data=data)[:args.repeats]
-        jobs += [(dataset, i, g, s) for i, s in enumerate(sets) for g in groups if (dataset, i, g) not in log]
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
-    run_logged(one_set, [(d, i, g, s, threads) for d, i, g, s in jobs], log, args.workers, threads)
+        jobs += [(dataset, i, g, s) for i, s in enumerate(sets) for g in groups]
+    run_pending(one_set, jobs, lambda job: job[:3], log, args)
     # Every group logged for every set, from this call or an earlier one, enters the tables and the rule.
     done = [g for g in GROUPS if all((d, i, g) in log for d in datasets for i in range(args.repeats))]
     recipes = [recipe for g in done for recipe in GROUPS[g]]
-    lines = [f"Command: `python -m benchmarks.swa_bias --datasets {args.datasets} --repeats {args.repeats}`", "",
-             "Published localized sets; Micro-F1 in %, paired against `gcn` (± its standard error); ECE with 15",
-             "bins and NLL, means over the sets; ECE floor: the ECE a perfectly calibrated model with the",
-             f"recipe's confidences scores on the same nodes (`calibrated_ece_floor`, {FLOOR_DRAWS} label draws), below",
-             "which no ECE on them can be expected. Recipes and the selection rule: the module docstring.", "",
-             "Test nodes (the paper's, less the validation nodes and the uniform sample):", "",
-             *table(log, datasets, "test", recipes, args.repeats),
-             "", "Validation nodes (the Planetoid validation nodes outside the training set), where the",
-             "recipe is chosen:", "", *table(log, datasets, "val", recipes, args.repeats), "",
-             f"Chosen on validation nodes by the fixed rule, among the recipes above: "
-             f"**{recommended(log, datasets, recipes, args.repeats)}**."]
-    write_section(args.doc, f"swa recipes {args.datasets}", "\n".join(lines), "# SWA under bias\n")
-    print("\n".join(lines))
+    publish(args.doc, f"swa recipes {args.datasets}", [
+        f"Command: `python -m benchmarks.swa_bias --datasets {args.datasets} --repeats {args.repeats}`", "",
+        "Published localized sets; Micro-F1 in %, paired against `gcn` (± its standard error); ECE with 15",
+        "bins and NLL, means over the sets; ECE floor: the ECE a perfectly calibrated model with the",
+        f"recipe's confidences scores on the same nodes (`calibrated_ece_floor`, {FLOOR_DRAWS} label draws), below",
+        "which no ECE on them can be expected. Recipes and the selection rule: the module docstring.", "",
+        "Test nodes (the paper's, less the validation nodes and the uniform sample):", "",
+        *table(log, datasets, "test", recipes, args.repeats),
+        "", "Validation nodes (the Planetoid validation nodes outside the training set), where the",
+        "recipe is chosen:", "", *table(log, datasets, "val", recipes, args.repeats), "",
+        f"Chosen on validation nodes by the fixed rule, among the recipes above: "
+        f"**{recommended(log, datasets, recipes, args.repeats)}**."], "# SWA under bias\n")
 
 
 if __name__ == "__main__":

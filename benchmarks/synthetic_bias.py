@@ -18,9 +18,7 @@ builds the graph once), saved to ``OUT/results.jsonl`` as it finishes; rerunning
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -29,8 +27,9 @@ import torch
 
 from benchmarks.report import markdown_table
 from benchmarks.engine import clear_per_process, per_process
-from benchmarks.runlog import RunLog, run_logged
-from srgnn.cli import OneLineParser, output_dir
+from benchmarks.runlog import RunLog
+from benchmarks.skeleton import parse_study_args, run_pending, study_parser
+from srgnn.cli import output_dir
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
 from srgnn.models import GCN
@@ -61,12 +60,10 @@ def graph_of(nodes: int, seed: int, graph_options: dict, ratio: float) -> tuple:
     return per_process(("block model", nodes, seed, tuple(sorted(graph_options.items())), ratio), make)
 
 
-def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, training: dict, method: str, index: int,
-            threads: int) -> dict:
+def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, training: dict, method: str, index: int) -> dict:
     """Train ``method`` on set ``index`` (biased: PPR-S with seed ``index``; IID: a uniform sample
     of as many nodes) with ``Trainer`` options ``training`` (epochs, and batch size and fan-outs
     for mini-batches) and score it on the test mask minus both sets."""
-    torch.set_num_threads(threads)
     data, graph, sampler = graph_of(nodes, seed, graph_options, ratio)
     biased = sampler.sample(seed=index)
     sets = {"biased": biased, "iid": iid_sample(data, biased.numel(), seed=index)}
@@ -81,15 +78,13 @@ def one_run(nodes: int, seed: int, graph_options: dict, ratio: float, training: 
     degree = graph.in_degree().float().cpu()
     return {"method": method, "index": index, **scores, "train_nodes": sets[split].numel(),
             "train_degree": degree[sets[split]].mean().item(), "graph_degree": degree.mean().item(),
-            "seconds": seconds, "threads": threads}
+            "seconds": seconds, "threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> list[list[str]]:
-    parser = OneLineParser(prog="python -m benchmarks.synthetic_bias", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser("synthetic_bias", __doc__, repeats=10, workers=1)
     parser.add_argument("--nodes", type=int, default=169_343)
     parser.add_argument("--ratio", type=float, default=0.01)
-    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0, help="the graph's seed")
     parser.add_argument("--community-spread", type=float, default=GRAPH["community_spread"],
@@ -98,18 +93,12 @@ def main(argv=None) -> list[list[str]]:
                         help="training nodes per mini-batch step (default: full batch, the receptive field)")
     parser.add_argument("--fan-outs", default=None, help="neighbours sampled per layer for mini-batches, e.g. 10,10")
     parser.add_argument("--methods", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
-    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per worker (default: the CPU count over --workers)")
     parser.add_argument("--out", type=output_dir, default=Path("results/synthetic_bias"))
-    args = parser.parse_args(argv)
-    if min(args.repeats, args.epochs, args.workers, args.threads or 1) < 1:
-        parser.error("--repeats, --epochs, --workers and --threads must be >= 1")
+    args = parse_study_args(parser, argv, "epochs")
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in RUNS]
     if unknown:
         parser.error(f"--methods: unknown method(s) {', '.join(map(repr, unknown))}; choose from {', '.join(RUNS)}")
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     training = {"epochs": args.epochs}
     if args.batch_size is not None or args.fan_outs is not None:
         batch_size = 1024 if args.batch_size is None else args.batch_size
@@ -142,9 +131,9 @@ def main(argv=None) -> list[list[str]]:
     saved.write_text(json.dumps(config))
     log = RunLog(args.out / "results.jsonl", ("method", "index"))
     # Method by method, so that GCN's bias drop (gcn against gcn-iid) is known before the SR runs end.
-    jobs = [(args.nodes, args.seed, graph_options, args.ratio, training, method, index, threads)
-            for method in methods for index in range(args.repeats) if (method, index) not in log]
-    run_logged(one_run, jobs, log, args.workers, threads)
+    jobs = [(args.nodes, args.seed, graph_options, args.ratio, training, method, index)
+            for method in methods for index in range(args.repeats)]
+    run_pending(one_run, jobs, lambda job: job[5:], log, args)
     return report(log, methods, args)
 
 

@@ -8,7 +8,6 @@ nodes). Writes its section of docs/acquisition.md; runs resume from --runs.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -16,17 +15,16 @@ import torch
 
 from benchmarks.report import paired_difference
 from benchmarks.reproduce import SEEDS_DIR
-from benchmarks.runlog import RunLog, run_logged
-from benchmarks.study import build, test_nodes, worker_graph, write_section
-from srgnn.cli import OneLineParser
+from benchmarks.runlog import RunLog
+from benchmarks.skeleton import parse_study_args, publish, run_pending, study_parser
+from benchmarks.study import build, test_nodes, worker_graph
 from srgnn import Trainer
 from srgnn.estimation.acquisition import suggest_labels
 from srgnn.data import load_dataset
 from srgnn.sampling import default_pool, load_published_splits
 
-def one_set(dataset: str, method: str, index: int, train: torch.Tensor, k: int, threads: int) -> dict:
+def one_set(dataset: str, method: str, index: int, train: torch.Tensor, k: int) -> dict:
     """Both arms on one set: the suggested and the random additions, and their test Micro-F1."""
-    torch.set_num_threads(threads)
     graph = worker_graph(dataset)
     data = graph.data
 
@@ -65,20 +63,15 @@ def table(log: RunLog, datasets: list[str], methods: list[str]) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = OneLineParser(prog="python -m benchmarks.where_to_label", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser("where_to_label", __doc__, repeats=100, workers=min(2, os.cpu_count() or 1))
     parser.add_argument("--datasets", default="cora,pubmed")
     parser.add_argument("--methods", default="gcn,sr-gcn")
-    parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--k", type=int, default=20, help="labels added per set")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
     parser.add_argument("--runs", type=Path, default=Path("results/where_to_label.jsonl"),
                         help="JSONL of finished sets (resumed if present)")
     parser.add_argument("--doc", type=Path, default=Path("docs/acquisition.md"))
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.k < 1 or args.workers < 1:
-        parser.error("--repeats, --k and --workers must each be at least 1.")
+    args = parse_study_args(parser, argv, "k")
     datasets, methods = args.datasets.split(","), args.methods.split(",")
     args.runs.parent.mkdir(parents=True, exist_ok=True)
     log = RunLog(args.runs, ("dataset", "method", "index"))
@@ -86,17 +79,14 @@ def main(argv=None) -> None:
     for dataset in datasets:
         data = load_dataset(dataset)
         sets = load_published_splits(args.seeds_dir / f"localized_seeds_{dataset}.p", data=data)[:args.repeats]
-        jobs += [(dataset, m, i, s) for m in methods for i, s in enumerate(sets) if (dataset, m, i) not in log]
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
-    run_logged(one_set, [(d, m, i, s, args.k, threads) for d, m, i, s in jobs], log, args.workers, threads)
-    lines = [f"Command: `python -m benchmarks.where_to_label --datasets {args.datasets} --methods {args.methods} "
-             f"--repeats {args.repeats} --k {args.k}`", "",
-             "Micro-F1 in %, mean over the published localized sets; before: trained on the set alone; the",
-             f"difference is paired (± its standard error); wins: sets where the suggested {args.k} beat the random {args.k}.",
-             "", *table(log, datasets, methods)]
-    write_section(args.doc, f"where-to-label {args.datasets} {args.methods}", "\n".join(lines),
-                  "# Where to label next\n")
-    print("\n".join(lines))
+        jobs += [(dataset, m, i, s, args.k) for m in methods for i, s in enumerate(sets)]
+    run_pending(one_set, jobs, lambda job: job[:3], log, args)
+    publish(args.doc, f"where-to-label {args.datasets} {args.methods}", [
+        f"Command: `python -m benchmarks.where_to_label --datasets {args.datasets} --methods {args.methods} "
+        f"--repeats {args.repeats} --k {args.k}`", "",
+        "Micro-F1 in %, mean over the published localized sets; before: trained on the set alone; the",
+        f"difference is paired (± its standard error); wins: sets where the suggested {args.k} beat the random {args.k}.",
+        "", *table(log, datasets, methods)], "# Where to label next\n")
 
 
 if __name__ == "__main__":

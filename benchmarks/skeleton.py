@@ -1,0 +1,51 @@
+"""The shape every logged study shares: its common flags (``--repeats``, ``--workers``,
+``--threads``) and their checks, the split of the cores into workers and threads, its pending
+jobs run through ``benchmarks.engine`` into its results log, and its markdown section. What is
+a study's own is its flags, its jobs and its tables."""
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchmarks.runlog import RunLog, run_logged
+from benchmarks.study import write_section
+from srgnn.cli import OneLineParser
+
+
+def study_parser(module: str, description: str, *, repeats: int, workers: int) -> OneLineParser:
+    """The parser of ``python -m benchmarks.<module>`` with the common flags."""
+    parser = OneLineParser(prog=f"python -m benchmarks.{module}", description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=repeats, help="training sets per graph and method")
+    parser.add_argument("--workers", type=int, default=workers, help="runs in parallel, each in its own process")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default: the CPU count over --workers)")
+    return parser
+
+
+def parse_study_args(parser: OneLineParser, argv: Sequence[str] | None, *counts: str) -> argparse.Namespace:
+    """Parse, refuse a count below 1 (the common ones and ``counts``, flag names without
+    dashes) in one line, and fill in ``threads``."""
+    args = parser.parse_args(argv)
+    names = ("repeats", "workers", "threads", *counts)
+    low = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in names
+           if getattr(args, name) is not None and getattr(args, name) < 1]
+    if low:
+        parser.error(f"{', '.join(low)}: {', '.join('--' + n.replace('_', '-') for n in names)} must be >= 1")
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    return args
+
+
+def run_pending(function: Callable[..., dict], jobs: list[tuple], key: Callable[[tuple], tuple], log: RunLog,
+                args: argparse.Namespace) -> None:
+    """``function(*job)`` for each job whose ``key(job)`` is not yet in ``log``, in ``args.workers``
+    processes of ``args.threads`` threads; each record is logged as it finishes."""
+    run_logged(function, [job for job in jobs if key(job) not in log], log, args.workers, args.threads)
+
+
+def publish(doc: Path, section: str, lines: list[str], title: str) -> None:
+    """Write ``lines`` as the study's section of ``doc`` (other sections are kept) and print them."""
+    write_section(doc, section, "\n".join(lines), title)
+    print("\n".join(lines))
