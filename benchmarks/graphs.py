@@ -84,12 +84,8 @@ def main(argv=None) -> None:
     costs = []
     for name in names:
         folder = args.out / name
-        flags = ["--dataset", name, "--repeats", str(args.repeats), "--methods", args.methods, "--epochs",
-                 str(args.epochs), "--out", str(folder)]
-        flags += ["--resume"] if (folder / "results.jsonl").exists() else []
-        flags += [] if args.workers is None else ["--workers", str(args.workers)]
-        flags += [] if args.threads is None else ["--threads", str(args.threads)]
-        pubmed_bias.main(flags)
+        pubmed_bias.study(dataset=name, repeats=args.repeats, methods=args.methods, epochs=args.epochs, out=folder,
+                          resume=(folder / "results.jsonl").exists(), workers=args.workers, threads=args.threads)
         rows, minutes = graph_rows(name, folder)
         table += rows
         costs.append(f"{name} {minutes:.1f}")

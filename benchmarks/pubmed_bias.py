@@ -67,7 +67,8 @@ DATASETS = tuple(name for name in dataset_names() if name not in OGB_DATASETS)
 MAX_SEED = 2 ** 32 - 1
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def study_parser() -> OneLineParser:
+    """The study's command line."""
     parser = OneLineParser(prog="python -m benchmarks.pubmed_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=DEFAULT_METHODS,
@@ -127,7 +128,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compare-sequential", type=int, default=0, metavar="N",
                         help="also time GCN on N sets batched, sequential and as a plain PyG training loop, "
                              "and print the speed ratios")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line's flags, checked (``check_args``)."""
+    parser = study_parser()
+    return check_args(parser, parser.parse_args(argv))
+
+
+def check_args(parser: OneLineParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse what the study cannot run, in one line naming the flag, and fill in the defaults
+    that depend on others (methods as a list, workers, threads, teleport, the source)."""
     if args.graph is not None:
         if not args.graph.is_file():
             parser.error(f"--graph {args.graph} does not exist or is not a file")
@@ -278,7 +290,25 @@ def fail(message: str, status: int = 2) -> None:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    """The study from the command line; returns its summary (``results.json``)."""
+    return run(parse_args(argv))
+
+
+def study(**flags) -> dict:
+    """The study from Python: each keyword is a flag of the command line, dashes as underscores,
+    with the type its parser gives (``study(dataset="cora", methods="gcn,sr-gcn", repeats=10,
+    out=Path("results/cora"), resume=True)``), checked as the command line checks it."""
+    parser = study_parser()
+    args = parser.parse_args([])
+    unknown = sorted(set(flags) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"study() got no such flag(s) {unknown}; the flags are {sorted(vars(args))}")
+    vars(args).update(flags)
+    return run(check_args(parser, args))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the study ``args`` (checked) describe; returns its summary."""
     start = time.perf_counter()
     try:  # the data, the sets and the log come from the user's files: their errors are theirs to fix
         log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))  # locks --out first
@@ -322,7 +352,7 @@ def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -
              "Rerun the same command with --resume to continue.", status=130)
     progress.close()
     result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
-              **summarize(log, args, data, biased)}
+              **summarize(log, args.methods, args.dataset, len(biased))}
     extra = [m for m in result["methods"] if m not in args.methods]
     if extra:
         print(f"The summary also covers {', '.join(extra)}, from earlier runs in {args.out / 'results.jsonl'}.")
@@ -330,7 +360,7 @@ def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -
     print_table(rows, result)
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
     write_csv(args.out / "results.csv", result)
-    plot(result, log, args)
+    plot(result, log, args.dataset, args.repeats, args.out)
     print(f"Done in {time.perf_counter() - start:.0f} s; results in {args.out}")
     if args.compare_sequential:
         compare_sequential(data, biased[: args.compare_sequential], args.epochs)

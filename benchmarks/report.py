@@ -28,16 +28,19 @@ def paired_difference(diff: np.ndarray) -> str:
     return f"{diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.1f}"
 
 
-def summarized_methods(log: RunLog, args) -> list[str]:
-    """``--methods``, then every other method with runs in the log (a resumed study with fewer
+def summarized_methods(log: RunLog, methods: list[str]) -> list[str]:
+    """``methods``, then every other method with runs in the log (a resumed study with fewer
     --methods keeps them in its summary), in ``METHODS`` order."""
     logged = {record["method"] for record in log.records.values()}
-    return args.methods + [m for m in METHODS if m in logged and m not in args.methods]
+    return methods + [m for m in METHODS if m in logged and m not in methods]
 
 
-def summarize(log: RunLog, args, data, biased) -> dict:
-    methods = {}
-    summarized = summarized_methods(log, args)
+def summarize(log: RunLog, methods: list[str], dataset: str, sets: int) -> dict:
+    """Each method's scores over the ``sets`` biased sets of ``dataset`` in ``log`` (``methods``
+    and any other logged), its IID reference, paired wins and share of the bias drop recovered,
+    and GCN's Micro-F1 against the CMD between its training and test nodes."""
+    summary = {}
+    summarized = summarized_methods(log, methods)
     for method in summarized:
         micro = log.scores(method=method, split="biased")
         macro = log.scores("macro_f1", method=method, split="biased")
@@ -45,8 +48,8 @@ def summarize(log: RunLog, args, data, biased) -> dict:
                  "macro_f1_mean": macro.mean() / 100, "macro_f1_std": macro.std() / 100,
                  "n_runs": int(micro.size), "micro_f1": list(micro / 100), "macro_f1": list(macro / 100),
                  "published": None}
-        if method in PUBLISHED.get(args.dataset, {}):
-            entry["published"] = round(PUBLISHED[args.dataset][method] / 100, 6)
+        if method in PUBLISHED.get(dataset, {}):
+            entry["published"] = round(PUBLISHED[dataset][method] / 100, 6)
         iid = log.scores(method=method, split="iid")
         entry["iid_micro_f1_mean"] = iid.mean() / 100 if iid.size else None
         base = base_of(method)
@@ -57,10 +60,10 @@ def summarize(log: RunLog, args, data, biased) -> dict:
             entry["wins_vs_base"] = int((micro[:n] > base_micro[:n]).sum())
             gap = base_iid.mean() - base_micro.mean() if base_iid.size else 0.0
             entry["recovered"] = float((micro.mean() - base_micro.mean()) / gap) if gap > 0 else None
-        methods[method] = entry
-    result = {"methods": methods}
+        summary[method] = entry
+    result = {"methods": summary}
     if "gcn" in summarized:
-        shift = [log.records[("gcn", "biased", i)]["cmd_train_test"] for i in range(len(biased))
+        shift = [log.records[("gcn", "biased", i)]["cmd_train_test"] for i in range(sets)
                  if ("gcn", "biased", i) in log]
         f1 = log.scores(method="gcn", split="biased")
         result["f1_vs_cmd_n"] = len(shift)
@@ -114,7 +117,8 @@ def write_csv(path: Path, result: dict) -> None:
             writer.writerow([method, *("" if e.get(c) is None else e[c] for c in CSV_COLUMNS)])
 
 
-def plot(result: dict, log: RunLog, args) -> None:
+def plot(result: dict, log: RunLog, dataset: str, repeats: int, out: Path) -> None:
+    """``f1_vs_cmd.png`` (GCN's runs) and ``methods.png`` (each method against its base) in ``out``."""
     try:
         import matplotlib
 
@@ -131,9 +135,9 @@ def plot(result: dict, log: RunLog, args) -> None:
         ax.set_xlabel("CMD(training set, test nodes), raw features")
         ax.set_ylabel("GCN test Micro-F1 (%)")
         r, n = result.get("f1_vs_cmd_pearson_r"), result.get("f1_vs_cmd_n")
-        ax.set_title(f"{args.dataset}: " + (f"n = {n}, too few sets for r" if r is None else f"r = {r:.2f}, n = {n}"))
+        ax.set_title(f"{dataset}: " + (f"n = {n}, too few sets for r" if r is None else f"r = {r:.2f}, n = {n}"))
         fig.tight_layout()
-        fig.savefig(args.out / "f1_vs_cmd.png", dpi=120)
+        fig.savefig(out / "f1_vs_cmd.png", dpi=120)
         plt.close(fig)
     bases = [m for m in result["methods"] if not m.startswith("sr-")]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(bases) + 2), 4.6))
@@ -151,9 +155,9 @@ def plot(result: dict, log: RunLog, args) -> None:
         ax.hlines(iid, x - 0.4, x + 0.4, colors="black", linestyles="dashed", label="base on IID sets (mean)")
     ax.set_xticks(x, bases)
     ax.set_ylabel("Micro-F1 (%), mean ± std over sets")
-    ax.set_title(f"{args.dataset}: {args.repeats} biased sets\nerror bars: one standard deviation over the sets")
+    ax.set_title(f"{dataset}: {repeats} biased sets\nerror bars: one standard deviation over the sets")
     # Below the axes, so that no bar is hidden behind it.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3 if len(bases) > 3 else 1, frameon=False)
     fig.tight_layout()
-    fig.savefig(args.out / "methods.png", dpi=120, bbox_inches="tight")
+    fig.savefig(out / "methods.png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -53,15 +53,11 @@ def main(argv=None) -> None:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in args.datasets.split(","):
         out = args.results / (f"{name}_{args.splits}" + ("" if args.iid == "uniform" else f"_{args.iid}"))
-        flags = ["--dataset", name, "--splits", args.splits, "--methods", args.methods, "--iid", args.iid,
-                 "--repeats", str(args.repeats), "--out", str(out)]
-        if args.iid_repeats is not None:
-            flags += ["--iid-repeats", str(args.iid_repeats)]
-        if args.workers is not None:
-            flags += ["--workers", str(args.workers), "--threads", "1"]
-        if args.splits == "published":
-            flags += ["--splits-path", str(args.seeds_dir / f"localized_seeds_{name}.p")]
-        result = pubmed_bias.main(flags + (["--resume"] if (out / "results.jsonl").exists() else []))
+        result = pubmed_bias.study(
+            dataset=name, splits=args.splits, methods=args.methods, iid=args.iid, repeats=args.repeats, out=out,
+            iid_repeats=args.iid_repeats, workers=args.workers, threads=None if args.workers is None else 1,
+            splits_path=args.seeds_dir / f"localized_seeds_{name}.p" if args.splits == "published" else None,
+            resume=(out / "results.jsonl").exists())
         for row in pubmed_bias.table_rows(result)[1:]:
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     # One section per datasets and methods, so a narrower run does not overwrite a wider one.

@@ -59,11 +59,10 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--out", type=output_dir, default=Path("results/sr_gcn_switches"))
     args = parser.parse_args(argv)
     methods = [m for switch in SWITCHES for m in (method_of(switch), "sr-" + method_of(switch))]
-    flags = ["--dataset", args.dataset, "--splits", "published", "--repeats", str(args.repeats),
-             "--splits-path", str(args.seeds_dir / f"localized_seeds_{args.dataset}.p"), "--iid-repeats", "0",
-             "--methods", ",".join(methods), "--workers", str(args.workers), "--threads", str(args.threads),
-             "--seed", "0", "--out", str(args.out)]
-    pubmed_bias.main(flags + (["--resume"] if (args.out / "results.jsonl").exists() else []))
+    pubmed_bias.study(dataset=args.dataset, splits="published", repeats=args.repeats,
+                      splits_path=args.seeds_dir / f"localized_seeds_{args.dataset}.p", iid_repeats=0,
+                      methods=",".join(methods), workers=args.workers, threads=args.threads, seed=0, out=args.out,
+                      resume=(args.out / "results.jsonl").exists())
     log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))
 
     def scores(method: str) -> np.ndarray:

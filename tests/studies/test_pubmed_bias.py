@@ -201,3 +201,15 @@ def test_the_cross_graph_command_writes_one_table(tmp_path):
     for row in ("| cora | mlp |", "| cora | sr-mlp |", "| actor | mlp |", "| actor | sr-mlp |"):
         assert row in text
     assert "Worker-minutes per graph: cora" in text and "/2 |" in text  # paired wins over 2 sets
+
+
+def test_the_study_runs_from_python_with_the_command_lines_checks(tmp_path):
+    from benchmarks import pubmed_bias
+
+    result = pubmed_bias.study(dataset="cora", methods="gcn,sr-gcn", repeats=2, iid_repeats=0, epochs=3, workers=1,
+                               out=tmp_path / "study")
+    assert set(result["methods"]) == {"gcn", "sr-gcn"} and result["methods"]["gcn"]["n_runs"] == 2
+    with pytest.raises(TypeError, match=r"no such flag\(s\) \['nope'\]"):
+        pubmed_bias.study(dataset="cora", nope=1)
+    with pytest.raises(SystemExit):  # refused as the command line refuses it
+        pubmed_bias.study(dataset="cora", repeats=0, out=tmp_path / "bad")
