@@ -24,8 +24,7 @@ from torch_geometric.utils import subgraph
 
 from ._validation import check_graph
 from .kernels.attention import AttentionCSR
-from .kernels.ops import PLAIN, Ops
-from .kernels.propagation import Adjacency, Norm, TargetRows, adjacency_pair, compact_csr, quiet_sparse
+from .kernels.propagation import Adjacency, Norm, adjacency_pair, compact_csr, quiet_sparse
 
 T = TypeVar("T")
 
@@ -80,8 +79,6 @@ class Graph:
         source: the ``Data`` it was built from, the user's (default ``data``); a graph whose
             source's ``x``, ``edge_index`` or ``y`` were modified in place or reassigned refuses
             to be used.
-        ops: the layer operations a model's forward runs on this graph (``srgnn.kernels.ops``): ``PLAIN``,
-            or a ``ReplicaOps`` for R replicas' graphs stacked as one.
 
     Attributes: ``cache``, every derived result by key; ``clear()`` empties it.
     """
@@ -89,11 +86,11 @@ class Graph:
     def __init__(self, edge_index: Tensor, num_nodes: int | None = None, *, x: Tensor | None = None,
                  full_degree: Tensor | None = None, depth: Tensor | None = None, read: Tensor | None = None,
                  depth_sorted: bool = False, num_rows: int | None = None, data: Data | None = None,
-                 source: Data | None = None, ops: Ops = PLAIN):
+                 source: Data | None = None):
         if num_nodes is None:
             num_nodes = x.size(0) if x is not None else int(edge_index.max()) + 1 if edge_index.numel() else 0
         self.edge_index, self.num_nodes, self.x, self.data = edge_index, int(num_nodes), x, data
-        self.full_degree, self.depth, self.read, self.ops = full_degree, depth, read, ops
+        self.full_degree, self.depth, self.read = full_degree, depth, read
         self.depth_sorted, self.num_rows = depth_sorted, num_rows
         self.source = data if source is None else source
         self.cache: dict[Any, Any] = {}
@@ -209,14 +206,6 @@ class Graph:
 
         return self.cached(("layer", layer, trimmed), select)
 
-    def with_ops(self, ops: Ops) -> "Graph":
-        """This graph with other layer operations, sharing its tensors and its ``cache``."""
-        twin = Graph(self.edge_index, self.num_nodes, x=self.x, full_degree=self.full_degree, depth=self.depth,
-                     read=self.read, depth_sorted=self.depth_sorted, num_rows=self.num_rows, data=self.data,
-                     source=self.source, ops=ops)
-        twin.cache, twin._watched, twin._versions = self.cache, self._watched, self._versions
-        return twin
-
     def on(self, device: str | torch.device) -> "Graph":
         """This graph on ``device``: itself, or a copy kept in ``cache`` (with a cache of its own)."""
         device = torch.device(device)
@@ -275,13 +264,6 @@ def as_graph(edge_index: Tensor | Graph, x: Tensor) -> Graph:
     if isinstance(edge_index, Graph):
         return edge_index
     return Graph(edge_index.to(x.device), x.size(0))
-
-
-def ops_of(edge_index: Tensor | Graph | TargetRows | None) -> Ops:
-    """The layer operations for a forward given ``edge_index``: those a ``Graph`` or a
-    ``TargetRows`` carries, else ``PLAIN``."""
-    ops = edge_index.ops if isinstance(edge_index, (Graph, TargetRows)) else None
-    return PLAIN if ops is None else ops
 
 
 def graph_input(model, edge_index: Tensor | Graph | Any) -> Tensor | Graph | Any:

@@ -17,20 +17,12 @@ from .._validation import check_seed
 from ..graph import Graph
 from ..training.loop import make_optimizer, run_epochs
 from ..models import APPNP, NodeClassifier
-from ..kernels.ops import LockstepOps, Ops
-from ..kernels.propagation import TargetRows
+from ..kernels.ops import LockstepOps, running
 from ..robustness.preparation import prepare
 from ..robustness.robust import ShiftRobust
 from ..training.subgraph import fitted_graph, robust_loss_subgraph
 from ..training.trainer import as_shift_robust, check_training_set, optimizer_settings
 from .replicas import ManyModels
-
-
-def _with_ops(operator: Graph | TargetRows, ops: Ops) -> Graph | TargetRows:
-    """``operator`` (a model's graph, or APPNP's rows at its read nodes) with the layer operations ``ops``."""
-    if isinstance(operator, TargetRows):
-        return TargetRows(operator.rows, operator.targets, ops)
-    return operator.with_ops(ops)
 
 
 class LockstepTrainer(ManyModels):
@@ -121,15 +113,15 @@ class LockstepTrainer(ManyModels):
         # first-layer product among them (each model's block is a contiguous [N, H], so its
         # hidden layer fits in cache as alone).
         ops = LockstepOps([m.lins[0].weight for m in models])
-        steps = [(_with_ops(operator, ops), y, train, iid, weights) for operator, y, train, iid, weights in steps]
         for robust in self.models:
             robust.train()
 
         def step_loss() -> Tensor:
             ops.new_step()
             loss = 0
-            for robust, (operator, y, train, iid, weights) in zip(self.models, steps):
-                loss = loss + robust.loss(x, operator, y, train, iid, weights)
+            with running(ops):
+                for robust, (operator, y, train, iid, weights) in zip(self.models, steps):
+                    loss = loss + robust.loss(x, operator, y, train, iid, weights)
             return loss
 
         self.history_ = (run_epochs(step_loss, optimizer, self.epochs) / len(models)).tolist()

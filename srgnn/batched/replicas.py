@@ -21,7 +21,7 @@ and size. So replica r's run is ``Trainer(seed=seeds[r])``'s on the same set, to
 tolerance, whatever else shares its batch.
 
 Every replica runs the model's own forward: its parameters are stacked and its layers run
-through the ``srgnn.kernels.ops.ReplicaOps`` of the stacked graph. Batched: models that declare
+through ``srgnn.kernels.ops.ReplicaOps``, run with ``running``. Batched: models that declare
 ``replica_batchable`` (GCN without BatchNorm, GraphSAGE, MLP), plain or shift-robust (CMD, MMD,
 KMM weights, your own penalty); other models train replica by replica, each as its ``Trainer``.
 """
@@ -37,7 +37,7 @@ from torch_geometric.data import Data
 
 from ..graph import Graph, model_input
 from ..models import NodeClassifier
-from ..kernels.ops import ReplicaOps
+from ..kernels.ops import ReplicaOps, running
 from .._validation import check_choice, check_int, check_seed
 from ..robustness.preparation import ShiftSetup, prepare
 from ..robustness.robust import ShiftRobust, steer
@@ -226,7 +226,7 @@ class ReplicaTrainer(ManyModels):
         x = model_input(data.x[rows.to(data.x.device)]).to(self.device)
         x = blocks.widen(x) if x.is_sparse_csr else x
         fields = Graph(torch.cat(edges, 1).to(self.device), rows.numel(), x=x, full_degree=torch.cat(degrees),
-                       depth=torch.cat(depths), ops=blocks)
+                       depth=torch.cat(depths))
         y = data.y.view(-1)[rows.to(data.y.device)].to(self.device)
         train_index = torch.cat(train_rows).to(self.device)
         # Each replica's loss is its mean over its own training nodes.
@@ -248,7 +248,8 @@ class ReplicaTrainer(ManyModels):
         steered = replicas[0].max_pull is not None or replicas[0].deconflict
 
         def step_loss() -> Tensor:
-            logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
+            with running(blocks):
+                logits, hidden = torch.func.functional_call(stacked, named, (x, fields))
             per_row = weights * F.cross_entropy(logits[train_index], y[train_index], reduction="none")
             shift = self._shift_terms(replicas, logits, hidden, y, train_rows, iid_rows)
             if shift is None:

@@ -1,16 +1,21 @@
 """The operations a model's forward runs its layers through, so that one forward serves one
 graph and R stacked replicas alike.
 
-A model calls ``ops = ops_of(edge_index)`` and then ``ops.dropout``, ``ops.linear``,
+A model calls ``ops = current_ops()`` and then ``ops.dropout``, ``ops.linear``,
 ``ops.relu_dropout`` and ``ops.bias`` for its dropout, its linear maps (weights as ``nn.Linear``
-stores them) and its biases. On one graph these are the kernels of ``srgnn.kernels.layers``
-(``PLAIN``). ``ReplicaTrainer`` stacks R replicas' receptive fields as one graph whose ``ops`` is a
-``ReplicaOps``, and runs the model's forward with its parameters stacked ``[R, ...]``
-(``torch.func.functional_call``): each op then acts on each replica's rows with that replica's
-weights and dropout generator. A model that declares ``replica_batchable`` promises to route
-those layers through ``ops``.
+stores them) and its biases. By default these are the kernels of ``srgnn.kernels.layers``
+(``PLAIN``). ``ReplicaTrainer`` stacks R replicas' receptive fields as one graph and runs the
+model's forward with its parameters stacked ``[R, ...]`` (``torch.func.functional_call``) inside
+``with running(ReplicaOps(...)):``; each op then acts on each replica's rows with that replica's
+weights and dropout generator (``LockstepTrainer`` does the same with ``LockstepOps``). The ops
+are the call's, not the graph's: a ``Graph`` is the same data whoever runs on it. A model that
+declares ``replica_batchable`` promises to route those layers through ``current_ops()``.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -43,14 +48,32 @@ class Ops:
         return bias
 
 
-#: The operations of a graph that holds one replica.
+#: The operations of one model on one graph.
 PLAIN = Ops()
+_running: ContextVar[Ops] = ContextVar("srgnn_ops", default=PLAIN)
+
+
+def current_ops() -> Ops:
+    """The layer operations the forward being run uses: ``PLAIN``, unless a batched trainer
+    runs it inside ``running``."""
+    return _running.get()
+
+
+@contextmanager
+def running(ops: Ops) -> Iterator[Ops]:
+    """Run the forwards called inside with the layer operations ``ops`` (``ReplicaOps``,
+    ``LockstepOps``); ``PLAIN`` again on leaving."""
+    token = _running.set(ops)
+    try:
+        yield ops
+    finally:
+        _running.reset(token)
 
 
 class ReplicaOps(Ops):
     """The layer operations of R replicas whose rows are stacked in contiguous blocks of one
     graph, with parameters stacked ``[R, ...]`` (``ReplicaTrainer``). A model's own forward runs
-    them when its graph carries them (``Graph.ops``).
+    them inside ``running(ReplicaOps(...))``.
 
     Args:
         sizes: rows of each replica's block, ``[R]``.

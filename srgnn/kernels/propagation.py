@@ -187,11 +187,10 @@ class TargetRows:
     in place of ``edge_index`` while training: ``apply`` gives the propagated logits at the
     targets, the only rows the loss reads. On PubMed, 60 training nodes' rows cost one
     ``[60, N] @ [N, C]`` product per step instead of 10 SpMMs forward and 10 backward.
-    ``ops``: the layer operations the model runs with it (``srgnn.kernels.ops``; ``None``: the plain ones).
     """
 
-    def __init__(self, rows: Tensor, targets: Tensor, ops=None):
-        self.rows, self.targets, self.ops = rows, targets, ops
+    def __init__(self, rows: Tensor, targets: Tensor):
+        self.rows, self.targets = rows, targets
 
     def apply(self, h: Tensor) -> Tensor:
         """``[N, C]`` -> ``[N, C]``: the propagated rows at the targets, zero elsewhere."""

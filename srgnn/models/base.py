@@ -56,7 +56,7 @@ class NodeClassifier(nn.Module):
     #: reads; ``None`` when outputs depend on the whole graph (BatchNorm, precomputed features).
     receptive_field: int | None = None
     #: Whether the forward runs its dropout, linear maps and biases through ``srgnn.kernels.ops``
-    #: (``ops_of(edge_index)``), so that ``ReplicaTrainer`` can run R stacked replicas through it.
+    #: (``current_ops()``), so that ``ReplicaTrainer`` can run R stacked replicas through it.
     replica_batchable = False
     #: Whether the model is linear in the SR-GNN paper's sense (its propagation has no parameters:
     #: APPNP, SGC, DGI's classifier), for which ``ShiftRobust`` adds KMM instance weights by default

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_choice, check_num_layers, check_probability
-from ..graph import Graph, as_graph, ops_of
+from ..graph import Graph, as_graph
+from ..kernels.ops import current_ops
 from ..kernels.layers import SparseInputLinear
 from ..kernels.propagation import spmm
 from .base import NodeClassifier, check_channels
@@ -91,7 +92,7 @@ class GCN(NodeClassifier):
             nn.init.zeros_(bias)
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
-        ops = ops_of(edge_index)
+        ops = current_ops()
         self.check_input(x, ops)
         graph = as_graph(edge_index, x)
         h = x

@@ -4,7 +4,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .._validation import check_num_layers, check_probability
-from ..graph import ops_of
+
+from ..kernels.ops import current_ops
 from ..kernels.layers import SparseInputLinear
 from .base import NodeClassifier, check_channels
 
@@ -33,7 +34,7 @@ class MLP(NodeClassifier):
         self.lins = nn.ModuleList(SparseInputLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        ops = ops_of(edge_index)
+        ops = current_ops()
         self.check_input(x, ops)
         h = ops.dropout(x, self.dropout, self.training)
         for lin in self.lins[:-1]:

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..graph import Graph, as_graph, ops_of
+from ..graph import Graph, as_graph
+from ..kernels.ops import current_ops
 from ..kernels.layers import SparseInputLinear
 from ..kernels.propagation import spmm
 from .._validation import check_probability
@@ -41,7 +42,7 @@ class GraphSAGE(NodeClassifier):
         self.neighbours = nn.ModuleList(SparseInputLinear(a, b, bias=False) for a, b in sizes)
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor | Graph) -> tuple[Tensor, Tensor]:
-        ops = ops_of(edge_index)
+        ops = current_ops()
         self.check_input(x, ops)
         graph = as_graph(edge_index, x)
         h = x
