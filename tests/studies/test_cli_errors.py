@@ -116,7 +116,9 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.pubmed_bias", "--dataset", "cora", "--repeats", "40",
                                 "--methods", "gcn", "--epochs", "200", "--workers", "1", "--out", str(out)],
                                cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True,
+                               # A suite started in the background inherits SIGINT ignored, and so would the study.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = out / "results.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
