@@ -43,7 +43,7 @@ from ..robustness.preparation import ShiftSetup, prepare
 from ..robustness.robust import ShiftRobust, steer
 from ..training.loop import OPTIMIZERS, make_optimizer, run_epochs
 from ..training.subgraph import evaluation_graph, fitted_graph, target_hops
-from ..training.trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set, materialize,
+from ..training.trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set,
                       classification_scores, optimizer_settings, resolve_device)
 
 
@@ -169,7 +169,6 @@ class ReplicaTrainer(ManyModels):
         for train, seed in zip(train_sets, seeds):
             robust = as_shift_robust(self.build(), "ReplicaTrainer's build()").to(self.device)
             torch.manual_seed(seed)  # srgnn.Trainer.fit's order: seed, IID sample and KMM, initialise
-            materialize(robust, graph)
             setups.append(prepare(robust, graph, train, seed))
             robust.reset_parameters()
             replicas.append(robust)

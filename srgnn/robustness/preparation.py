@@ -1,5 +1,6 @@
-"""Preparing one training set for a shift-robust fit: the unlabelled IID sample its penalty
-compares with, and the instance weights of its cross-entropy (KMM on PPR rows, or ones).
+"""Preparing one training set for a shift-robust fit: the shapes of lazy parameters (a penalty
+sized by the hidden layer), the unlabelled IID sample its penalty compares with, and the
+instance weights of its cross-entropy (KMM on PPR rows, or ones).
 
 The result, a ``ShiftSetup``, belongs to the fit: the trainer holds it (``Trainer.setup_``) and
 passes it to the loss; nothing is written onto the model, so one model object can be fitted by
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn.parameter import is_lazy
 from torch_geometric.data import Data
 
 from .._validation import check_choice, check_index
@@ -57,16 +59,34 @@ def kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, *, tel
     return kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y.view(-1)[nodes].cpu(), lower=lower)
 
 
+def materialize(robust: ShiftRobust, graph: Graph | Data) -> None:
+    """Give lazy parameters (a PyG model's ``in_channels=-1``, a penalty's ``nn.LazyLinear``) their
+    shapes, with one forward pass of the model and one call of the penalty, before an optimizer
+    is built on them. The random streams are left as they were, so that a fit depends on its
+    seed alone, not on whether its model was fitted before (``reset_parameters`` then draws
+    every initial weight)."""
+    if not any(is_lazy(p) for p in robust.parameters()):
+        return
+    graph = graph if isinstance(graph, Graph) else Graph.from_data(graph, next(robust.parameters()).device)
+    device = graph.x.device
+    with torch.random.fork_rng([device] if device.type == "cuda" else []), torch.no_grad():
+        hidden = robust.forward_with_hidden(*graph.inputs_for(robust.model))[1]
+        if robust.regularizer is not None:
+            robust.penalty(hidden[:1], hidden[:1])
+
+
 def prepare(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, seed: int = 0,
             iid_idx: Tensor | None = None) -> ShiftSetup:
-    """Draw the IID sample (unless ``iid_idx`` is given) and compute the instance weights that
-    ``robust``'s options ask for, for the training set ``train_idx`` ``[n]``. A ``Graph``
+    """Give ``robust``'s lazy parameters their shapes (``materialize``), draw the IID sample
+    (unless ``iid_idx`` is given) and compute the instance weights that ``robust``'s options ask
+    for, for the training set ``train_idx`` ``[n]``. A ``Graph``
     (``Graph.from_data``) keeps the KMM weights and the PPR factorization behind them for the
     next fit on it; a ``Data`` computes them afresh."""
     data = graph.data if isinstance(graph, Graph) else graph
     if data is None:
         raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
     train_idx = check_index(train_idx, data.num_nodes, "train_idx").cpu()
+    materialize(robust, graph)
     needs_iid = robust.regularizer is not None or robust.instance_weights is not None
     if iid_idx is not None:
         iid_idx = check_index(iid_idx, data.num_nodes, "iid_idx").cpu()

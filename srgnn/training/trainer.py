@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import Tensor
-from torch.nn.parameter import is_lazy
 from torch_geometric.data import Data
 
 from .._validation import (check_choice, check_graph, check_index, check_int, check_number, check_same_device,
@@ -53,21 +52,6 @@ def as_shift_robust(model, owner: str) -> ShiftRobust:
     if isinstance(model, ShiftRobust):
         return model
     return ShiftRobust(as_node_classifier(model, owner), None, instance_weights=None)
-
-
-def materialize(robust: ShiftRobust, graph: Graph) -> None:
-    """Give lazy parameters (a PyG model's ``in_channels=-1``, a penalty's ``nn.LazyLinear``) their
-    shapes, with one forward pass of the model and one call of the penalty, before an optimizer
-    is built on them. The random streams are left as they were, so that a fit depends on its
-    seed alone, not on whether its model was fitted before (``reset_parameters`` then draws
-    every initial weight)."""
-    if not any(is_lazy(p) for p in robust.parameters()):
-        return
-    device = graph.x.device
-    with torch.random.fork_rng([device] if device.type == "cuda" else []), torch.no_grad():
-        hidden = robust.forward_with_hidden(graph.x, graph)[1]
-        if robust.regularizer is not None:
-            robust.penalty(hidden[:1], hidden[:1])
 
 
 def check_swa(swa) -> SWAConfig | None:
@@ -278,8 +262,7 @@ class Trainer:
                              "val_idx; pass val_idx=..., or build the Trainer with patience=None.")
         torch.manual_seed(self.seed)
         robust = self.model
-        materialize(robust.to(self.device), graph)
-        self.setup_ = setup = prepare(robust, graph, train_idx, self.seed, iid_idx)
+        self.setup_ = setup = prepare(robust.to(self.device), graph, train_idx, self.seed, iid_idx)
         if not self.warm_start:
             robust.reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None

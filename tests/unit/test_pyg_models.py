@@ -67,3 +67,15 @@ def test_pygs_gcn_graphsage_and_gat_score_near_srgnns_gcn(cora, cora_published):
                   lambda: pyg.GAT(1433, 64, 2, 7, dropout=0.5)):
         for robust in (False, True):
             assert score(build, robust) > reference - 0.02
+
+
+def test_a_pyg_model_with_lazy_input_width_takes_its_shapes_in_the_preparation(cora, cora_published):
+    # in_channels=-1: PyG's lazy layers; the fit's preparation gives them their shapes, outside
+    # the random stream, so a fit depends on its seed alone
+    train = cora_published[0]
+    model = pyg.GCN(-1, 32, 2, 7)
+    robust = ShiftRobust(PyGModel(model, in_channels=1433), "mmd")  # the width the input is checked against
+    first = Trainer(robust, epochs=20, seed=0).fit(cora, train).logits(cora)
+    assert model.convs[0].lin.weight.shape == (32, 1433)
+    again = Trainer(robust, epochs=20, seed=0).fit(cora, train).logits(cora)
+    assert torch.equal(first, again)
