@@ -274,14 +274,18 @@ class ReplicaTrainer(ManyModels):
         first = replicas[0]
         if not any(r.has_penalty for r in replicas):
             return None
+
+        def term(robust: ShiftRobust, train: Tensor, iid: Tensor) -> Tensor:
+            # labels and logits enter only label-shift weights: gathered only for them
+            extra = (y[train], logits[iid]) if robust.label_shift else ()
+            return robust.shift_term(hidden[train], hidden[iid], *extra)
+
         same = all((r.regularizer, r.lam, r.label_shift) == (first.regularizer, first.lam, first.label_shift)
                    for r in replicas)
         if (same and not callable(first.regularizer) and len({t.numel() for t in train_rows}) == 1
                 and len({i.numel() for i in iid_rows}) == 1):
             count = len(train_rows)
-            train = torch.cat(train_rows).to(hidden.device).view(count, -1)
-            iid = torch.cat(iid_rows).to(hidden.device).view(count, -1)
-            return first.shift_term(hidden[train], hidden[iid], y[train], logits[iid])
-        return torch.stack([r.shift_term(hidden[t], hidden[i], y[t], logits[i]) if r.has_penalty else hidden.new_zeros(())
-                            for r, t, i in ((r, t.to(hidden.device), i.to(hidden.device))
-                                            for r, t, i in zip(replicas, train_rows, iid_rows))])
+            return term(first, torch.cat(train_rows).to(hidden.device).view(count, -1),
+                        torch.cat(iid_rows).to(hidden.device).view(count, -1))
+        return torch.stack([term(r, t.to(hidden.device), i.to(hidden.device)) if r.has_penalty else hidden.new_zeros(())
+                            for r, t, i in zip(replicas, train_rows, iid_rows)])

@@ -73,21 +73,20 @@ class MiniBatches:
         self.train_idx = train_idx.cpu()
         self.iid_idx = setup.iid_idx if setup.iid_idx is not None else torch.empty(0, dtype=torch.long)
         self.data, self.user_loader = data, loader
+        hidden_hops = target_hops(robust.model, hidden_only=True)
         if loader is not None:
-            if not isinstance(loader, Sized) or iter(loader) is loader:
+            if not isinstance(loader, Sized) or isinstance(loader, Iterator):
                 raise TypeError("loader must be a PyG NeighborLoader, or a list of its batches: something each "
                                 f"epoch can iterate again and whose len() is its steps; got {type(loader).__name__}.")
             self.steps_per_epoch = len(loader)
             self.position = torch.full((data.num_nodes,), -1, dtype=torch.long)
             self.position[self.train_idx] = torch.arange(self.train_idx.numel())
-            hidden_hops = target_hops(robust.model, hidden_only=True)
             self.iid_loader = (neighbor_loader(data, [-1] * hidden_hops, seed + 1)
                                if self.iid_idx.numel() and hidden_hops is not None else None)
         else:
             self.batch_size = check_int(batch_size, "batch_size")
             self.steps_per_epoch = math.ceil(self.train_idx.numel() / self.batch_size)
             self.loader = neighbor_loader(data, num_neighbors, seed)
-            hidden_hops = target_hops(robust.model, hidden_only=True)
             # The IID batch's first hop feeds the hidden layer, the layer num_neighbors[-hidden_hops] samples for.
             self.iid_loader = (with_fan_outs(self.loader, num_neighbors[len(num_neighbors) - hidden_hops:], seed + 1)
                                if self.iid_idx.numel() else None)
