@@ -27,6 +27,7 @@ import torch
 
 from benchmarks.study import validation_nodes
 from srgnn import Graph, ShiftRobust, Trainer
+from srgnn.graph import model_inputs
 from srgnn.cli import OneLineParser, output_dir
 from srgnn.data import load_dataset
 from srgnn.training.loop import NonFiniteLossError
@@ -102,7 +103,7 @@ def diagnose(graph: Graph, train: torch.Tensor, seed: int, variant: str) -> dict
     if isinstance(robust, ShiftRobust):
         inner = robust.model.eval()
         with torch.no_grad():
-            _, hidden = inner.forward_with_hidden(*graph.inputs_for(inner))
+            _, hidden = inner.forward_with_hidden(*model_inputs(inner, graph.x, graph))
             ce = torch.nn.functional.cross_entropy(logits[train], y[train])
             iid = trainer.setup_.iid_idx
             weighted = (robust.shift_term(hidden[train], hidden[iid], y[train], logits[iid])

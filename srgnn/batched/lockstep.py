@@ -14,13 +14,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .._validation import check_seed
-from ..graph import Graph
+from ..graph import Graph, graph_for
 from ..training.loop import make_optimizer, run_epochs
 from ..models import APPNP, NodeClassifier
 from ..kernels.ops import LockstepOps, running
-from ..robustness.preparation import prepare
+from ..robustness.preparation import shift_setup
 from ..robustness.robust import ShiftRobust
-from ..training.subgraph import fitted_graph, robust_loss_subgraph
+from ..training.subgraph import robust_loss_subgraph
 from ..training.trainer import as_shift_robust, check_training_set, optimizer_settings
 from .replicas import ManyModels
 
@@ -85,7 +85,7 @@ class LockstepTrainer(ManyModels):
         if len(train_sets) != len(self.models):
             raise ValueError(f"Pass one training set per model; got {len(train_sets)} sets for "
                              f"{len(self.models)} models.")
-        self.graph_ = graph = fitted_graph(data, self.device)
+        self.graph_ = graph = graph_for(data, self.device)
         train_sets = [check_training_set(graph, train) for train in train_sets]
         val_sets = [None] * len(train_sets) if val_sets is None else list(val_sets)
         seeds = [self.seed] * len(train_sets)
@@ -94,7 +94,7 @@ class LockstepTrainer(ManyModels):
         inputs, steps = [], []  # per model: its input and (operator, y, train, iid, weights), as its Trainer has them
         for robust, train in zip(self.models, train_sets):
             torch.manual_seed(self.seed)  # Trainer.fit's order: seed, set up, initialise
-            setup = prepare(robust, graph, train, self.seed)
+            setup = shift_setup(robust, graph, train, self.seed, None)
             robust.to(self.device).reset_parameters()
             x, operator, y, (train_local, iid_local) = robust_loss_subgraph(robust, graph, train, setup.iid_idx,
                                                                               self.device)

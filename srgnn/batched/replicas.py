@@ -35,14 +35,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..graph import Graph, model_input
+from ..graph import Graph, Subgraph, compact_features, graph_for, model_inputs
 from ..models import NodeClassifier
 from ..kernels.ops import ReplicaOps, running
 from .._validation import check_choice, check_int, check_seed
-from ..robustness.preparation import ShiftSetup, prepare
+from ..robustness.preparation import ShiftSetup, shift_setup
 from ..robustness.robust import ShiftRobust, steer
 from ..training.loop import OPTIMIZERS, make_optimizer, run_epochs
-from ..training.subgraph import evaluation_graph, fitted_graph, target_hops
+from ..training.subgraph import target_hops
 from ..training.trainer import (Trainer, as_shift_robust, check_output_classes, check_swa, check_training_set,
                       classification_scores, optimizer_settings, resolve_device)
 
@@ -54,7 +54,7 @@ class _WithHidden(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, graph: Graph) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, graph: Subgraph) -> tuple[Tensor, Tensor]:
         return self.model.forward_with_hidden(x, graph)
 
 
@@ -118,9 +118,9 @@ class ManyModels:
         """Each model's logits of every node, ``[N, C]`` each, on the CPU."""
         if not hasattr(self, "models_"):
             raise RuntimeError("Call fit() before logits() or evaluate().")
-        graph = evaluation_graph(self.graph_, data, self.device)
+        graph = graph_for(data, self.device, self.graph_)
         with torch.no_grad():
-            return [model(*graph.inputs_for(model)).cpu() for model in self.models_]
+            return [model(*model_inputs(model, graph.x, graph)).cpu() for model in self.models_]
 
     def predict(self, data: Data | Graph) -> list[Tensor]:
         """Each model's predicted class of every node, ``[N]`` each."""
@@ -169,7 +169,7 @@ class ReplicaTrainer(ManyModels):
         for train, seed in zip(train_sets, seeds):
             robust = as_shift_robust(self.build(), "ReplicaTrainer's build()").to(self.device)
             torch.manual_seed(seed)  # srgnn.Trainer.fit's order: seed, IID sample and KMM, initialise
-            setups.append(prepare(robust, graph, train, seed))
+            setups.append(shift_setup(robust, graph, train, seed, None))
             robust.reset_parameters()
             replicas.append(robust)
             generator = torch.Generator(self.device)
@@ -187,7 +187,7 @@ class ReplicaTrainer(ManyModels):
         if len(train_sets) != len(seeds):
             raise ValueError(f"Pass one seed per training set; got {len(train_sets)} sets and {len(seeds)} seeds.")
         seeds = [check_seed(seed, f"seeds[{r}]") for r, seed in enumerate(seeds)]
-        self.graph_ = graph = fitted_graph(data, self.device)
+        self.graph_ = graph = graph_for(data, self.device)
         data = graph.data
         train_sets = [check_training_set(graph, train) for train in train_sets]
         val_sets = [None] * len(train_sets) if val_sets is None else list(val_sets)
@@ -222,10 +222,10 @@ class ReplicaTrainer(ManyModels):
             offset += subset.numel()
         blocks = ReplicaOps([s.numel() for s in subsets], generators, self.device)
         rows = torch.cat(subsets)
-        x = model_input(data.x[rows.to(data.x.device)]).to(self.device)
+        x = compact_features(data.x[rows.to(data.x.device)]).to(self.device)
         x = blocks.widen(x) if x.is_sparse_csr else x
-        fields = Graph(torch.cat(edges, 1).to(self.device), rows.numel(), x=x, full_degree=torch.cat(degrees),
-                       depth=torch.cat(depths))
+        fields = Subgraph(torch.cat(edges, 1).to(self.device), rows.numel(), x=x, full_degree=torch.cat(degrees),
+                          depth=torch.cat(depths))
         y = data.y.view(-1)[rows.to(data.y.device)].to(self.device)
         train_index = torch.cat(train_rows).to(self.device)
         # Each replica's loss is its mean over its own training nodes.

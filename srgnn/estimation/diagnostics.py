@@ -27,7 +27,7 @@ from .._validation import as_tensor, check_index, check_int, check_seed
 from ..cli import OneLineParser, fail
 from .disagreement import ErrorEstimate, check_held_out, estimate_error
 from ..data import UnsafeFileError, load_dataset, load_graph, load_saved
-from ..graph import Graph, StaleGraphError
+from ..graph import Graph, StaleGraphError, graph_for, model_inputs
 from ..training.loop import NonFiniteLossError
 from ..models import APPNP, GAT, GCN
 from ..kernels.propagation import sgc_features
@@ -136,7 +136,7 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
             labelled, outside ``train_idx``, for the methods that read labels (``atc``, ``doc``,
             ``held_out``); the estimate then covers the other unlabelled nodes.
     """
-    graph = graph if isinstance(graph, Graph) else Graph.from_data(graph)
+    graph = graph_for(graph)
     data = graph.data
     train_idx = check_training_set(graph, train_idx)
     n_reference, folds = check_int(n_reference, "n_reference"), check_int(folds, "folds", minimum=2)
@@ -180,7 +180,8 @@ def bias_report(graph: Graph | Data, train_idx: Tensor, *,
     logits = [t.logits(graph) for t in trainers]
     first = trainers[0].model.eval()
     with torch.no_grad():
-        hidden = first.forward_with_hidden(*graph.on(next(first.parameters()).device).inputs_for(first))[1].cpu()
+        inputs = model_inputs(first, graph.x, graph, next(first.parameters()).device)
+        hidden = first.forward_with_hidden(*inputs)[1].cpu()
     accuracy = Accuracy.from_error(estimate_error(*logits, nodes=estimated, method=method, held_out=held_out,
                                                   n_bootstrap=n_bootstrap, seed=seed))
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .._validation import as_tensor, check_choice, check_index, check_int
-from ..graph import Graph
+from ..graph import Graph, model_inputs
 
 
 def _labels(prediction: Tensor) -> Tensor:
@@ -195,7 +195,7 @@ def predict_all(models, data: Data | Graph) -> list[Tensor]:
         for model in models:
             model.eval()
             on_device = graph.on(next(model.parameters()).device)
-            outputs.append(model(*on_device.inputs_for(model)).cpu())
+            outputs.append(model(*model_inputs(model, on_device.x, on_device)).cpu())
     return outputs
 
 

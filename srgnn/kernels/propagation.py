@@ -47,7 +47,7 @@ def compact_csr(csr: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class Adjacency:
     """A normalized adjacency ``matrix`` (CSR ``[N, N]``, or ``[R, N]`` for a trimmed layer of a
-    sampled batch, ``srgnn.graph.Graph.layer``) and its ``transposed`` (CSR; the same
+    sampled batch, ``srgnn.graph.Subgraph.layer``) and its ``transposed`` (CSR; the same
     tensor when the matrix is symmetric), built together so SpMM's backward needs no transpose."""
 
     matrix: Tensor
@@ -64,7 +64,7 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int, norm: Norm = "sym",
     ``adj @ x`` aggregates each node's in-neighbours. Self-loops already present in
     ``edge_index`` are replaced, not doubled.
 
-    For one layer of a receptive subgraph (``srgnn.graph.Graph.layer``): ``read`` ``[R]``, the
+    For one layer of a receptive subgraph (``srgnn.graph.Subgraph.layer``): ``read`` ``[R]``, the
     nodes whose rows are wanted, get the self-loops alone (the other rows are zero), and
     ``full_degree`` ``[N]``, the whole graph's in-degrees, replaces the degrees counted here.
     Computed afresh at each call; ``Graph.adjacency`` keeps one per graph.

@@ -45,7 +45,7 @@ class NodeClassifier(nn.Module):
 
     in_channels: int
     #: Whether ``forward`` takes a ``srgnn.graph.Graph`` as ``edge_index`` (srgnn's models do); a
-    #: model that leaves it ``False`` gets the ``[2, E]`` tensor (``srgnn.graph.graph_input``).
+    #: model that leaves it ``False`` gets the ``[2, E]`` tensor (``srgnn.graph.model_inputs``).
     accepts_graph = False
     #: Classes C, the logits' width; the Trainer checks the labels against it.
     out_channels: int

@@ -15,7 +15,7 @@ from torch.nn.parameter import is_lazy
 from torch_geometric.data import Data
 
 from .._validation import check_choice, check_index
-from ..graph import Graph
+from ..graph import Graph, model_inputs
 from ..ppr import graph_ppr_sq_distances
 from .robust import KMM_PPR, ShiftRobust
 from ..sampling import default_pool, iid_sample, push_sq_distances
@@ -50,8 +50,14 @@ def kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, *, tel
     (``srgnn.estimation.calibration.fit_temperature``'s ``weights``)."""
     data = graph.data if isinstance(graph, Graph) else graph
     check_choice(ppr, KMM_PPR, "ppr")
-    nodes = check_index(nodes, data.num_nodes, "nodes").cpu()
-    iid_idx = check_index(iid_idx, data.num_nodes, "iid_idx").cpu()
+    return _kmm_node_weights(graph, check_index(nodes, data.num_nodes, "nodes").cpu(),
+                             check_index(iid_idx, data.num_nodes, "iid_idx").cpu(), teleport, lower, ppr)
+
+
+def _kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, teleport: float, lower: float,
+                      ppr: str) -> Tensor:
+    """``kmm_node_weights`` on inputs already validated (CPU index tensors)."""
+    data = graph.data if isinstance(graph, Graph) else graph
     n = nodes.numel()
     both = torch.cat([nodes, iid_idx])
     sq = (graph_ppr_sq_distances(graph, nodes, both, teleport) if ppr == "exact"
@@ -70,9 +76,20 @@ def materialize(robust: ShiftRobust, graph: Graph | Data) -> None:
     graph = graph if isinstance(graph, Graph) else Graph.from_data(graph, next(robust.parameters()).device)
     device = graph.x.device
     with torch.random.fork_rng([device] if device.type == "cuda" else []), torch.no_grad():
-        hidden = robust.forward_with_hidden(*graph.inputs_for(robust.model))[1]
+        hidden = robust.forward_with_hidden(*model_inputs(robust.model, graph.x, graph))[1]
         if robust.regularizer is not None:
             robust.penalty(hidden[:1], hidden[:1])
+
+
+def check_iid_sample(iid_idx: Tensor, train_idx: Tensor, num_nodes: int) -> Tensor:
+    """Validate a user's IID sample at the public boundary: node indices, none of them a training
+    node (``train_idx``, validated); returns it as a CPU index tensor."""
+    iid_idx = check_index(iid_idx, num_nodes, "iid_idx").cpu()
+    overlap = torch.isin(iid_idx, train_idx.cpu())
+    if overlap.any():
+        raise ValueError(f"{int(overlap.sum())} IID node(s) are also training nodes "
+                         f"(e.g. node {int(iid_idx[overlap][0])}); the IID sample must be unlabelled nodes.")
+    return iid_idx
 
 
 def prepare(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, seed: int = 0,
@@ -81,20 +98,25 @@ def prepare(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, seed: i
     (unless ``iid_idx`` is given) and compute the instance weights that ``robust``'s options ask
     for, for the training set ``train_idx`` ``[n]``. A ``Graph``
     (``Graph.from_data``) keeps the KMM weights and the PPR factorization behind them for the
-    next fit on it; a ``Data`` computes them afresh."""
+    next fit on it; a ``Data`` computes them afresh. The trainers, which validate their inputs
+    where they take them, call ``shift_setup``."""
     data = graph.data if isinstance(graph, Graph) else graph
     if data is None:
         raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
     train_idx = check_index(train_idx, data.num_nodes, "train_idx").cpu()
+    iid_idx = None if iid_idx is None else check_iid_sample(iid_idx, train_idx, data.num_nodes)
+    return shift_setup(robust, graph, train_idx, seed, iid_idx)
+
+
+def shift_setup(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, seed: int,
+                iid_idx: Tensor | None) -> ShiftSetup:
+    """``prepare`` on inputs already validated: ``train_idx`` and ``iid_idx`` CPU index tensors,
+    disjoint (``check_iid_sample``)."""
+    data = graph.data if isinstance(graph, Graph) else graph
+    train_idx = train_idx.cpu()
     materialize(robust, graph)
     needs_iid = robust.regularizer is not None or robust.instance_weights is not None
-    if iid_idx is not None:
-        iid_idx = check_index(iid_idx, data.num_nodes, "iid_idx").cpu()
-        overlap = torch.isin(iid_idx, train_idx)
-        if overlap.any():
-            raise ValueError(f"{int(overlap.sum())} IID node(s) are also training nodes "
-                             f"(e.g. node {int(iid_idx[overlap][0])}); the IID sample must be unlabelled nodes.")
-    elif needs_iid:
+    if iid_idx is None and needs_iid:
         if robust.iid == "label-balanced":  # the paper's protocol: reads unlabelled nodes' labels
             iid_idx = iid_sample(data, robust.iid_size or train_idx.numel(), seed, candidates=default_pool(data),
                                  balanced=True, exclude=train_idx)
@@ -114,8 +136,8 @@ def prepare(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, seed: i
                robust.kmm_teleport, robust.kmm_lower, robust.kmm_ppr)
 
         def kmm() -> Tensor:
-            return kmm_node_weights(graph, train_idx, iid_idx, teleport=robust.kmm_teleport, lower=robust.kmm_lower,
-                                    ppr=robust.kmm_ppr)
+            return _kmm_node_weights(graph, train_idx, iid_idx, robust.kmm_teleport, robust.kmm_lower,
+                                     robust.kmm_ppr)
 
         weights = (graph.cached(key, kmm) if isinstance(graph, Graph) else kmm()).float()
     return ShiftSetup(iid_idx, weights)

@@ -24,7 +24,7 @@ from .adversarial import DomainDiscriminator
 from ..models.appnp import APPNP
 from ..models.base import NodeClassifier
 from ..models.pyg import as_node_classifier
-from ..graph import graph_input
+from ..graph import model_inputs
 from .shift import cmd, label_shift_weights, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
@@ -144,10 +144,10 @@ class ShiftRobust(nn.Module):
         return self.model.in_channels
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        return self.model(x, graph_input(self.model, edge_index))
+        return self.model(*model_inputs(self.model, x, edge_index))
 
     def forward_with_hidden(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model.forward_with_hidden(x, graph_input(self.model, edge_index))
+        return self.model.forward_with_hidden(*model_inputs(self.model, x, edge_index))
 
     def reset_parameters(self) -> None:
         self.model.reset_parameters()

@@ -1,5 +1,5 @@
-"""Mini-batches of a large graph: PyG's ``NeighborLoader``, and each batch as a ``Graph`` that a
-srgnn model's own forward runs on.
+"""Mini-batches of a large graph: PyG's ``NeighborLoader``, whose batches a model runs on as a
+``srgnn.graph.Subgraph`` (``Subgraph.from_batch``).
 
 ``NeighborLoader`` samples with pyg-lib or torch-sparse. Neither has a wheel for every torch
 build (none for this project's CPU torch 2.13), so where neither is installed the loader gets
@@ -18,8 +18,6 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import NeighborLoader
 from torch_geometric.sampler import NeighborSampler, SamplerOutput
-
-from ..graph import Graph
 
 #: Whether PyG has a compiled sampling backend here (``torch.ops.pyg`` or ``torch_sparse``).
 HAS_COMPILED_SAMPLER = torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE
@@ -101,16 +99,3 @@ def with_fan_outs(loader: NeighborLoader, num_neighbors: list[int], seed: int) -
     if isinstance(sampler, TorchNeighborSampler):
         sampler.generator = torch.Generator().manual_seed(seed)
     return NeighborLoader(loader.data, num_neighbors, neighbor_sampler=sampler)
-
-
-def batch_graph(batch: Data, in_degree: Tensor, x: Tensor, device: torch.device) -> Graph:
-    """A sampled batch as a ``Graph`` on ``device`` whose layer-l output is read at the nodes
-    within ``hops - l`` hops of the seeds, normalized with the whole graph's in-degrees
-    ``in_degree`` ``[N]`` (``Graph.layer``): with full neighbourhoods a model's outputs at the
-    seeds equal its whole-graph outputs there. ``x`` is the batch's rows of the features. Its
-    nodes come seeds first, then each hop's new nodes (``depth_sorted``), so a model can compute
-    each layer at the nodes it reads alone (``Graph.layer(l, trimmed=True)``)."""
-    hops = len(batch.num_sampled_nodes) - 1
-    depth = torch.repeat_interleave(torch.arange(hops, -1, -1), torch.tensor(batch.num_sampled_nodes))
-    return Graph(batch.edge_index.to(device), batch.num_nodes, x=x, full_degree=in_degree[batch.n_id],
-                 depth=depth, depth_sorted=True)

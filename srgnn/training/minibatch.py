@@ -1,9 +1,9 @@
-"""Mini-batch shift-robust training: each step is one batch of labelled nodes and one batch of
-the IID sample, each with its neighbourhood sampled by PyG's ``NeighborLoader``
-(``srgnn.training.loader``) and the model's own forward run on it (``batch_graph``). The shift term reads
+"""Mini-batch shift-robust training: each step is one batch of labelled nodes and one batch of the IID
+sample, each with its neighbourhood sampled by PyG's ``NeighborLoader`` (``srgnn.training.loader``)
+and the model's own forward run on it (``srgnn.graph.Subgraph.from_batch``). The shift term reads
 the IID nodes' hidden layer alone, so their batch is sampled only as deep as that layer needs
-(``hidden_receptive_field``: one hop of a two-layer GCN against two, about a tenth of the nodes
-at fan-out 10), as the full-batch receptive subgraph does (``srgnn.training.subgraph``).
+(``hidden_receptive_field``: one hop of a two-layer GCN against two, about a tenth of the nodes at
+fan-out 10), as the full-batch receptive subgraph does (``srgnn.training.subgraph``).
 
 ``Trainer(batch_size=..., num_neighbors=...)`` trains this way; evaluation stays one forward
 over the whole graph without gradients, layer by layer over every node (each layer's
@@ -18,8 +18,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .._validation import check_int
-from ..graph import Graph, model_input
-from .loader import batch_graph, neighbor_loader, with_fan_outs
+from ..graph import Graph, Subgraph, compact_features, model_inputs
+from .loader import neighbor_loader, with_fan_outs
 from ..models.base import NodeClassifier
 from ..robustness.preparation import ShiftSetup
 from ..robustness.robust import ShiftRobust
@@ -149,9 +149,9 @@ class MiniBatches:
 
     def _run(self, batch: Data, count: int) -> tuple[Tensor, Tensor]:
         """The model's logits and hidden layer at the first ``count`` nodes of ``batch`` (its seeds)."""
-        x = model_input(self.x[batch.n_id.cpu()]).to(self.device)
-        graph = batch_graph(batch, self.in_degree, x, self.device)
-        logits, hidden = self.robust.model.forward_with_hidden(*graph.inputs_for(self.robust.model))
+        x = compact_features(self.x[batch.n_id.cpu()]).to(self.device)
+        graph = Subgraph.from_batch(batch, self.in_degree, x, self.device)
+        logits, hidden = self.robust.model.forward_with_hidden(*model_inputs(self.robust.model, graph.x, graph))
         return logits[:count], hidden[:count]
 
     def _forward(self, loader, seeds: Tensor) -> tuple[Tensor, Tensor]:

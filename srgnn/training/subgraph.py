@@ -1,5 +1,5 @@
 """What one training step reads: the receptive field of the nodes a loss reads, cut from the
-graph once per fit, and the ``Graph`` a trainer runs on."""
+graph once per fit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,32 +8,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..graph import Graph, model_input
+from ..graph import Graph, Subgraph, compact_features, graph_for, model_inputs
 from ..models.base import NodeClassifier
 from ..kernels.propagation import TargetRows
 from ..robustness.robust import ShiftRobust
-
-
-def fitted_graph(data: Data | Graph, device: torch.device) -> Graph:
-    """The ``Graph`` a trainer runs on: ``data`` itself on ``device`` (a copy kept in its cache
-    if it lives elsewhere), or one built from a ``Data`` (``Graph.from_data``). Build a
-    ``Graph`` once and pass it to every trainer on a graph, so its adjacency, SGC's features,
-    DGI's embeddings and PPR factorizations are computed once for all of them."""
-    if isinstance(data, Graph):
-        if data.data is None:
-            raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
-        data.check_current()
-        return data.on(device)
-    return Graph.from_data(data, device)
-
-
-def evaluation_graph(fitted: Graph, data: Data | Graph, device: torch.device) -> Graph:
-    """The ``Graph`` to predict on: ``fitted`` (the one trained on) for the ``Data`` it was built
-    from, so that what it computed is reused, else ``fitted_graph(data, device)``."""
-    if data is fitted.source:
-        fitted.check_current()
-        return fitted
-    return fitted_graph(data, device)
 
 
 #: Train on the receptive field of the nodes the loss reads only when it is at most this share
@@ -50,8 +28,8 @@ def target_hops(model: NodeClassifier, hidden_only: bool = False) -> int | None:
 
 
 def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tensor], device: torch.device,
-                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Graph | TargetRows | None, Tensor,
-                                                                       list[Tensor]]:
+                  hidden_only: Sequence[bool] | None = None) -> tuple[Tensor, Subgraph | Graph | TargetRows | None,
+                                                                       Tensor, list[Tensor]]:
     """What one training step needs: the model input, graph and labels of the receptive field
     of ``targets`` (the nodes the loss and early stopping read) on ``graph`` (from
     ``Graph.from_data``), and ``targets`` relabelled.
@@ -67,7 +45,7 @@ def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tens
     and, in place of the graph, that operator's rows at the nodes whose logits are read.
     """
     hidden_only = hidden_only or [False] * len(targets)
-    graph = fitted_graph(graph, device)
+    graph = graph_for(graph, device)
     data = graph.data
     hops, n = [target_hops(model, flag) for flag in hidden_only], data.num_nodes
     if None not in hops:
@@ -76,11 +54,11 @@ def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tens
             local = torch.full((n,), -1, dtype=torch.long)
             local[subset] = torch.arange(subset.numel())
             x = data.x[subset.to(data.x.device)]
-            x = (model_input(x) if model.accepts_graph else x).to(device)
-            field = Graph(field.edge_index.to(device), field.num_nodes, x=x, full_degree=field.full_degree,
-                          depth=field.depth)
+            x = (compact_features(x) if model.accepts_graph else x).to(device)
+            field = Subgraph(field.edge_index.to(device), field.num_nodes, x=x, full_degree=field.full_degree,
+                             depth=field.depth)
             return x, field, data.y.view(-1)[subset.to(data.y.device)].to(device), [local[t.cpu()].to(device) for t in targets]
-    x, edge_index = graph.inputs_for(model)
+    x, edge_index = model_inputs(model, graph.x, graph)
     features = model.node_features(x, edge_index)
     if features is not None:  # outputs are per-node functions of whole-graph features
         subset, local = torch.cat([t.cpu() for t in targets]).unique(return_inverse=True)
@@ -94,7 +72,8 @@ def loss_subgraph(model: NodeClassifier, graph: Graph | Data, targets: list[Tens
 
 
 def robust_loss_subgraph(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, iid_idx: Tensor | None,
-                         device: torch.device) -> tuple[Tensor, Graph | TargetRows | None, Tensor, list[Tensor | None]]:
+                         device: torch.device) -> tuple[Tensor, Subgraph | Graph | TargetRows | None, Tensor,
+                                                        list[Tensor | None]]:
     """``loss_subgraph`` for what ``ShiftRobust.loss`` reads: the logits of the training nodes
     and the hidden layer alone of the IID sample ``iid_idx`` (``None``: none). Returns
     ``x, edge_index, y, [train, iid]`` relabelled (``None`` for no IID sample)."""

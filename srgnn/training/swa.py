@@ -23,7 +23,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 from torch_geometric.data import Data
 
 from .._validation import check_int, check_number
-from ..graph import Graph, graph_input, graph_on
+from ..graph import Graph, model_inputs
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,8 @@ def update_bn(model: nn.Module, data: Data | None, *, x: Tensor | None = None,
             warnings.warn(f"update_bn: {type(model).__name__} has no BatchNorm layer; nothing to update.", stacklevel=2)
         return
     device = next(model.parameters()).device
-    x = (data.x if x is None else x).to(device)
-    edge_index = graph_on(data.edge_index if edge_index is None else edge_index, device)
+    x, edge_index = model_inputs(model, data.x if x is None else x,
+                                 data.edge_index if edge_index is None else edge_index, device)
     was_training = model.training
     momenta = {m: m.momentum for m in norms}
     model.eval()
@@ -146,7 +146,7 @@ def update_bn(model: nn.Module, data: Data | None, *, x: Tensor | None = None,
         m.momentum = None  # a cumulative average: after one pass, exactly that pass's statistics
         m.train()
     with torch.no_grad():
-        model(x, graph_input(model, edge_index))
+        model(x, edge_index)
     for m in norms:
         m.momentum = momenta[m]
     model.train(was_training)
@@ -202,14 +202,14 @@ class SWAG:
         statistics are recomputed on the full graph before it predicts (Maddox et al., Alg. 1):
         statistics of other weights do not fit it."""
         model = copy.deepcopy(self.model).eval()
-        x, edge_index = x.to(self.mean.device), graph_on(edge_index, self.mean.device)
+        x, edge_index = model_inputs(model, x, edge_index, self.mean.device)
         generator = torch.Generator().manual_seed(seed)
         total = None
         with torch.no_grad():
             for _ in range(n_samples):
                 vector_to_parameters(self.sample(generator=generator), model.parameters())
                 update_bn(model, None, x=x, edge_index=edge_index, warn=False)
-                probs = model(x, graph_input(model, edge_index)).softmax(-1)
+                probs = model(x, edge_index).softmax(-1)
                 total = probs if total is None else total + probs
         return total / n_samples
 

@@ -13,17 +13,17 @@ from sklearn.metrics import f1_score
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .._validation import (check_choice, check_graph, check_index, check_int, check_number, check_same_device,
+from .._validation import (check_choice, check_index, check_int, check_number, check_same_device,
                           check_seed)
-from ..graph import Graph, graph_input
+from ..graph import Graph, graph_for, model_inputs
 from .loop import OPTIMIZERS, make_optimizer, run_epochs
 from .minibatch import MiniBatches, check_fan_outs
 from ..models.base import NodeClassifier
 from ..models.pyg import as_node_classifier
-from ..robustness.preparation import prepare
+from ..robustness.preparation import check_iid_sample, shift_setup
 from ..robustness.robust import ShiftRobust
 from .swa import SWAConfig
-from .subgraph import evaluation_graph, fitted_graph, loss_subgraph, robust_loss_subgraph
+from .subgraph import loss_subgraph, robust_loss_subgraph
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -82,15 +82,12 @@ def check_output_classes(model: NodeClassifier, data: Data) -> None:
                          f"{classes}; build it with out_channels={classes} (data.num_classes).")
 
 
-def check_training_set(data: Data | Graph, train_idx: Tensor) -> Tensor:
-    """Validate a training set at the public boundary; returns it as a CPU index tensor. A
-    ``Graph`` checked its ``Data`` when it was built; a ``Data`` is checked here."""
-    if isinstance(data, Graph):
-        data.check_current()
-        data = data.data
-        check_graph(data, require_labels=True)  # features and labels were checked when it was built
-    else:
-        check_graph(data, require_labels=True, require_features=True)
+def check_training_set(graph: Graph, train_idx: Tensor) -> Tensor:
+    """Validate a training set at the public boundary, on the graph ``graph_for`` gave (which
+    checked the graph, and its labels where it has them, once); returns it as a CPU index tensor."""
+    data = graph.data
+    if getattr(data, "y", None) is None:
+        raise ValueError("data.y is required here: the graph carries no node labels.")
     if isinstance(train_idx, Tensor):
         check_same_device(x=data.x, edge_index=data.edge_index, train_idx=train_idx)
     train_idx = check_index(train_idx, data.num_nodes, "train_idx")
@@ -208,7 +205,7 @@ class Trainer:
 
     ``fit``, ``predict`` and ``evaluate`` take a ``Data`` or a ``srgnn.graph.Graph``
     (``Graph.from_data(data)``): pass one ``Graph`` to many trainers to compute what is derived
-    from the graph once (``fitted_graph``).
+    from the graph once (``srgnn.graph.graph_for``).
 
     Attributes (after ``fit``): ``model_`` (the module evaluated), ``history_`` (losses),
     ``selected_``: which weights ``model_`` holds, ``"last"``, ``"best"`` (early stopping) or
@@ -253,16 +250,17 @@ class Trainer:
         if loader is not None and self.model.label_shift:
             raise ValueError("label_shift=True reads the IID nodes' logits, which mini-batch training does not "
                              "compute; train full-batch or pass label_shift=False.")
-        graph = fitted_graph(data, self.device)
+        graph = graph_for(data, self.device)
         train_idx = check_training_set(graph, train_idx)
         data = graph.data
+        iid_idx = None if iid_idx is None else check_iid_sample(iid_idx, train_idx, data.num_nodes)
         check_output_classes(self.model.model, data)
         if self.patience is not None and val_idx is None:
             raise ValueError(f"patience={self.patience} stops early on validation accuracy, but fit() got no "
                              "val_idx; pass val_idx=..., or build the Trainer with patience=None.")
         torch.manual_seed(self.seed)
         robust = self.model
-        self.setup_ = setup = prepare(robust.to(self.device), graph, train_idx, self.seed, iid_idx)
+        self.setup_ = setup = shift_setup(robust.to(self.device), graph, train_idx, self.seed, iid_idx)
         if not self.warm_start:
             robust.reset_parameters()
         early_stopping = val_idx is not None and self.patience is not None
@@ -319,7 +317,7 @@ class Trainer:
         self.model_.eval()
         if self.batch_size is None and loader is None and robust.regularizer is not None:
             with torch.no_grad():
-                fit_logits = self.model_(x, graph_input(self.model_, edge_index))[train_local]
+                fit_logits = self.model_(*model_inputs(self.model_, x, edge_index))[train_local]
             warn_if_collapsed(fit_logits, y[train_local], robust)
         return self
 
@@ -328,15 +326,15 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             idx = torch.as_tensor(idx, device=y.device)
-            return float((model(x, graph_input(model, edge_index))[idx].argmax(1) == y[idx]).float().mean())
+            return float((model(*model_inputs(model, x, edge_index))[idx].argmax(1) == y[idx]).float().mean())
 
     def logits(self, data: Data | Graph) -> Tensor:
         """Logits of every node, ``[N, C]``, on the CPU."""
         if not hasattr(self, "model_"):
             raise RuntimeError("Call fit() before predict() or evaluate().")
-        graph = evaluation_graph(self.graph_, data, self.device)
+        graph = graph_for(data, self.device, self.graph_)
         with torch.no_grad():
-            return self.model_(*graph.inputs_for(self.model_)).cpu()
+            return self.model_(*model_inputs(self.model_, graph.x, graph)).cpu()
 
     def predict(self, data: Data | Graph) -> Tensor:
         """Predicted class of every node, ``[N]``."""

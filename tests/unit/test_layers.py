@@ -67,9 +67,9 @@ def test_fused_relu_dropout_in_eval_is_relu():
 
 
 def test_sparse_dropout_keeps_the_masked_entries_alone_and_rescales(cora):
-    from srgnn.graph import model_input
+    from srgnn.graph import compact_features
 
-    x = model_input(cora.x)
+    x = compact_features(cora.x)
     keep = keep_mask(x.values().numel(), 0.5, generator=torch.Generator().manual_seed(0))
     out = dropout(x, 0.5, True, keep)
     assert out.values().numel() == int(keep.sum())  # on the CPU the dropped entries are not stored
@@ -90,10 +90,10 @@ def test_sparse_dropout_keeps_empty_and_fully_dropped_rows():
 
 
 def test_sparse_input_product_and_its_backward_equal_dense(cora):
-    from srgnn.graph import model_input
+    from srgnn.graph import compact_features
 
     torch.manual_seed(0)
-    x = dropout(model_input(cora.x), 0.5, True)
+    x = dropout(compact_features(cora.x), 0.5, True)
     grad = torch.randn(cora.num_nodes, 16)
     dense = x.to_dense()
     torch.testing.assert_close(_transposed(x).to_dense(), dense.T)

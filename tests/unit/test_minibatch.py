@@ -138,17 +138,16 @@ def test_a_sampled_batch_computes_each_layer_at_the_nodes_it_reads(cora, model):
     """On a sampled batch (seeds first, then each hop's new nodes) GCN and GraphSAGE compute
     layer l only at the R_l nodes within ``hops - l`` hops of the seeds: the hidden layer has
     R_1 rows and the logits one per seed, equal to those of the same batch computed on every row."""
-    from srgnn.graph import Graph
-    from srgnn.training.loader import batch_graph
+    from srgnn.graph import Graph, Subgraph
 
     torch.manual_seed(0)
     net = model(cora.num_features, cora.num_classes).eval()
     seeds = torch.arange(0, 2708, 50)
     batch = neighbor_loader(cora, [4, 3], seed=0)(seeds)
     in_degree = Graph.from_data(cora).in_degree()
-    trimmed = batch_graph(batch, in_degree, cora.x[batch.n_id], torch.device("cpu"))
-    every_row = Graph(trimmed.edge_index, trimmed.num_nodes, x=trimmed.x, full_degree=trimmed.full_degree,
-                      depth=trimmed.depth)
+    trimmed = Subgraph.from_batch(batch, in_degree, cora.x[batch.n_id], torch.device("cpu"))
+    every_row = Subgraph(trimmed.edge_index, trimmed.num_nodes, x=trimmed.x, full_degree=trimmed.full_degree,
+                         depth=trimmed.depth)
     logits, hidden = net.forward_with_hidden(trimmed.x, trimmed)
     full_logits, full_hidden = net.forward_with_hidden(every_row.x, every_row)
     within_one_hop = batch.num_sampled_nodes[0] + batch.num_sampled_nodes[1]

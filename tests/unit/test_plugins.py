@@ -7,6 +7,7 @@ from torch import nn
 from torch_geometric.nn import GINConv
 
 from srgnn import Graph, ShiftRobust, Trainer
+from srgnn.graph import model_inputs
 from srgnn.batched import ReplicaTrainer
 from srgnn.models import GCN, NodeClassifier
 
@@ -80,7 +81,7 @@ def test_your_model_and_penalty_train_through_the_trainer(cora_graph, cora_publi
 
     def shift(trainer):
         with torch.no_grad():
-            hidden = trainer.model_.forward_with_hidden(*cora_graph.inputs_for(trainer.model_))[1]
+            hidden = trainer.model_.forward_with_hidden(*model_inputs(trainer.model_, cora_graph.x, cora_graph))[1]
         return float(linear_mmd(hidden[train], hidden[iid]))
 
     assert shift(robust) < shift(plain)  # and it lowered what it measures
@@ -93,7 +94,7 @@ def test_a_model_replicas_cannot_batch_trains_replica_by_replica_as_its_trainer(
     assert not trainer.batched_ and "GIN does not declare replica_batchable" in trainer.unbatched_reason_
     for model, train, seed in zip(trainer.models_, sets, [3, 4]):
         alone = Trainer(ShiftRobust(GIN(1433, 7), penalty), epochs=20, seed=seed).fit(cora_graph, train)
-        assert torch.equal(model(*cora_graph.inputs_for(model)), alone.logits(cora_graph))
+        assert torch.equal(model(*model_inputs(model, cora_graph.x, cora_graph)), alone.logits(cora_graph))
 
 
 def test_your_penalty_on_batched_replicas_with_a_lam_each_equals_each_trainer(cora_graph, cora_published):

@@ -8,7 +8,7 @@ from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.robustness.preparation import prepare
 from srgnn.robustness.robust import steer
 from srgnn.robustness.shift import cmd
-from srgnn.graph import Graph, model_input
+from srgnn.graph import Graph, compact_features
 from srgnn.sampling import LocalizedSampler
 
 MODELS = [GCN, GAT, GraphSAGE, APPNP, SGC, MLP]
@@ -48,6 +48,41 @@ def test_receptive_subgraph_depth_and_layer_edges():
     assert whole.attention().src.numel() == 10 + 6  # a whole graph: a loop at every node
 
 
+def test_a_whole_graph_and_its_views_are_separate_kinds(cora):
+    from srgnn.graph import LayerRows, Subgraph, model_inputs
+    from torch_geometric.nn.models import GCN as PyGGCN
+
+    whole = Graph.from_data(cora)
+    subset, field = whole.receptive_subgraph(torch.tensor([0, 5]), 2)
+    assert isinstance(field, Subgraph) and not isinstance(field, Graph)
+    assert isinstance(field.layer(1), LayerRows) and whole.layer(1) is whole
+    # Only the whole graph moves between devices and watches the user's tensors.
+    assert not hasattr(field, "on") and not hasattr(field, "check_current")
+    # One adapter: srgnn's models take the graph (CSR features); a PyG model dense rows and the tensor.
+    x, edge_index = model_inputs(GCN(cora.num_features, 7), whole.x, whole)
+    assert edge_index is whole and x.is_sparse_csr
+    x, edge_index = model_inputs(PyGGCN(cora.num_features, 16, 2, 7), whole.x, whole)
+    assert edge_index is whole.edge_index and torch.equal(x, cora.x)
+
+
+def test_a_fit_validates_each_index_once_at_its_boundary(cora, cora_published, monkeypatch):
+    import srgnn.robustness.preparation as preparation
+    import srgnn.training.trainer as trainer
+
+    checked = []
+    for module in (trainer, preparation):
+        original = module.check_index
+        monkeypatch.setattr(module, "check_index", lambda index, n, name="index", original=original:
+                            checked.append(name) or original(index, n, name))
+    train = cora_published[0]
+    iid = torch.tensor([n for n in range(200) if n not in set(train.tolist())])
+    Trainer(ShiftRobust(APPNP(cora.num_features, 7), lam=0.1), epochs=2).fit(cora, train, iid_idx=iid)
+    assert sorted(checked) == ["iid_idx", "train_idx"]
+    checked.clear()
+    prepare(ShiftRobust(APPNP(cora.num_features, 7)), cora, train, iid_idx=iid)  # the public step checks its own
+    assert sorted(checked) == ["iid_idx", "train_idx"]
+
+
 def test_receptive_subgraph_matches_pyg_k_hop_subgraph(cora):
     from torch_geometric.utils import k_hop_subgraph
 
@@ -72,7 +107,7 @@ def test_receptive_subgraph_gives_the_full_graph_outputs_at_the_targets(pubmed, 
     x, edge_index, y, (local,) = loss_subgraph(model, pubmed, [targets], torch.device("cpu"))
     assert x.size(0) < pubmed.num_nodes / 2 and torch.equal(y[local], pubmed.y[targets])
     with torch.no_grad():
-        full = model.forward_with_hidden(model_input(pubmed.x), pubmed.edge_index)
+        full = model.forward_with_hidden(compact_features(pubmed.x), pubmed.edge_index)
         sub = model.forward_with_hidden(x, edge_index)
     for whole, part in zip(full, sub):
         torch.testing.assert_close(part[local], whole[targets], rtol=1e-5, atol=1e-6)
@@ -90,7 +125,7 @@ def test_nodes_read_at_the_hidden_layer_only_need_its_smaller_receptive_field(pu
     if model_cls is not MLP:
         assert x.size(0) < wide.size(0)
     with torch.no_grad():
-        logits, hidden = model.forward_with_hidden(model_input(pubmed.x), pubmed.edge_index)
+        logits, hidden = model.forward_with_hidden(compact_features(pubmed.x), pubmed.edge_index)
         sub_logits, sub_hidden = model.forward_with_hidden(x, edge_index)
     torch.testing.assert_close(sub_logits[local_labelled], logits[labelled], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sub_hidden[local_labelled], hidden[labelled], rtol=1e-5, atol=1e-6)
@@ -139,7 +174,7 @@ def test_appnp_trains_on_the_rows_of_its_operator_at_the_read_nodes(cora, cora_p
                                                             [False, True])
     assert isinstance(rows, TargetRows) and sorted(rows.targets.tolist()) == [0, 5, 40]
     with torch.no_grad():
-        logits, hidden = model.forward_with_hidden(model_input(cora.x), cora.edge_index)
+        logits, hidden = model.forward_with_hidden(compact_features(cora.x), cora.edge_index)
         row_logits, row_hidden = model.forward_with_hidden(x, rows)
     torch.testing.assert_close(row_logits[labelled], logits[labelled], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(row_hidden[iid], hidden[iid])
@@ -163,7 +198,7 @@ def test_models_on_whole_graph_features_train_on_the_target_rows(cora, model_cls
     x, edge_index, y, (local_labelled, local_iid) = loss_subgraph(model, cora, [labelled, iid], torch.device("cpu"))
     assert edge_index is None and x.size(0) == 5 and torch.equal(y[local_iid], cora.y[iid])
     with torch.no_grad():
-        whole = model(model_input(cora.x), cora.edge_index)
+        whole = model(compact_features(cora.x), cora.edge_index)
         rows = model(x, None)
     torch.testing.assert_close(rows[local_labelled], whole[labelled])
     torch.testing.assert_close(rows[local_iid], whole[iid])
