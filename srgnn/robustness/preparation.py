@@ -15,7 +15,7 @@ from torch.nn.parameter import is_lazy
 from torch_geometric.data import Data
 
 from .._validation import check_choice, check_index
-from ..graph import Graph, model_inputs
+from ..graph import Graph, graph_for, model_inputs
 from ..ppr import graph_ppr_sq_distances
 from .robust import KMM_PPR, ShiftRobust
 from ..sampling import default_pool, iid_sample, push_sq_distances
@@ -48,16 +48,17 @@ def kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, *, tel
     approximations (PPR-S). ``ShiftRobust`` weighs its training loss with them; weighting
     held-out labelled nodes the same way estimates quantities on the IID nodes instead
     (``srgnn.estimation.calibration.fit_temperature``'s ``weights``)."""
-    data = graph.data if isinstance(graph, Graph) else graph
+    graph = graph_for(graph)
+    data = graph.data
     check_choice(ppr, KMM_PPR, "ppr")
     return _kmm_node_weights(graph, check_index(nodes, data.num_nodes, "nodes").cpu(),
                              check_index(iid_idx, data.num_nodes, "iid_idx").cpu(), teleport, lower, ppr)
 
 
-def _kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, teleport: float, lower: float,
+def _kmm_node_weights(graph: Graph, nodes: Tensor, iid_idx: Tensor, teleport: float, lower: float,
                       ppr: str) -> Tensor:
     """``kmm_node_weights`` on inputs already validated (CPU index tensors)."""
-    data = graph.data if isinstance(graph, Graph) else graph
+    data = graph.data
     n = nodes.numel()
     both = torch.cat([nodes, iid_idx])
     sq = (graph_ppr_sq_distances(graph, nodes, both, teleport) if ppr == "exact"
@@ -65,7 +66,7 @@ def _kmm_node_weights(graph: Graph | Data, nodes: Tensor, iid_idx: Tensor, telep
     return kmm_weights_from_sq_distances(sq[:, :n], sq[:, n:], data.y.view(-1)[nodes].cpu(), lower=lower)
 
 
-def materialize(robust: ShiftRobust, graph: Graph | Data) -> None:
+def materialize(robust: ShiftRobust, graph: Graph) -> None:
     """Give lazy parameters (a PyG model's ``in_channels=-1``, a penalty's ``nn.LazyLinear``) their
     shapes, with one forward pass of the model and one call of the penalty, before an optimizer
     is built on them. The random streams are left as they were, so that a fit depends on its
@@ -73,8 +74,8 @@ def materialize(robust: ShiftRobust, graph: Graph | Data) -> None:
     every initial weight)."""
     if not any(is_lazy(p) for p in robust.parameters()):
         return
-    graph = graph if isinstance(graph, Graph) else Graph.from_data(graph, next(robust.parameters()).device)
-    device = graph.x.device
+    device = next(robust.parameters()).device
+    graph = graph.on(device)
     with torch.random.fork_rng([device] if device.type == "cuda" else []), torch.no_grad():
         hidden = robust.forward_with_hidden(*model_inputs(robust.model, graph.x, graph))[1]
         if robust.regularizer is not None:
@@ -100,19 +101,18 @@ def prepare(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, seed: i
     (``Graph.from_data``) keeps the KMM weights and the PPR factorization behind them for the
     next fit on it; a ``Data`` computes them afresh. The trainers, which validate their inputs
     where they take them, call ``shift_setup``."""
-    data = graph.data if isinstance(graph, Graph) else graph
-    if data is None:
-        raise ValueError("This Graph has no labels; build it with Graph.from_data(data), which keeps the Data.")
+    graph = graph_for(graph)
+    data = graph.data
     train_idx = check_index(train_idx, data.num_nodes, "train_idx").cpu()
     iid_idx = None if iid_idx is None else check_iid_sample(iid_idx, train_idx, data.num_nodes)
     return shift_setup(robust, graph, train_idx, seed, iid_idx)
 
 
-def shift_setup(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, seed: int,
+def shift_setup(robust: ShiftRobust, graph: Graph, train_idx: Tensor, seed: int,
                 iid_idx: Tensor | None) -> ShiftSetup:
-    """``prepare`` on inputs already validated: ``train_idx`` and ``iid_idx`` CPU index tensors,
-    disjoint (``check_iid_sample``)."""
-    data = graph.data if isinstance(graph, Graph) else graph
+    """``prepare`` on inputs already validated: a ``Graph`` with labels (``graph_for``), and
+    ``train_idx`` and ``iid_idx`` CPU index tensors, disjoint (``check_iid_sample``)."""
+    data = graph.data
     train_idx = train_idx.cpu()
     materialize(robust, graph)
     needs_iid = robust.regularizer is not None or robust.instance_weights is not None
@@ -139,5 +139,5 @@ def shift_setup(robust: ShiftRobust, graph: Graph | Data, train_idx: Tensor, see
             return _kmm_node_weights(graph, train_idx, iid_idx, robust.kmm_teleport, robust.kmm_lower,
                                      robust.kmm_ppr)
 
-        weights = (graph.cached(key, kmm) if isinstance(graph, Graph) else kmm()).float()
+        weights = graph.cached(key, kmm).float()
     return ShiftSetup(iid_idx, weights)
