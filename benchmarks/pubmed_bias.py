@@ -47,8 +47,8 @@ from tqdm import tqdm
 from benchmarks.report import plot, print_table, summarize, table_rows, write_csv
 from benchmarks.runlog import RunLog, StudyLockedError
 from benchmarks.scheduler import make_chunks, run_chunks
-from benchmarks.study import (METHODS, base_of, build, is_plugin, load_plugin, load_source, run_many, run_one,
-                              train_plain_pyg_gcn)
+from benchmarks.study import (METHODS, base_of, build, has_iid_reference, is_plugin, load_plugin, load_source,
+                              run_many, run_one, train_plain_pyg_gcn)
 from srgnn import cli
 from srgnn.cli import OneLineParser, output_dir
 from srgnn.data import (OGB_DATASETS, CacheNotWritableError, ChecksumError, DataNotFoundError, dataset_names,
@@ -328,7 +328,7 @@ def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -
     config = _config(args)
     (args.out / "config.json").write_text(json.dumps(config, indent=2))
     jobs = [(m, split, i) for m in args.methods for split in ("biased", "iid")
-            if split == "biased" or not m.startswith(("sr-", "dann"))
+            if split == "biased" or has_iid_reference(m)
             for i in range(args.repeats if split == "biased" else args.iid_repeats) if (m, split, i) not in log]
     if args.iid == "label-balanced":
         print("IID sample: label-balanced, the paper's protocol: it READS THE LABELS OF UNLABELLED NODES")

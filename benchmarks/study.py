@@ -16,12 +16,20 @@ from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.models.pyg import as_node_classifier
 from srgnn.batched import supports
 from srgnn.graph import Graph
+from srgnn.recipes import SelfTraining, correct_and_smooth, propagate_labels
 from srgnn.sampling import iid_sample
 from srgnn.data import load_dataset, load_graph
 from srgnn.training.trainer import classification_scores
 
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
-METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann"]
+#: Beyond SR-GNN's penalties (``srgnn.recipes``): label propagation, and on a base model ReNode's
+#: weights, self-training (``st-``) and Correct and Smooth (``cs-``, also on a self-trained one).
+RECIPES = ["lp", "renode-gcn", *(f"{p}{b}" for p in ("cs-", "st-", "cs-st-") for b in ("gcn", "appnp"))]
+METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann", *RECIPES]
+#: Prefixes that wrap a method: shift-robust training, ReNode weights, self-training, C&S.
+PREFIXES = ("sr-", "renode-", "st-", "cs-")
+#: Self-training's settings in the studies (``SelfTraining``), fixed before any run.
+SELF_TRAINING = {"rounds": 1, "per_class": 100}
 PUBLISHED = {  # Micro-F1 (%) of the SR-GNN paper, Table 2, on the authors' sets
     "cora": {"gcn": 68.3, "appnp": 71.2, "sr-appnp": 74.0},
     "citeseer": {"gcn": 62.1, "appnp": 63.7, "sr-appnp": 67.2},
@@ -30,10 +38,21 @@ PUBLISHED = {  # Micro-F1 (%) of the SR-GNN paper, Table 2, on the authors' sets
 
 
 def base_of(method: str) -> str | None:
-    """``sr-gcn`` -> ``gcn``; ``dann`` -> ``gcn`` (DANN is a GCN with a domain discriminator)."""
+    """The model under a method's prefixes (``PREFIXES``): ``sr-gcn`` -> ``gcn``, ``cs-st-appnp``
+    -> ``appnp``; ``dann`` -> ``gcn`` (DANN is a GCN with a domain discriminator); ``None`` for
+    a model itself and for label propagation."""
     if method == "dann":
         return "gcn"
-    return method[3:] if method.startswith("sr-") else None
+    prefix = next((p for p in PREFIXES if method.startswith(p)), None)
+    if prefix is None:
+        return None
+    inner = method[len(prefix):]
+    return base_of(inner) or inner
+
+
+def has_iid_reference(method: str) -> bool:
+    """Whether the study trains ``method`` on IID sets too: a model itself (built-in or yours)."""
+    return (method in BASES or is_plugin(method)) and base_of(method) is None
 
 
 def is_plugin(spec: str) -> bool:
@@ -67,7 +86,10 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
     use ``lam_linear`` (0.1: first read off Cora's test nodes, then checked on validation
     nodes, where KMM + 0.1 CMD beat KMM alone for SGC and DGI on PubMed and CiteSeer;
     ``benchmarks.select_on_validation``, docs/reproduction.md). DGI and SR-DGI share their pretraining
-    through ``dgi_embeddings`` (``DGI``'s ``embeddings_file``) when given."""
+    through ``dgi_embeddings`` (``DGI``'s ``embeddings_file``) when given. ``renode-`` weighs a
+    base model's cross-entropy by ReNode; ``cs-`` and ``st-`` act around the training
+    (``method_logits``), so the model built is the one they wrap."""
+    method = trained_method(method)
     if method == "dann":
         return ShiftRobust(GCN(data.num_features, data.num_classes), "dann", lam=0.1)
     name = base_of(method) or method
@@ -76,6 +98,8 @@ def build(method: str, data, regularizer: str = "cmd", lam: float = 1.0, lam_lin
     else:
         extra = {"embeddings_file": dgi_embeddings} if name == "dgi" and dgi_embeddings is not None else {}
         model = BASES[name](data.num_features, data.num_classes, **extra)
+    if method.startswith("renode-"):
+        return ShiftRobust(model, None, instance_weights="renode")
     if not method.startswith("sr-"):
         return model
     penalty = load_plugin(regularizer) if is_plugin(regularizer) else regularizer
@@ -186,9 +210,39 @@ def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regula
             iid: str = "uniform") -> dict:
     """Train one method on one training set of ``graph`` (``Graph.from_data``, shared by every run
     on it) and score it on the test nodes."""
-    model = build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
-    trainer = Trainer(model, epochs=epochs, seed=seed, device=device)
-    return run_scores(trainer.fit(graph, train).logits(graph), graph.data, train)
+    def make() -> torch.nn.Module:
+        return build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
+
+    return run_scores(method_logits(method, graph, train, seed, make, epochs=epochs, device=device), graph.data,
+                      train)
+
+
+def trained_method(method: str) -> str:
+    """The method whose model is trained, under C&S and self-training: ``cs-st-appnp`` -> ``appnp``."""
+    while method.startswith(("cs-", "st-")):
+        method = method[3:]
+    return method
+
+
+def as_logits(scores: torch.Tensor) -> torch.Tensor:
+    """Logits ``[N, C]`` whose softmax is ``scores`` ``[N, C]`` (non-negative) normalized per row."""
+    return scores.clamp_min(1e-9).log()
+
+
+def method_logits(method: str, graph: Graph, train: torch.Tensor, seed: int, make: Callable[[], torch.nn.Module], *,
+                  epochs: int, device: str) -> torch.Tensor:
+    """Logits ``[N, C]`` of ``method`` trained on ``train``: label propagation (``lp``), C&S on
+    what the rest of the name gives (``cs-``), self-training (``st-``, ``SELF_TRAINING``) or one
+    ``Trainer`` fit of ``make()``."""
+    if method == "lp":
+        return as_logits(propagate_labels(graph, train))
+    if method.startswith("cs-"):
+        logits = method_logits(method[3:], graph, train, seed, make, epochs=epochs, device=device)
+        return as_logits(correct_and_smooth(logits.softmax(-1), graph, train))
+    options = {"epochs": epochs, "seed": seed, "device": device}
+    if method.startswith("st-"):
+        return SelfTraining(make(), **SELF_TRAINING, **options).fit(graph, train).logits(graph)
+    return Trainer(make(), **options).fit(graph, train).logits(graph)
 
 
 def pretrain_dgi(data, path: Path, device: str = "cpu") -> None:
@@ -201,6 +255,8 @@ def pretrain_dgi(data, path: Path, device: str = "cpu") -> None:
 
 def batchable(method: str, data) -> bool:
     """Whether ``run_many`` can train this method's replicas as one job."""
+    if method == "lp" or method != trained_method(method):
+        return False
     return supports(build(method, data))
 
 

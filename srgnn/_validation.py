@@ -130,6 +130,14 @@ def check_probability(value, name: str) -> float:
     return value
 
 
+def check_fraction(value, name: str) -> float:
+    """``value`` as a float in ``(0, 1]``, as a propagation's weight on its neighbours must be."""
+    value = check_number(value, name)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1]: the weight each step gives the neighbours; got {value!r}.")
+    return value
+
+
 def as_tensor(value, name: str, dtype: torch.dtype | None = None) -> Tensor:
     """``torch.as_tensor(value, dtype)``, with an error naming ``name`` and the fix for what is
     not numbers: a method not called (``trainer.logits`` for ``trainer.logits(data)``), a dict."""

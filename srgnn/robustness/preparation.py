@@ -19,6 +19,7 @@ from ..graph import Graph, graph_for, model_inputs
 from ..ppr import graph_ppr_sq_distances
 from .robust import KMM_PPR, ShiftRobust
 from ..sampling import default_pool, iid_sample, push_sq_distances
+from .renode import renode_weights
 from .shift import kmm_weights_from_sq_distances
 
 #: Largest graph whose exact PPR rows KMM computes: one sparse LU of the graph's system, whose
@@ -115,7 +116,7 @@ def shift_setup(robust: ShiftRobust, graph: Graph, train_idx: Tensor, seed: int,
     data = graph.data
     train_idx = train_idx.cpu()
     materialize(robust, graph)
-    needs_iid = robust.regularizer is not None or robust.instance_weights is not None
+    needs_iid = robust.regularizer is not None or robust.instance_weights == "kmm"
     if iid_idx is None and needs_iid:
         if robust.iid == "label-balanced":  # the paper's protocol: reads unlabelled nodes' labels
             iid_idx = iid_sample(data, robust.iid_size or train_idx.numel(), seed, candidates=default_pool(data),
@@ -140,4 +141,7 @@ def shift_setup(robust: ShiftRobust, graph: Graph, train_idx: Tensor, seed: int,
                                      robust.kmm_ppr)
 
         weights = graph.cached(key, kmm).float()
+    elif robust.instance_weights == "renode":  # reads the training labels and the graph only
+        key = ("renode", tuple(train_idx.tolist()), tuple(data.y[train_idx].tolist()))
+        weights = graph.cached(key, lambda: renode_weights(graph, train_idx))
     return ShiftSetup(iid_idx, weights)

@@ -36,7 +36,7 @@ IID_SAMPLES = ("uniform", "label-balanced")
 #: (lazy ones, e.g. ``nn.LazyLinear``, take their shapes from the hidden layer): they train
 #: with the model (``srgnn.robustness.adversarial.DomainDiscriminator`` is one).
 Penalty = Callable[[Tensor, Tensor], Tensor]
-INSTANCE_WEIGHTS = (None, "kmm", "auto")
+INSTANCE_WEIGHTS = (None, "kmm", "renode", "auto")
 #: Where KMM's PPR rows come from: exact solves, or push approximations (PPR-S).
 KMM_PPR = ("exact", "push")
 
@@ -51,7 +51,8 @@ class ShiftRobust(nn.Module):
             on ``[n, H]`` and ``[m, H]`` hidden rows (differentiable; ``ReplicaTrainer`` calls
             it once per replica).
         lam: weight of the regularizer.
-        instance_weights: ``"kmm"``, ``None``, or ``"auto"`` (KMM for linear models).
+        instance_weights: ``"kmm"``, ``"renode"`` (topological-conflict weights of the training
+            nodes, ``srgnn.robustness.renode``), ``None``, or ``"auto"`` (KMM for linear models).
         iid_size: size of the unlabelled IID sample; default ``max(n_train, 500)``.
         iid: ``"uniform"`` (default): the IID sample is drawn uniformly from the unlabelled nodes,
             reading no label. ``"label-balanced"``: the SR-GNN paper's protocol, n_train / C
