@@ -23,6 +23,7 @@ from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog
 from benchmarks.study import base_of, write_section
 from srgnn.cli import OneLineParser, output_dir
+from srgnn.sampling.property import PROPERTIES
 
 GRAPHS = ("cora", "citeseer", "pubmed", "amazon-photo", "amazon-computers", "coauthor-cs", "dblp", "actor")
 METHODS = "gcn,sr-gcn,appnp,sr-appnp,sgc,sr-sgc"
@@ -68,6 +69,8 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", default=",".join(GRAPHS))
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--splits", choices=("generated", *PROPERTIES), default="generated",
+                        help="LocalizedSampler sets (default), or sets biased by a structural property")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
@@ -84,7 +87,8 @@ def main(argv=None) -> None:
     costs = []
     for name in names:
         folder = args.out / name
-        pubmed_bias.study(dataset=name, repeats=args.repeats, methods=args.methods, epochs=args.epochs, out=folder,
+        pubmed_bias.study(dataset=name, splits=args.splits, repeats=args.repeats, methods=args.methods,
+                          epochs=args.epochs, out=folder,
                           resume=(folder / "results.jsonl").exists(), workers=args.workers, threads=args.threads)
         rows, minutes = graph_rows(name, folder)
         table += rows

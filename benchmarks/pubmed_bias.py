@@ -55,7 +55,9 @@ from srgnn.data import (OGB_DATASETS, CacheNotWritableError, ChecksumError, Data
                         ensure_writable_dir)
 from srgnn.graph import Graph
 from srgnn.robustness.robust import IID_SAMPLES
-from srgnn.sampling import LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits
+from srgnn.sampling import (LocalizedSampler, PropertySampler, default_pool, default_teleport, iid_sample,
+                            load_published_splits)
+from srgnn.sampling.property import PROPERTIES
 from srgnn.training.trainer import resolve_device
 
 DEFAULT_METHODS = ",".join(METHODS)
@@ -80,8 +82,10 @@ def study_parser() -> OneLineParser:
                         help="IID sets each base model trains on for the IID reference, the first K (default: "
                              "--repeats). The reference enters the table as a mean, so fewer sets cost less; the "
                              "paired comparisons use the biased sets. 0 skips it")
-    parser.add_argument("--splits", choices=("generated", "published"), default="generated",
-                        help="LocalizedSampler sets, or the authors' published sets (--splits-path)")
+    parser.add_argument("--splits", choices=("generated", "published", *PROPERTIES), default="generated",
+                        help="LocalizedSampler sets, the authors' published sets (--splits-path), or sets biased "
+                             "by a structural property: 20 nodes per class from the top quarter of the nodes by "
+                             "popularity, locality or density (PropertySampler, PyG's NodePropertySplit)")
     parser.add_argument("--splits-path", type=Path, help="localized_seeds_<dataset>.p for --splits published")
     teleports = ", ".join(f"{name} {default_teleport(name)}" for name in ("cora", "citeseer", "pubmed"))
     parser.add_argument("--teleport", type=float, default=None,
@@ -193,6 +197,10 @@ def check_args(parser: OneLineParser, args: argparse.Namespace) -> argparse.Name
             parser.error("--teleport sets the sampler of --splits generated; published sets come from their file")
     elif args.splits_path is not None:
         parser.error("--splits-path is read only with --splits published; add --splits published or drop it")
+    elif args.splits in PROPERTIES:
+        if args.teleport is not None:
+            parser.error(f"--teleport sets the sampler of --splits generated; --splits {args.splits} ranks nodes by "
+                         "a property, with no teleport")
     elif args.teleport is None:
         args.teleport = default_teleport(args.dataset)
     elif not 0.0 < args.teleport < 1.0:
@@ -240,6 +248,8 @@ def training_sets(args, data) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         if len(biased) < args.repeats:
             raise SystemExit(f"{args.splits_path} holds {len(biased)} sets; use --repeats {len(biased)} or fewer")
         biased = biased[: args.repeats]
+    elif args.splits in PROPERTIES:
+        biased = PropertySampler(data, args.splits).sample_many(args.repeats, seed=args.seed)
     else:
         biased = LocalizedSampler(data, teleport=args.teleport).sample_many(args.repeats, seed=args.seed)
     pool = default_pool(data)

@@ -229,3 +229,30 @@ def test_published_splits_range_checked(tmp_path):
     unnamed.write_bytes((SEEDS_DIR / "localized_seeds_pubmed.p").read_bytes())
     with pytest.raises(IndexError, match="another dataset"):
         load_published_splits(unnamed, num_nodes=2708)
+
+
+def test_property_sampler_draws_from_the_most_popular_quarter(cora):
+    import networkx as nx
+    from torch_geometric.utils import to_networkx
+
+    from srgnn.sampling import PropertySampler
+
+    sampler = PropertySampler(cora, "popularity", per_class=20)
+    rank = torch.tensor(list(nx.pagerank(to_networkx(cora, to_undirected=True, remove_self_loops=True)).values()))
+    top = rank.argsort(descending=True)[: round(0.25 * cora.num_nodes)]
+    assert set(sampler.pool_.tolist()) == set(top.tolist())
+    first = sampler.sample(3)
+    assert torch.equal(first, sampler.sample_many(2, seed=2)[1])
+    assert torch.bincount(cora.y[first], minlength=7).tolist() == [20] * 7
+    assert torch.isin(first, sampler.pool_).all()
+
+
+def test_property_sampler_refuses_what_it_cannot_draw(cora):
+    from srgnn.sampling import PropertySampler
+
+    with pytest.raises(ValueError, match="property_name must be one of"):
+        PropertySampler(cora, "pagerank")
+    with pytest.raises(ValueError, match="share must lie in"):
+        PropertySampler(cora, share=1.5)
+    with pytest.raises(ValueError, match=r"Class\(es\) .* have no node among the top"):
+        PropertySampler(cora, "density", share=0.001)
