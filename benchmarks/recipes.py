@@ -1,0 +1,124 @@
+"""The recommended recipe: the declared rule applied to the validation nodes of the candidates'
+runs, and the table of what each method recovers of GCN's bias drop (docs/recipes.md).
+
+    python -m benchmarks.recipes --choose --out results/recipes     # reads validation nodes only
+    python -m benchmarks.recipes --table --out results/recipes      # the test-node table
+
+``--out`` holds one folder per graph written by ``python -m benchmarks.graphs --study-only``.
+``--choose`` prints the validation table the rule reads and the candidate it picks; it reads
+no test node. ``--table`` writes, per graph and method, the test Micro-F1, the share of GCN's
+bias drop recovered ((method - GCN) / (GCN on IID sets - GCN)), the paired wins over GCN and
+over APPNP, the validation Micro-F1 and the seconds per run, into its section of ``--doc``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.graphs import GRAPHS
+from benchmarks.report import markdown_table
+from benchmarks.runlog import RunLog
+from benchmarks.study import write_section
+from srgnn.cli import OneLineParser
+
+#: The candidates of docs/recipes.md, simplest first (ties go to the earlier).
+CANDIDATES = ("appnp", "lp", "cs-gcn", "cs-appnp", "renode-gcn", "sr-appnp", "st-gcn", "st-appnp", "cs-st-gcn",
+              "cs-st-appnp")
+#: The rule's constants, declared before the runs (docs/recipes.md).
+SAFETY_MARGIN, TIE = 1.0, 0.02
+HETEROPHILOUS = ("actor",)
+
+
+def load_records(folder: Path) -> list[dict]:
+    """Every run record of one graph's study in ``folder``."""
+    log = RunLog(folder / "results.jsonl", ("method", "split", "index"))
+    try:
+        return list(log.records.values())
+    finally:
+        log.close()
+
+
+def scores(records: list[dict], method: str, split: str = "biased", key: str = "micro_f1") -> np.ndarray:
+    """A method's per-set scores in %, in set order (NaN where a record has none)."""
+    rows = sorted((r for r in records if r["method"] == method and r["split"] == split), key=lambda r: r["index"])
+    return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float) * 100
+
+
+def choose(out: Path, graphs: list[str]) -> tuple[str | None, list[list[str]]]:
+    """The rule of docs/recipes.md on validation Micro-F1 alone: the candidate it picks (``None``
+    if none is eligible) and the table it read."""
+    val = {g: load_records(out / g) for g in graphs}
+    means = {g: {m: np.nanmean(scores(val[g], m, key="val_micro_f1")) for m in ("gcn", *CANDIDATES)}
+             for g in graphs}
+    iid = {g: np.nanmean(scores(val[g], "gcn", "iid", "val_micro_f1")) for g in graphs}
+    read = [g for g in graphs if np.isfinite(means[g]["gcn"])]  # graphs with validation nodes
+    homophilous = [g for g in read if g not in HETEROPHILOUS]
+    table = [["candidate", *read, "eligible", "mean share recovered (homophilous)"]]
+    shares, eligible = {}, {}
+    for m in CANDIDATES:
+        floor = {g: max(means[g]["gcn"], means[g]["appnp"]) - SAFETY_MARGIN for g in read}
+        eligible[m] = all(means[g][m] >= floor[g] for g in read)
+        shares[m] = float(np.mean([(means[g][m] - means[g]["gcn"]) / (iid[g] - means[g]["gcn"]) for g in homophilous]))
+        table.append([m, *(f"{means[g][m]:.1f}" for g in read), "yes" if eligible[m] else "no", f"{shares[m]:.0%}"])
+    table.append(["gcn", *(f"{means[g]['gcn']:.1f}" for g in read), "", ""])
+    table.append(["gcn on IID sets", *(f"{iid[g]:.1f}" for g in read), "", ""])
+    ranked = [m for m in CANDIDATES if eligible[m]]
+    if not ranked:
+        return None, table
+    best = max(shares[m] for m in ranked)
+    return next(m for m in ranked if shares[m] >= best - TIE), table
+
+
+def recipe_table(out: Path, graphs: list[str], methods: list[str]) -> list[list[str]]:
+    """Test-node rows per graph and method (see the module's docstring)."""
+    rows = [["graph", "method", "Micro-F1", "recovered of GCN's drop", "wins vs GCN", "wins vs APPNP",
+             "validation Micro-F1", "s per run"]]
+    for g in graphs:
+        records = load_records(out / g)
+        gcn, appnp, iid = scores(records, "gcn"), scores(records, "appnp"), scores(records, "gcn", "iid")
+        drop = iid.mean() - gcn.mean()
+        rows.append([g, "gcn on IID sets", f"{iid.mean():.1f} ± {iid.std():.1f}", "", "", "", "", ""])
+        for m in methods:
+            test = scores(records, m)
+            if not test.size:
+                continue
+            val = scores(records, m, key="val_micro_f1")
+            seconds = np.mean([r["seconds"] for r in records if r["method"] == m and r["split"] == "biased"])
+            rows.append([g, m, f"{test.mean():.1f} ± {test.std():.1f}",
+                         f"{(test.mean() - gcn.mean()) / drop:.0%}" if m != "gcn" else "",
+                         f"{int((test > gcn).sum())}/{test.size}" if m != "gcn" else "",
+                         f"{int((test > appnp).sum())}/{test.size}" if m != "appnp" else "",
+                         f"{np.nanmean(val):.1f}" if np.isfinite(val).any() else "", f"{seconds:.1f}"])
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = OneLineParser(prog="python -m benchmarks.recipes", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--choose", action="store_true", help="apply the rule to validation nodes")
+    action.add_argument("--table", action="store_true", help="write the test-node table into --doc")
+    parser.add_argument("--out", type=Path, default=Path("results/recipes"))
+    parser.add_argument("--datasets", default=",".join(GRAPHS))
+    parser.add_argument("--methods", default="gcn,appnp," + ",".join(c for c in CANDIDATES if c != "appnp"))
+    parser.add_argument("--doc", type=Path, default=Path("docs/recipes.md"))
+    parser.add_argument("--section", default="The table", help="the --doc section --table writes")
+    args = parser.parse_args(argv)
+    graphs = [g for g in args.datasets.split(",") if g]
+    missing = [g for g in graphs if not (args.out / g / "results.jsonl").is_file()]
+    if missing:
+        parser.error(f"no runs for {missing} in {args.out}; run python -m benchmarks.graphs --study-only first")
+    if args.choose:
+        chosen, table = choose(args.out, graphs)
+        print(markdown_table(table))
+        print(f"\nchosen: {chosen or 'none eligible'}")
+        return
+    text = "\n".join([f"## {args.section}", "", markdown_table(recipe_table(args.out, graphs, args.methods.split(",")))])
+    write_section(args.doc, args.section, text, "# Beyond SR-GNN\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
