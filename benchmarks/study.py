@@ -24,12 +24,16 @@ from srgnn.training.trainer import classification_scores
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 #: Beyond SR-GNN's penalties (``srgnn.recipes``): label propagation, and on a base model ReNode's
 #: weights, self-training (``st-``) and Correct and Smooth (``cs-``, also on a self-trained one).
-RECIPES = ["lp", "renode-gcn", *(f"{p}{b}" for p in ("cs-", "st-", "cs-st-") for b in ("gcn", "appnp"))]
+RECIPES = ["lp", "renode-gcn", *(f"{p}{b}" for p in ("cs-", "st-", "cs-st-") for b in ("gcn", "appnp")),
+           "st-sr-appnp", "st2-appnp", "stp-appnp"]
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann", *RECIPES]
+#: Self-training's settings in the studies (``SelfTraining``) by prefix, each fixed before its
+#: runs: ``st-`` the first round of docs/recipes.md; ``st2-`` (two rounds) and ``stp-``
+#: (pseudo-labels shared as the predicted classes) its second.
+SELF_TRAINING = {"st-": {"rounds": 1, "per_class": 100}, "st2-": {"rounds": 2, "per_class": 100},
+                 "stp-": {"rounds": 1, "per_class": 100, "balance": "predicted"}}
 #: Prefixes that wrap a method: shift-robust training, ReNode weights, self-training, C&S.
-PREFIXES = ("sr-", "renode-", "st-", "cs-")
-#: Self-training's settings in the studies (``SelfTraining``), fixed before any run.
-SELF_TRAINING = {"rounds": 1, "per_class": 100}
+PREFIXES = ("sr-", "renode-", *SELF_TRAINING, "cs-")
 PUBLISHED = {  # Micro-F1 (%) of the SR-GNN paper, Table 2, on the authors' sets
     "cora": {"gcn": 68.3, "appnp": 71.2, "sr-appnp": 74.0},
     "citeseer": {"gcn": 62.1, "appnp": 63.7, "sr-appnp": 67.2},
@@ -219,8 +223,9 @@ def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regula
 
 def trained_method(method: str) -> str:
     """The method whose model is trained, under C&S and self-training: ``cs-st-appnp`` -> ``appnp``."""
-    while method.startswith(("cs-", "st-")):
-        method = method[3:]
+    wrappers = ("cs-", *SELF_TRAINING)
+    while method.startswith(wrappers):
+        method = method[len(next(w for w in wrappers if method.startswith(w))):]
     return method
 
 
@@ -232,16 +237,17 @@ def as_logits(scores: torch.Tensor) -> torch.Tensor:
 def method_logits(method: str, graph: Graph, train: torch.Tensor, seed: int, make: Callable[[], torch.nn.Module], *,
                   epochs: int, device: str) -> torch.Tensor:
     """Logits ``[N, C]`` of ``method`` trained on ``train``: label propagation (``lp``), C&S on
-    what the rest of the name gives (``cs-``), self-training (``st-``, ``SELF_TRAINING``) or one
-    ``Trainer`` fit of ``make()``."""
+    what the rest of the name gives (``cs-``), self-training (``st-``, ``st2-``, ``stp-``:
+    ``SELF_TRAINING``) or one ``Trainer`` fit of ``make()``."""
     if method == "lp":
         return as_logits(propagate_labels(graph, train))
     if method.startswith("cs-"):
         logits = method_logits(method[3:], graph, train, seed, make, epochs=epochs, device=device)
         return as_logits(correct_and_smooth(logits.softmax(-1), graph, train))
     options = {"epochs": epochs, "seed": seed, "device": device}
-    if method.startswith("st-"):
-        return SelfTraining(make(), **SELF_TRAINING, **options).fit(graph, train).logits(graph)
+    prefix = next((p for p in SELF_TRAINING if method.startswith(p)), None)
+    if prefix is not None:
+        return SelfTraining(make(), **SELF_TRAINING[prefix], **options).fit(graph, train).logits(graph)
     return Trainer(make(), **options).fit(graph, train).logits(graph)
 
 

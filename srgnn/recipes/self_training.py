@@ -10,22 +10,33 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .._validation import check_int
+from .._validation import check_choice, check_int
 from ..graph import Graph, graph_for
 from ..training.trainer import Trainer, check_training_set, classification_scores, num_classes
 
 
-def most_confident(probs: Tensor, exclude: Tensor, per_class: int) -> tuple[Tensor, Tensor]:
-    """Up to ``per_class`` nodes per class whose predicted class it is, surest first, outside
-    ``exclude``: ``(nodes [m], their predicted classes [m])``, from ``probs`` ``[N, C]``."""
+#: How the pseudo-labels are shared among the classes: the same number per class, or shares
+#: that follow the classes the model predicts for the unlabelled nodes.
+BALANCES = ("uniform", "predicted")
+
+
+def most_confident(probs: Tensor, exclude: Tensor, per_class: int,
+                   balance: str = "uniform") -> tuple[Tensor, Tensor]:
+    """The nodes outside ``exclude`` that ``probs`` ``[N, C]`` is surest of, with their predicted
+    classes: ``(nodes [m], classes [m])``. ``balance="uniform"``: up to ``per_class`` per class;
+    ``"predicted"``: ``per_class * C`` in all, each class's share that of the unlabelled nodes
+    predicted in it (rounded, at least one)."""
     confidence, predicted = probs.max(1)
     confidence = confidence.clone()
     confidence[exclude] = -1.0
+    counts = torch.bincount(predicted[confidence >= 0], minlength=probs.size(1)).double()
+    quotas = ([per_class] * probs.size(1) if balance == "uniform" else
+              (per_class * probs.size(1) * counts / counts.sum()).round().clamp_min(1).long().tolist())
     nodes = []
-    for c in range(probs.size(1)):
+    for c, quota in enumerate(quotas):
         candidates = ((predicted == c) & (confidence >= 0)).nonzero().view(-1)
         order = confidence[candidates].argsort(descending=True, stable=True)
-        nodes.append(candidates[order[:per_class]])
+        nodes.append(candidates[order[:quota]])
     nodes = torch.cat(nodes)
     return nodes, predicted[nodes]
 
@@ -40,14 +51,19 @@ class SelfTraining:
             it is re-initialised at each round.
         rounds: pseudo-labelling rounds (0: the model alone).
         per_class: pseudo-labelled nodes per class and round (at most as many as it predicts).
+        balance: ``"uniform"`` (``per_class`` for every class) or ``"predicted"`` (``per_class``
+            times the classes in all, shared as the model's predictions on the unlabelled
+            nodes are, for graphs whose classes are far from equal in size).
         **trainer_options: ``Trainer``'s options (``epochs``, ``seed``, ``device``, ...).
 
     Attributes: ``trainer_`` (the last round's ``Trainer``), ``pseudo_idx_`` ``[m]`` and
     ``pseudo_labels_`` ``[m]`` (the last round's pseudo-labelled nodes and their labels).
     """
 
-    def __init__(self, model, *, rounds: int = 1, per_class: int = 100, **trainer_options):
-        self.model, self.trainer_options = model, trainer_options
+    def __init__(self, model, *, rounds: int = 1, per_class: int = 100, balance: str = "uniform",
+                 **trainer_options):
+        check_choice(balance, BALANCES, "balance")
+        self.model, self.trainer_options, self.balance = model, trainer_options, balance
         self.rounds = check_int(rounds, "rounds", minimum=0)
         self.per_class = check_int(per_class, "per_class")
         Trainer(model, **trainer_options)  # its options, checked now rather than after the first fit
@@ -62,7 +78,7 @@ class SelfTraining:
         y_train = graph.data.y.view(-1).cpu()[train_idx]
         for _ in range(self.rounds):
             probs = self.trainer_.logits(graph).softmax(-1)
-            self.pseudo_idx_, self.pseudo_labels_ = most_confident(probs, train_idx, self.per_class)
+            self.pseudo_idx_, self.pseudo_labels_ = most_confident(probs, train_idx, self.per_class, self.balance)
             # Labels only where they are known or guessed (-1 elsewhere), so nothing else is read.
             labels = torch.full((graph.num_nodes,), -1, dtype=torch.long)
             labels[train_idx], labels[self.pseudo_idx_] = y_train, self.pseudo_labels_
