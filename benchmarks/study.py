@@ -16,7 +16,7 @@ from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.models.pyg import as_node_classifier
 from srgnn.batched import supports
 from srgnn.graph import Graph
-from srgnn.recipes import SelfTraining, correct_and_smooth, propagate_labels
+from srgnn.recipes import Recommended, SelfTraining, correct_and_smooth, propagate_labels
 from srgnn.sampling import iid_sample
 from srgnn.data import load_dataset, load_graph
 from srgnn.training.trainer import classification_scores
@@ -25,7 +25,7 @@ BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, 
 #: Beyond SR-GNN's penalties (``srgnn.recipes``): label propagation, and on a base model ReNode's
 #: weights, self-training (``st-``) and Correct and Smooth (``cs-``, also on a self-trained one).
 RECIPES = ["lp", "renode-gcn", *(f"{p}{b}" for p in ("cs-", "st-", "cs-st-") for b in ("gcn", "appnp")),
-           "st-sr-appnp", "st2-appnp", "stp-appnp"]
+           "st-sr-appnp", "st2-appnp", "stp-appnp", "recommended"]
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann", *RECIPES]
 #: Self-training's settings in the studies (``SelfTraining``) by prefix, each fixed before its
 #: runs: ``st-`` the first round of docs/recipes.md; ``st2-`` (two rounds) and ``stp-``
@@ -236,11 +236,14 @@ def as_logits(scores: torch.Tensor) -> torch.Tensor:
 
 def method_logits(method: str, graph: Graph, train: torch.Tensor, seed: int, make: Callable[[], torch.nn.Module], *,
                   epochs: int, device: str) -> torch.Tensor:
-    """Logits ``[N, C]`` of ``method`` trained on ``train``: label propagation (``lp``), C&S on
+    """Logits ``[N, C]`` of ``method`` trained on ``train``: label propagation (``lp``), the
+    recommended recipe (``recommended``, ``srgnn.recipes.Recommended``), C&S on
     what the rest of the name gives (``cs-``), self-training (``st-``, ``st2-``, ``stp-``:
     ``SELF_TRAINING``) or one ``Trainer`` fit of ``make()``."""
     if method == "lp":
         return as_logits(propagate_labels(graph, train))
+    if method == "recommended":
+        return Recommended(epochs=epochs, seed=seed, device=device).fit(graph, train).logits(graph)
     if method.startswith("cs-"):
         logits = method_logits(method[3:], graph, train, seed, make, epochs=epochs, device=device)
         return as_logits(correct_and_smooth(logits.softmax(-1), graph, train))
@@ -261,7 +264,7 @@ def pretrain_dgi(data, path: Path, device: str = "cpu") -> None:
 
 def batchable(method: str, data) -> bool:
     """Whether ``run_many`` can train this method's replicas as one job."""
-    if method == "lp" or method != trained_method(method):
+    if method in ("lp", "recommended") or method != trained_method(method):
         return False
     return supports(build(method, data))
 
