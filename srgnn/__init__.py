@@ -9,9 +9,10 @@ label) and ``recipes`` (label propagation, Correct and Smooth, self-training) be
 """
 from . import data, estimation, graph, kernels, models, ppr, recipes, robustness, sampling, training
 from .graph import Graph
+from .recipes.recommended import Recommended
 from .robustness.robust import ShiftRobust
 from .training.trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Graph", "ShiftRobust", "Trainer", "data", "estimation", "graph", "kernels", "models", "ppr", "recipes",
+__all__ = ["Graph", "Recommended", "ShiftRobust", "Trainer", "data", "estimation", "graph", "kernels", "models", "ppr", "recipes",
            "robustness", "sampling", "training"]

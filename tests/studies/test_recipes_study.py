@@ -37,10 +37,10 @@ def test_the_chooser_reads_validation_nodes_and_applies_the_declared_rule(tmp_pa
 
 
 def test_the_recommended_recipe_is_the_candidate_the_rule_chose(cora, cora_published):
-    # docs/recipes.md chose st-appnp; the library's Recommended must be that run, to the digit.
+    # docs/recipes.md chose st-sr-appnp; the library's Recommended must be that run, to the digit.
     from benchmarks.study import run_one
     from srgnn.graph import Graph
 
     graph, train = Graph.from_data(cora), cora_published[0]
-    assert run_one("recommended", graph, train, seed=3, epochs=20) == run_one("st-appnp", graph, train, seed=3,
+    assert run_one("recommended", graph, train, seed=3, epochs=20) == run_one("st-sr-appnp", graph, train, seed=3,
                                                                                epochs=20)
