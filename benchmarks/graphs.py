@@ -29,31 +29,38 @@ GRAPHS = ("cora", "citeseer", "pubmed", "amazon-photo", "amazon-computers", "coa
 METHODS = "gcn,sr-gcn,appnp,sr-appnp,sgc,sr-sgc"
 
 
-def graph_rows(name: str, folder: Path) -> tuple[list[list[str]], float]:
-    """The table rows of one graph's study in ``folder``, and its worker-minutes."""
+def load_records(folder: Path) -> list[dict]:
+    """Every run record of one graph's study in ``folder``."""
     log = RunLog(folder / "results.jsonl", ("method", "split", "index"))
     try:
-        records = list(log.records.values())
+        return list(log.records.values())
     finally:
         log.close()
-    methods = list(dict.fromkeys(r["method"] for r in records))
 
-    def scores(method: str, split: str, key: str = "micro_f1") -> np.ndarray:
-        rows = sorted((r for r in records if r["method"] == method and r["split"] == split), key=lambda r: r["index"])
-        return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float) * 100
+
+def scores(records: list[dict], method: str, split: str = "biased", key: str = "micro_f1") -> np.ndarray:
+    """A method's per-set scores in %, in set order (NaN where a record has none)."""
+    rows = sorted((r for r in records if r["method"] == method and r["split"] == split), key=lambda r: r["index"])
+    return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float) * 100
+
+
+def graph_rows(name: str, folder: Path) -> tuple[list[list[str]], float]:
+    """The table rows of one graph's study in ``folder``, and its worker-minutes."""
+    records = load_records(folder)
+    methods = list(dict.fromkeys(r["method"] for r in records))
 
     rows = []
     for method in methods:
-        biased = scores(method, "biased")
+        biased = scores(records, method, "biased")
         base = base_of(method) or method
-        iid, base_biased = scores(base, "iid"), scores(base, "biased")
+        iid, base_biased = scores(records, base, "iid"), scores(records, base, "biased")
         drop = iid.mean() - base_biased.mean() if iid.size else np.nan
         recovered = wins = ""
         if base != method and base_biased.size:
             n = min(biased.size, base_biased.size)
             wins = f"{int((biased[:n] > base_biased[:n]).sum())}/{n}"
             recovered = f"{(biased.mean() - base_biased.mean()) / drop:.0%}" if drop > 0 else ""
-        val, train = scores(method, "biased", "val_micro_f1"), scores(method, "biased", "train_micro_f1")
+        val, train = scores(records, method, "biased", "val_micro_f1"), scores(records, method, "biased", "train_micro_f1")
         rows.append([name, method, f"{biased.mean():.1f} ± {biased.std():.1f}",
                      f"{iid.mean():.1f}" if iid.size else "",
                      f"{drop:.1f}" if np.isfinite(drop) else "", recovered, wins,

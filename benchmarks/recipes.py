@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.graphs import GRAPHS
+from benchmarks.graphs import GRAPHS, load_records, scores
 from benchmarks.report import markdown_table
-from benchmarks.runlog import RunLog
 from benchmarks.study import write_section
 from srgnn.cli import OneLineParser
 
@@ -30,21 +29,6 @@ CANDIDATES = ("appnp", "lp", "cs-gcn", "cs-appnp", "renode-gcn", "sr-appnp", "st
 #: The rule's constants, declared before the runs (docs/recipes.md).
 SAFETY_MARGIN, TIE = 1.0, 0.02
 HETEROPHILOUS = ("actor",)
-
-
-def load_records(folder: Path) -> list[dict]:
-    """Every run record of one graph's study in ``folder``."""
-    log = RunLog(folder / "results.jsonl", ("method", "split", "index"))
-    try:
-        return list(log.records.values())
-    finally:
-        log.close()
-
-
-def scores(records: list[dict], method: str, split: str = "biased", key: str = "micro_f1") -> np.ndarray:
-    """A method's per-set scores in %, in set order (NaN where a record has none)."""
-    rows = sorted((r for r in records if r["method"] == method and r["split"] == split), key=lambda r: r["index"])
-    return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float) * 100
 
 
 def nan_mean(values: np.ndarray) -> float:
