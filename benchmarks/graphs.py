@@ -60,7 +60,8 @@ def graph_rows(name: str, folder: Path) -> tuple[list[list[str]], float]:
             n = min(biased.size, base_biased.size)
             wins = f"{int((biased[:n] > base_biased[:n]).sum())}/{n}"
             recovered = f"{(biased.mean() - base_biased.mean()) / drop:.0%}" if drop > 0 else ""
-        val, train = scores(records, method, "biased", "val_micro_f1"), scores(records, method, "biased", "train_micro_f1")
+        val = scores(records, method, "biased", "val_micro_f1")
+        train = scores(records, method, "biased", "train_micro_f1")
         rows.append([name, method, f"{biased.mean():.1f} ± {biased.std():.1f}",
                      f"{iid.mean():.1f}" if iid.size else "",
                      f"{drop:.1f}" if np.isfinite(drop) else "", recovered, wins,

@@ -106,7 +106,8 @@ def main(argv=None) -> None:
         print(markdown_table(table))
         print(f"\nchosen: {chosen or 'none eligible'}")
         return
-    text = "\n".join([f"## {args.section}", "", markdown_table(recipe_table(args.out, graphs, args.methods.split(",")))])
+    table = recipe_table(args.out, graphs, args.methods.split(","))
+    text = "\n".join([f"## {args.section}", "", markdown_table(table)])
     write_section(args.doc, args.section, text, "# Beyond SR-GNN\n")
     print(text)
 
