@@ -74,6 +74,12 @@ VARIANTS = {
     **{f"sr-appnp{cap}-labelshift": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm",
                                               "label_shift": True, **pull})
        for cap, pull in (("", {}), ("-pull1", {"max_pull": 1.0}))},
+    # The fourth round: C11 class-conditional CMD, C12 it and the cap at 1x.
+    **{f"sr-gcn{cap}-conditional": ("gcn", {"regularizer": "cmd", "lam": 1.0, "conditional": True, **pull})
+       for cap, pull in (("", {}), ("-pull1", {"max_pull": 1.0}))},
+    **{f"sr-appnp{cap}-conditional": ("appnp", {"regularizer": "cmd", "lam": 0.1, "instance_weights": "kmm",
+                                               "conditional": True, **pull})
+       for cap, pull in (("", {}), ("-pull1", {"max_pull": 1.0}))},
 }
 
 
@@ -117,13 +123,15 @@ def diagnose(graph: Graph, train: torch.Tensor, seed: int, variant: str) -> dict
     return row
 
 
-#: The rule of docs/graphs.md, second and third rounds: per family, its base, C0, and the
+#: The rule of docs/graphs.md, second to fourth rounds: per family, its base, C0, and the
 #: candidates in order of size (C3 of the first round measured pulls where APPNP's had none).
 CANDIDATES = {"gcn": ("gcn", ["sr-gcn", "sr-gcn-pull4", "sr-gcn-pull1", "sr-gcn-scaled", "sr-gcn-deconflict",
-                              "sr-gcn-pull1-deconflict", "sr-gcn-labelshift", "sr-gcn-pull1-labelshift"]),
+                              "sr-gcn-pull1-deconflict", "sr-gcn-labelshift", "sr-gcn-pull1-labelshift",
+                              "sr-gcn-conditional", "sr-gcn-pull1-conditional"]),
               "appnp": ("appnp", ["sr-appnp", "sr-appnp-pull4", "sr-appnp-pull1", "sr-appnp-scaled",
                                   "sr-appnp-deconflict", "sr-appnp-pull1-deconflict", "sr-appnp-labelshift",
-                                  "sr-appnp-pull1-labelshift"])}
+                                  "sr-appnp-pull1-labelshift", "sr-appnp-conditional",
+                                  "sr-appnp-pull1-conditional"])}
 HOMOPHILOUS = ("amazon-photo", "amazon-computers", "coauthor-cs", "dblp")
 CITATION = ("citeseer", "pubmed")
 

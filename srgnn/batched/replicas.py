@@ -276,12 +276,12 @@ class ReplicaTrainer(ManyModels):
             return None
 
         def term(robust: ShiftRobust, train: Tensor, iid: Tensor) -> Tensor:
-            # labels and logits enter only label-shift weights: gathered only for them
-            extra = (y[train], logits[iid]) if robust.label_shift else ()
+            # labels and logits enter only the terms that read them: gathered only for those
+            extra = (y[train], logits[iid]) if robust.reads_iid_logits else ()
             return robust.shift_term(hidden[train], hidden[iid], *extra)
 
-        same = all((r.regularizer, r.lam, r.label_shift) == (first.regularizer, first.lam, first.label_shift)
-                   for r in replicas)
+        same = all((r.regularizer, r.lam, r.label_shift, r.conditional)
+                   == (first.regularizer, first.lam, first.label_shift, first.conditional) for r in replicas)
         if (same and not callable(first.regularizer) and len({t.numel() for t in train_rows}) == 1
                 and len({i.numel() for i in iid_rows}) == 1):
             count = len(train_rows)

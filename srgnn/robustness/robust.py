@@ -25,7 +25,7 @@ from ..models.appnp import APPNP
 from ..models.base import NodeClassifier
 from ..models.pyg import as_node_classifier
 from ..graph import model_inputs
-from .shift import cmd, label_shift_weights, mmd
+from .shift import cmd, conditional_cmd, label_shift_weights, mmd
 
 REGULARIZERS = (None, "cmd", "mmd", "dann")
 #: How the IID sample is drawn: ``"uniform"`` reads no label; ``"label-balanced"`` is the
@@ -96,6 +96,11 @@ class ShiftRobust(nn.Module):
             opposes the labels' pull (``srgnn.robustness.robust.steer``). Off by default: alone it does not
             stop the collapse on raw counts, and with ``max_pull=1`` it scored below the cap
             alone on validation nodes (docs/graphs.md).
+        conditional: compare each class with itself (``srgnn.robustness.shift.conditional_cmd``):
+            the training rows of class c against the IID rows weighted by the model's current
+            probability of c (detached), summed over classes by the training set's class shares.
+            It aligns :math:`p(h \mid y)` and leaves the class mix alone, where the marginal CMD
+            pulls a uniform localized set towards the graph's unequal mix. ``"cmd"`` only.
 
     ``srgnn.Trainer`` prepares each training set (``srgnn.robustness.preparation.prepare``: the IID sample
     and the instance weights) and holds the result; this module holds only the options, the
@@ -106,7 +111,7 @@ class ShiftRobust(nn.Module):
                  instance_weights: str | None = "auto", iid_size: int | None = None, moments: int = 5,
                  kmm_lower: float = 0.2, kmm_teleport: float = 0.1, iid: str = "uniform",
                  kmm_ppr: str = "exact", max_pull: float | str | None = "auto", deconflict: bool = False,
-                 label_shift: bool = False):
+                 label_shift: bool = False, conditional: bool = False):
         super().__init__()
         model = as_node_classifier(model, "ShiftRobust")
         if not callable(regularizer):
@@ -132,11 +137,16 @@ class ShiftRobust(nn.Module):
             raise ValueError(f"max_pull must be a number > 0, 'auto' or None (no cap); got {max_pull!r}.")
         if not isinstance(deconflict, bool):
             raise TypeError(f"deconflict must be True or False; got {deconflict!r}.")
-        if not isinstance(label_shift, bool):
-            raise TypeError(f"label_shift must be True or False; got {label_shift!r}.")
+        for name, flag in (("label_shift", label_shift), ("conditional", conditional)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False; got {flag!r}.")
         if label_shift and regularizer not in ("cmd", "mmd"):
             raise ValueError(f"label_shift=True weights the rows of 'cmd' or 'mmd'; got regularizer={regularizer!r}.")
-        self.max_pull, self.deconflict, self.label_shift = max_pull, deconflict, label_shift
+        if conditional and (regularizer != "cmd" or label_shift):
+            raise ValueError("conditional=True compares the classes one by one with 'cmd', which needs no class mix: "
+                             f"pass regularizer='cmd' and label_shift=False; got {regularizer!r}, {label_shift}.")
+        self.max_pull, self.deconflict = max_pull, deconflict
+        self.label_shift, self.conditional = label_shift, conditional
         # DANN's penalty, a module with parameters of its own (lazy: sized by the hidden layer)
         self.discriminator = DomainDiscriminator() if regularizer == "dann" else None
 
@@ -180,6 +190,12 @@ class ShiftRobust(nn.Module):
                 for p in penalty.parameters()]
 
     @property
+    def reads_iid_logits(self) -> bool:
+        """Whether the shift term reads the training labels and the IID rows' logits
+        (``label_shift``, ``conditional``), which mini-batch training does not compute."""
+        return self.label_shift or self.conditional
+
+    @property
     def has_penalty(self) -> bool:
         """Whether the loss has a shift term: a regularizer with a positive ``lam``."""
         return self.regularizer is not None and self.lam > 0
@@ -188,13 +204,13 @@ class ShiftRobust(nn.Module):
                    logits_iid: Tensor | None = None) -> Tensor:
         """``lam * d(h_train, h_iid)``, the one place the weight meets the penalty; the built-in
         penalties also take batches ``[R, n, H]`` and ``[R, m, H]`` (one term per replica, ``[R]``).
-        With ``label_shift``, the training labels ``y_train`` ``[..., n]`` and the IID rows'
-        logits ``logits_iid`` ``[..., m, C]`` give the training rows' weights."""
-        weights = None
-        if self.label_shift:
-            if y_train is None or logits_iid is None:
-                raise ValueError("label_shift=True needs y_train and logits_iid to weight the training rows.")
-            weights = label_shift_weights(y_train, logits_iid)
+        With ``label_shift`` or ``conditional`` (``reads_iid_logits``), the training labels
+        ``y_train`` ``[..., n]`` and the IID rows' logits ``logits_iid`` ``[..., m, C]`` enter it."""
+        if self.reads_iid_logits and (y_train is None or logits_iid is None):
+            raise ValueError("label_shift=True and conditional=True need y_train and logits_iid.")
+        if self.conditional:
+            return self.lam * conditional_cmd(hidden_train, hidden_iid, y_train, logits_iid, self.moments)
+        weights = label_shift_weights(y_train, logits_iid) if self.label_shift else None
         return self.lam * self.penalty(hidden_train, hidden_iid, weights)
 
     def loss(self, x: Tensor, edge_index: Tensor, y: Tensor, train_idx: Tensor, iid_idx: Tensor | None = None,
@@ -226,7 +242,7 @@ class ShiftRobust(nn.Module):
                                  "sample: pass iid_idx (srgnn.robustness.preparation.prepare draws one).")
             iid_idx = iid_idx.to(hidden.device)
             weighted = self.shift_term(hidden[train_idx], hidden[iid_idx], y[train_idx],
-                                       logits[iid_idx] if self.label_shift else None)
+                                       logits[iid_idx] if self.reads_iid_logits else None)
             if (self.max_pull is not None or self.deconflict) and weighted.requires_grad:
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 weighted = steer(terms["cross-entropy"], weighted, params, self.max_pull, self.deconflict)

@@ -10,13 +10,15 @@ batch entry, e.g. per replica of a replica-batched run).
   is divided by :math:`|hi - lo|^k` as in the original; with ``standardize=True`` both sets
   are first divided by their pooled spread :math:`s` (below), which makes CMD scale-free.
 * ``mmd``: squared maximum mean discrepancy with a sum of RBF kernels.
+* ``conditional_cmd``: CMD per class, between a class's labelled rows and the target rows
+  weighted by their predicted probability of that class.
 * ``label_shift_weights``: per-row weights that give labelled rows a target's predicted class mix.
 * ``kmm_weights``: kernel-mean-matching instance weights (Huang et al., 2007) as SR-GNN
   uses them for linear GNNs.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import clarabel
 import numpy as np
@@ -45,12 +47,13 @@ def _l2(v: Tensor) -> Tensor:
 
 
 def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | None = None,
-        standardize: bool = False, weights: Tensor | None = None) -> Tensor:
+        standardize: bool = False, weights: Tensor | None = None, weights_b: Tensor | None = None) -> Tensor:
     r"""Central moment discrepancy of order ``moments``; differentiable, shape ``a.shape[:-2]``.
 
-    ``weights`` ``[..., n]`` (non-negative, not all zero): ``a``'s moments are weighted means
+    ``weights`` ``[..., n]`` (non-negative): ``a``'s moments are weighted means
     :math:`\sum_i w_i f(a_i) / \sum_i w_i`, e.g. ``label_shift_weights`` to compare ``b`` with
-    ``a`` reweighted to ``b``'s class mix.
+    ``a`` reweighted to ``b``'s class mix; ``weights_b`` ``[..., m]`` weight ``b``'s rows the
+    same way. A batch entry whose weights are all zero gets moments 0 on that side.
 
     ``standardize``: divide ``a`` and ``b`` by :math:`s = (\frac1d\sum_j \mathrm{Var}_j + 10^{-8})^{1/2}`,
     the root of the per-dimension variance of the pooled rows of ``a`` and ``b``, averaged over
@@ -61,8 +64,9 @@ def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | No
     _check_pair(a, b)
     if moments < 1:
         raise ValueError(f"moments must be >= 1; got {moments}.")
-    if weights is not None and weights.shape != a.shape[:-1]:
-        raise ValueError(f"weights must be [..., n] = {tuple(a.shape[:-1])}; got {tuple(weights.shape)}.")
+    for name, w, rows in (("weights", weights, a), ("weights_b", weights_b, b)):
+        if w is not None and w.shape != rows.shape[:-1]:
+            raise ValueError(f"{name} must be {tuple(rows.shape[:-1])}, one per row; got {tuple(w.shape)}.")
     if standardize and bounds is not None:
         raise ValueError("Pass bounds or standardize=True, not both: each sets CMD's scale.")
     if standardize:
@@ -74,20 +78,44 @@ def cmd(a: Tensor, b: Tensor, moments: int = 5, bounds: tuple[float, float] | No
         if hi <= lo:
             raise ValueError(f"bounds must satisfy lo < hi; got {bounds}.")
         scale = 1.0 / (hi - lo)
-    if weights is None:
-        def mean_a(v: Tensor) -> Tensor:
-            return v.mean(-2, keepdim=True)
-    else:
-        share = (weights / weights.sum(-1, keepdim=True)).unsqueeze(-1).to(a.dtype)  # [..., n, 1]
-
-        def mean_a(v: Tensor) -> Tensor:
-            return (share * v).sum(-2, keepdim=True)
-    centre_a, centre_b = mean_a(a), b.mean(-2, keepdim=True)
+    mean_a, mean_b = _weighted_mean(weights), _weighted_mean(weights_b)
+    centre_a, centre_b = mean_a(a), mean_b(b)
     total = scale * _l2((centre_a - centre_b).squeeze(-2))
     centred_a, centred_b = a - centre_a, b - centre_b
     for k in range(2, moments + 1):
-        total = total + scale ** k * _l2((mean_a(centred_a ** k) - (centred_b ** k).mean(-2, keepdim=True)).squeeze(-2))
+        total = total + scale ** k * _l2((mean_a(centred_a ** k) - mean_b(centred_b ** k)).squeeze(-2))
     return total
+
+
+def _weighted_mean(weights: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """The mean over rows ``[..., n, d] -> [..., 1, d]``, weighted by ``weights`` ``[..., n]`` if given."""
+    if weights is None:
+        return lambda v: v.mean(-2, keepdim=True)
+    share = (weights / weights.sum(-1, keepdim=True).clamp_min(1e-30)).unsqueeze(-1)  # [..., n, 1]
+    return lambda v: (share.to(v.dtype) * v).sum(-2, keepdim=True)
+
+
+def conditional_cmd(a: Tensor, b: Tensor, labels: Tensor, target_logits: Tensor, moments: int = 5) -> Tensor:
+    r"""Class-conditional CMD: :math:`\sum_c p_c\,\mathrm{CMD}(a_{y=c},\ b \text{ weighted by } \hat p(c \mid b))`.
+
+    ``a`` ``[..., n, d]`` labelled rows with ``labels`` ``[..., n]``, :math:`p_c` their class
+    shares; ``b`` ``[..., m, d]`` target rows with ``target_logits`` ``[..., m, C]``, whose softmax
+    (detached: an estimate, not a path for gradients) gives each row's weight in each class.
+    What it aligns is :math:`p(h \mid y)`, not the marginal :math:`p(h)`: a labelled set whose
+    class mix differs from the target's is not pulled towards the target's mix, which would move
+    classes into each other. Returns ``a.shape[:-2]``; classes without labelled rows add nothing."""
+    _check_pair(a, b)
+    if labels.shape != a.shape[:-1] or target_logits.shape[:-1] != b.shape[:-1]:
+        raise ValueError(f"labels must be {tuple(a.shape[:-1])} and target_logits {tuple(b.shape[:-1])} + (C,); "
+                         f"got {tuple(labels.shape)} and {tuple(target_logits.shape)}.")
+    classes = target_logits.size(-1)
+    members = F.one_hot(labels, classes).to(a.dtype).movedim(-1, -2)  # [..., C, n]
+    target = target_logits.detach().softmax(-1).to(b.dtype).movedim(-1, -2)  # [..., C, m]
+    share = members.mean(-1)  # [..., C]
+
+    def per_class(rows: Tensor) -> Tensor:  # [..., r, d] -> [..., C, r, d], classes as a batch dimension
+        return rows.unsqueeze(-3).expand(*rows.shape[:-2], classes, *rows.shape[-2:])
+    return (share * cmd(per_class(a), per_class(b), moments, weights=members, weights_b=target)).sum(-1)
 
 
 def label_shift_weights(labels: Tensor, target_logits: Tensor) -> Tensor:

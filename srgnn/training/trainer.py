@@ -228,10 +228,10 @@ class Trainer:
             raise ValueError("num_neighbors sets the fan-outs of mini-batch training; pass batch_size too, or "
                              "drop num_neighbors to train full-batch.")
         self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
-        if self.batch_size is not None and self.model.label_shift:
-            raise ValueError("label_shift=True weighs the penalty by the IID nodes' predicted classes, which "
-                             "mini-batch training does not compute (their batch reaches only the hidden layer); "
-                             "train full-batch (no batch_size) or pass label_shift=False.")
+        if self.batch_size is not None and self.model.reads_iid_logits:
+            raise ValueError("label_shift=True and conditional=True weigh the penalty by the IID nodes' predicted "
+                             "classes, which mini-batch training does not compute (their batch reaches only the "
+                             "hidden layer); train full-batch (no batch_size) or turn them off.")
         self.num_neighbors = None if batch_size is None else check_fan_outs(num_neighbors, self.model.model)
         lr, weight_decay = optimizer_settings(self.model.model, lr, weight_decay)
         self.epochs, self.lr, self.weight_decay, self.patience, self.seed = epochs, lr, weight_decay, patience, seed
@@ -247,9 +247,9 @@ class Trainer:
         if loader is not None and self.batch_size is not None:
             raise ValueError("Pass a loader to fit(), or batch_size (and num_neighbors) to the Trainer, not both: "
                              "each says how to batch the labelled nodes.")
-        if loader is not None and self.model.label_shift:
-            raise ValueError("label_shift=True reads the IID nodes' logits, which mini-batch training does not "
-                             "compute; train full-batch or pass label_shift=False.")
+        if loader is not None and self.model.reads_iid_logits:
+            raise ValueError("label_shift=True and conditional=True read the IID nodes' logits, which mini-batch "
+                             "training does not compute; train full-batch or turn them off.")
         graph = graph_for(data, self.device)
         train_idx = check_training_set(graph, train_idx)
         data = graph.data

@@ -15,6 +15,7 @@ BUILDERS = {
     "sr-appnp-capped": lambda d: ShiftRobust(APPNP(d.num_features, d.num_classes), lam=100.0, max_pull=0.5),
     # weights from each replica's own labels and IID logits
     "sr-gcn-label-shift": lambda d: ShiftRobust(GCN(d.num_features, d.num_classes), "cmd", label_shift=True),
+    "sr-gcn-conditional": lambda d: ShiftRobust(GCN(d.num_features, d.num_classes), "cmd", conditional=True),
 }
 
 

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srgnn.robustness.shift import cmd, kmm_weights, kmm_weights_from_sq_distances, label_shift_weights, mmd
+from srgnn.robustness.shift import cmd, conditional_cmd, kmm_weights, kmm_weights_from_sq_distances, label_shift_weights, mmd
 
 MEASURES = [cmd, mmd]
 
@@ -140,8 +140,10 @@ def test_a_weighted_cmd_is_the_cmd_of_rows_repeated_by_their_weights():
     assert cmd(a, b, weights=torch.ones(6, dtype=torch.float64)) == cmd(a, b)
     batch = cmd(torch.stack([a, a]), torch.stack([b, b]), weights=torch.stack([counts.double(), torch.ones(6).double()]))
     torch.testing.assert_close(batch, torch.stack([cmd(a, b, weights=counts.double()), cmd(a, b)]))
-    with pytest.raises(ValueError, match=r"weights must be \[\.\.\., n\]"):
+    with pytest.raises(ValueError, match=r"weights must be \(6,\), one per row"):
         cmd(a, b, weights=torch.ones(5))
+    # weighting b's rows is weighting a's, with the roles swapped (CMD is symmetric)
+    torch.testing.assert_close(cmd(b, a, weights_b=counts.double()), cmd(a, b, weights=counts.double()))
 
 
 def test_label_shift_weights_give_labelled_rows_the_targets_predicted_class_mix():
@@ -158,3 +160,37 @@ def test_label_shift_weights_give_labelled_rows_the_targets_predicted_class_mix(
     assert not label_shift_weights(labels, logits).requires_grad
     with pytest.raises(ValueError, match="disagree on the batch"):
         label_shift_weights(labels.expand(2, 6), target_logits)
+
+
+def test_conditional_cmd_compares_each_class_with_the_target_rows_predicted_in_it():
+    torch.manual_seed(0)
+    a, b = torch.randn(9, 4, dtype=torch.float64), torch.randn(7, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    predicted = torch.tensor([0, 1, 1, 2, 2, 2, 0])
+    hard = 1e4 * torch.eye(3, dtype=torch.float64)[predicted]  # softmax exactly one-hot
+    by_hand = sum((labels == c).double().mean() * cmd(a[labels == c], b[predicted == c]) for c in range(3))
+    torch.testing.assert_close(conditional_cmd(a, b, labels, hard), by_hand)
+    batched = conditional_cmd(torch.stack([a, 2 * a]), torch.stack([b, b]), labels.expand(2, 9), hard.expand(2, 7, 3))
+    torch.testing.assert_close(batched, torch.stack([by_hand, conditional_cmd(2 * a, b, labels, hard)]))
+    # a class no labelled row has adds nothing
+    four = torch.cat([hard, torch.zeros(7, 1, dtype=torch.float64)], 1)
+    torch.testing.assert_close(conditional_cmd(a, b, labels, four), by_hand)
+    with pytest.raises(ValueError, match="labels must be"):
+        conditional_cmd(a, b, labels[:5], hard)
+
+
+def test_conditional_cmd_ignores_the_class_mix_that_the_marginal_cmd_pulls_at():
+    torch.manual_seed(1)
+    centres = 3.0 * torch.randn(2, 5, dtype=torch.float64)
+    labels = torch.tensor([0] * 20 + [1] * 20)  # a uniform labelled set
+    rows = centres[labels] + 0.1 * torch.randn(40, 5, dtype=torch.float64)
+    # the target: the same class-conditional rows, in a 90 / 10 class mix
+    target_labels = torch.tensor([0] * 36 + [1] * 4)
+    target = centres[target_labels] + 0.1 * torch.randn(40, 5, dtype=torch.float64)
+    logits = 1e4 * torch.eye(2, dtype=torch.float64)[target_labels]
+    assert conditional_cmd(rows, target, labels, logits) < 0.1 * cmd(rows, target)
+    # the target's class probabilities are an estimate, not a path for gradients
+    logits = logits.clone().requires_grad_()
+    rows.requires_grad_()
+    conditional_cmd(rows, target, labels, logits).backward()
+    assert logits.grad is None and rows.grad is not None

@@ -600,3 +600,13 @@ def test_label_shift_weights_only_a_built_in_distance_and_only_as_a_flag():
         ShiftRobust(GCN(8, 3), label_shift="yes")
     with pytest.raises(ValueError, match="mini-batch training does not compute"):
         Trainer(ShiftRobust(GCN(8, 3), label_shift=True), batch_size=16)
+
+
+def test_the_conditional_penalty_only_with_cmd_and_only_full_batch():
+    for options in ({"regularizer": "mmd"}, {"label_shift": True}):
+        with pytest.raises(ValueError, match="conditional=True compares the classes one by one with 'cmd'"):
+            ShiftRobust(GCN(8, 3), conditional=True, **options)
+    with pytest.raises(TypeError, match="conditional must be True or False"):
+        ShiftRobust(GCN(8, 3), conditional=1)
+    with pytest.raises(ValueError, match="mini-batch training does not compute"):
+        Trainer(ShiftRobust(GCN(8, 3), conditional=True), batch_size=16)
