@@ -100,7 +100,10 @@ class ShiftRobust(nn.Module):
             the training rows of class c against the IID rows weighted by the model's current
             probability of c (detached), summed over classes by the training set's class shares.
             It aligns :math:`p(h \mid y)` and leaves the class mix alone, where the marginal CMD
-            pulls a uniform localized set towards the graph's unequal mix. ``"cmd"`` only.
+            pulls a uniform localized set towards the graph's unequal mix. ``"cmd"`` only. Off by
+            default: it did not help on validation nodes (docs/graphs.md, fourth round), since the
+            higher moments of a class's few labelled rows are mostly sampling noise and the IID
+            rows it pulls them towards are the biased model's own guesses.
 
     ``srgnn.Trainer`` prepares each training set (``srgnn.robustness.preparation.prepare``: the IID sample
     and the instance weights) and holds the result; this module holds only the options, the
