@@ -147,11 +147,15 @@ class MiniBatches:
             self.iid_loader = neighbor_loader(self.data, [-1] * (len(batch.num_sampled_nodes) - 1), self.seed + 1)
         return self.iid_loader
 
-    def _run(self, batch: Data, count: int) -> tuple[Tensor, Tensor]:
-        """The model's logits and hidden layer at the first ``count`` nodes of ``batch`` (its seeds)."""
+    def batch_inputs(self, batch: Data) -> tuple:
+        """The model's forward inputs on a sampled ``batch`` (its features and ``Subgraph``)."""
         x = compact_features(self.x[batch.n_id.cpu()]).to(self.device)
         graph = Subgraph.from_batch(batch, self.in_degree, x, self.device)
-        logits, hidden = self.robust.model.forward_with_hidden(*model_inputs(self.robust.model, graph.x, graph))
+        return model_inputs(self.robust.model, graph.x, graph)
+
+    def _run(self, batch: Data, count: int) -> tuple[Tensor, Tensor]:
+        """The model's logits and hidden layer at the first ``count`` nodes of ``batch`` (its seeds)."""
+        logits, hidden = self.robust.model.forward_with_hidden(*self.batch_inputs(batch))
         return logits[:count], hidden[:count]
 
     def _forward(self, loader, seeds: Tensor) -> tuple[Tensor, Tensor]:
