@@ -16,12 +16,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
 
 
 Job = tuple  # (function, *args)
+
+
+class WorkerLostError(RuntimeError):
+    """A worker process (local) or a Ray worker or node died while running a job: killed, or
+    out of memory. The results yielded before it are the driver's to keep."""
 
 _per_process: dict[tuple, Any] = {}
 
@@ -93,17 +99,29 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
+BACKENDS = ("local", "ray")
+
+
 def run_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: Job | None = None,
-             then: Iterable[Job] = ()) -> Iterator[Any]:
+             then: Iterable[Job] = (), backend: str = "local", address: str | None = None) -> Iterator[Any]:
     """Yield each job's result as it finishes: ``jobs`` and ``then`` in this process (in order)
     when ``workers`` is 1, else in ``workers`` spawned processes of ``threads`` torch threads
-    each (fork is unsafe once torch's thread pool exists).
+    each (fork is unsafe once torch's thread pool exists). ``backend="ray"``: as Ray tasks of
+    ``threads`` CPUs each, on the cluster at ``address`` or a local instance
+    (``benchmarks.ray_engine``).
 
     ``first`` (result not yielded) runs before any job of ``then`` starts, while ``jobs`` go on
     beside it: it makes what ``then`` reads, once for the whole study (DGI's pretrained
     embeddings). A failing job, Ctrl-C or SIGTERM ends the workers too; the results already
     yielded are the driver's to keep."""
     jobs, then = list(jobs), list(then)
+    if backend == "ray":
+        from benchmarks.ray_engine import run_ray_jobs  # Ray is an optional extra
+
+        yield from run_ray_jobs(jobs, workers=workers, threads=threads, first=first, then=then, address=address)
+        return
+    if backend != "local":
+        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
     if workers == 1:
         torch.set_num_threads(threads)
         keep_freed_memory()
@@ -128,7 +146,10 @@ def run_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: 
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                result = future.result()  # a job's exception ends the study here
+                try:
+                    result = future.result()  # a job's exception ends the study here
+                except BrokenProcessPool as err:
+                    raise WorkerLostError(f"a worker process died while running a job ({err})") from None
                 if future is gate:
                     pending |= {pool.submit(_run, job) for job in then}
                 else:

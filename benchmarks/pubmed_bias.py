@@ -44,9 +44,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from benchmarks.engine import WorkerLostError
 from benchmarks.report import plot, print_table, summarize, table_rows, write_csv
 from benchmarks.runlog import RunLog, StudyLockedError
 from benchmarks.scheduler import make_chunks, run_chunks
+from benchmarks.skeleton import add_backend_options, check_backend
 from benchmarks.study import (METHODS, base_of, build, has_iid_reference, is_plugin, load_plugin, load_source,
                               run_many, run_one, train_plain_pyg_gcn)
 from srgnn import cli
@@ -129,6 +131,7 @@ def study_parser() -> OneLineParser:
                              "do not depend on W, but they can change with --threads in the last float bits")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="torch threads per worker (default: the cores split evenly among the workers)")
+    add_backend_options(parser)
     parser.add_argument("--compare-sequential", type=int, default=0, metavar="N",
                         help="also time GCN on N sets batched, sequential and as a plain PyG training loop, "
                              "and print the speed ratios")
@@ -188,6 +191,7 @@ def check_args(parser: OneLineParser, args: argparse.Namespace) -> argparse.Name
         parser.error(f"--workers and --threads must be >= 1; got {args.workers}, {args.threads}")
     if args.threads is None:
         args.threads = max(1, min(cores, torch.get_num_threads()) // args.workers)
+    check_backend(parser, args)
     if not (math.isfinite(args.lam) and math.isfinite(args.lam_linear)) or args.lam < 0 or args.lam_linear < 0:
         parser.error(f"--lam and --lam-linear must be finite numbers >= 0; got {args.lam}, {args.lam_linear}")
     if args.splits == "published":
@@ -356,10 +360,11 @@ def _run_study(args, data, biased: list, iid: list, log: RunLog, start: float) -
                "epochs": args.epochs, "device": args.device, "dgi_embeddings": args.out / "dgi_embeddings.pt"}
     try:
         train_chunks(args, chunks, {"biased": biased, "iid": iid}, options, log, remaining, progress)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WorkerLostError) as err:
         progress.close()
-        fail(f"interrupted; the {len(log.records)} finished runs are saved in {args.out / 'results.jsonl'}. "
-             "Rerun the same command with --resume to continue.", status=130)
+        what, status = ("interrupted", 130) if isinstance(err, KeyboardInterrupt) else (str(err), 1)
+        fail(f"{what}; the {len(log.records)} finished runs are saved in {args.out / 'results.jsonl'}. "
+             "Rerun the same command with --resume to continue.", status=status)
     progress.close()
     result = {"config": {**config, "versions": {p: version(p) for p in ("srgnn", "torch", "torch-geometric", "scipy")}},
               **summarize(log, args.methods, args.dataset, len(biased))}

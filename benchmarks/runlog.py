@@ -101,9 +101,11 @@ class RunLog:
 
 
 def run_logged(function: Callable[..., dict], jobs: list[tuple], log: RunLog, workers: int = 1,
-               threads: int = 1) -> None:
+               threads: int = 1, backend: str = "local", address: str | None = None) -> None:
     """``log.add(function(*job))`` for every job, each record logged as it finishes
-    (``benchmarks.engine.run_jobs`` in ``workers`` processes of ``threads`` torch threads)."""
-    for record in tqdm(run_jobs([(function, *job) for job in jobs], workers=workers, threads=threads),
+    (``benchmarks.engine.run_jobs`` in ``workers`` processes of ``threads`` torch threads, or
+    on Ray)."""
+    for record in tqdm(run_jobs([(function, *job) for job in jobs], workers=workers, threads=threads,
+                                backend=backend, address=address),
                        total=len(jobs), unit="set"):
         log.add(record)

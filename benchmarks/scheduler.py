@@ -85,7 +85,8 @@ def run_chunks(args, chunks: list, sets: dict, options: dict):
     dgi = [job(*c) for c, dgi in zip(chunks, uses_dgi) if dgi]
     first = (pretrain_source_dgi, args.source, options["dgi_embeddings"], options["device"]) if dgi else None
     yield from run_jobs(others, workers=min(args.workers, len(chunks)) or 1, threads=args.threads,
-                        first=first if args.workers > 1 else None, then=dgi)
+                        first=first if args.workers > 1 or args.backend == "ray" else None, then=dgi,
+                        backend=args.backend, address=args.address)
 
 
 def pretrain_source_dgi(source: tuple[str, str], path, device: str) -> None:

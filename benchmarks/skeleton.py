@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks.engine import BACKENDS
 from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import write_section
 from srgnn.cli import OneLineParser
@@ -22,7 +23,34 @@ def study_parser(module: str, description: str, *, repeats: int, workers: int) -
     parser.add_argument("--workers", type=int, default=workers, help="runs in parallel, each in its own process")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: the CPU count over --workers)")
+    add_backend_options(parser)
     return parser
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--address``: where a study's jobs run."""
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="local: --workers processes on this machine (default); ray: Ray tasks of --threads CPUs "
+                             "each, on a local Ray instance or the cluster at --address (pip install 'srgnn[ray]')")
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="with --backend ray: a running Ray cluster's address (ray start --head prints it), or auto")
+
+
+def check_backend(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse in one line ``--backend ray`` without Ray, an ``--address`` without it, and an
+    address where no cluster answers."""
+    if args.backend != "ray":
+        if args.address is not None:
+            parser.error("--address names a Ray cluster: add --backend ray, or drop --address")
+        return
+    from benchmarks.ray_engine import RayUnavailableError, check_address, require_ray
+
+    try:
+        require_ray()
+        if args.address not in (None, "auto"):
+            check_address(args.address)
+    except RayUnavailableError as err:
+        parser.error(str(err))
 
 
 def parse_study_args(parser: OneLineParser, argv: Sequence[str] | None, *counts: str) -> argparse.Namespace:
@@ -35,6 +63,7 @@ def parse_study_args(parser: OneLineParser, argv: Sequence[str] | None, *counts:
     if low:
         parser.error(f"{', '.join(low)}: {', '.join('--' + n.replace('_', '-') for n in names)} must be >= 1")
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    check_backend(parser, args)
     return args
 
 
@@ -42,7 +71,8 @@ def run_pending(function: Callable[..., dict], jobs: list[tuple], key: Callable[
                 args: argparse.Namespace) -> None:
     """``function(*job)`` for each job whose ``key(job)`` is not yet in ``log``, in ``args.workers``
     processes of ``args.threads`` threads; each record is logged as it finishes."""
-    run_logged(function, [job for job in jobs if key(job) not in log], log, args.workers, args.threads)
+    run_logged(function, [job for job in jobs if key(job) not in log], log, args.workers, args.threads,
+               backend=args.backend, address=args.address)
 
 
 def publish(doc: Path, section: str, lines: list[str], title: str) -> None:
