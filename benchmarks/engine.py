@@ -3,8 +3,7 @@ processes (``concurrent.futures.ProcessPoolExecutor``), each result handed back 
 finishes, so the driver logs it at once and a stopped study loses no finished run.
 
 What a study decides is its job list (which runs, chunked how) and what a job does; this module
-only runs them. A job is ``(function, *args)``, both picklable: ``function`` lives in an
-importable module, as a spawned worker re-imports it.
+only runs them (a job: ``benchmarks.jobs``).
 """
 from __future__ import annotations
 
@@ -21,13 +20,10 @@ from typing import Any
 
 import torch
 
+from benchmarks.jobs import Job, WorkerLostError, run_job
+from benchmarks.ray_engine import run_ray_jobs
 
-Job = tuple  # (function, *args)
 
-
-class WorkerLostError(RuntimeError):
-    """A worker process (local) or a Ray worker or node died while running a job: killed, or
-    out of memory. The results yielded before it are the driver's to keep."""
 
 _per_process: dict[tuple, Any] = {}
 
@@ -63,11 +59,6 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
         return False
     trim, mmap = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD from <malloc.h>
     return bool(libc.mallopt(mmap, threshold)) and bool(libc.mallopt(trim, 2 * threshold))
-
-
-def _run(job: Job) -> Any:
-    function, *args = job
-    return function(*args)
 
 
 def _start_worker(threads: int, parent: int) -> None:
@@ -116,8 +107,6 @@ def run_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: 
     yielded are the driver's to keep."""
     jobs, then = list(jobs), list(then)
     if backend == "ray":
-        from benchmarks.ray_engine import run_ray_jobs  # Ray is an optional extra
-
         yield from run_ray_jobs(jobs, workers=workers, threads=threads, first=first, then=then, address=address)
         return
     if backend != "local":
@@ -126,9 +115,9 @@ def run_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: 
         torch.set_num_threads(threads)
         keep_freed_memory()
         if first is not None:
-            _run(first)
+            run_job(first)
         for job in jobs + then:
-            yield _run(job)
+            yield run_job(job)
         return
     # SIGTERM's default action kills this process at once, and its workers would train on for
     # nobody; as an exception it leaves through the finally below, which ends them.
@@ -137,10 +126,10 @@ def run_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(threads, os.getpid()))
     try:
-        gate: Future | None = pool.submit(_run, first) if first is not None else None
-        pending = {pool.submit(_run, job) for job in jobs}
+        gate: Future | None = pool.submit(run_job, first) if first is not None else None
+        pending = {pool.submit(run_job, job) for job in jobs}
         if gate is None:
-            pending |= {pool.submit(_run, job) for job in then}
+            pending |= {pool.submit(run_job, job) for job in then}
         else:
             pending.add(gate)
         while pending:
@@ -151,7 +140,7 @@ def run_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: 
                 except BrokenProcessPool as err:
                     raise WorkerLostError(f"a worker process died while running a job ({err})") from None
                 if future is gate:
-                    pending |= {pool.submit(_run, job) for job in then}
+                    pending |= {pool.submit(run_job, job) for job in then}
                 else:
                     yield result
         pool.shutdown()

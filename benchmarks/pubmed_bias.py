@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from benchmarks.engine import WorkerLostError
+from benchmarks.jobs import WorkerLostError
 from benchmarks.report import plot, print_table, summarize, table_rows, write_csv
 from benchmarks.runlog import RunLog, StudyLockedError
 from benchmarks.scheduler import make_chunks, run_chunks

@@ -6,8 +6,7 @@ driver as tasks finish, and the driver alone writes the study's log, as with the
 A task that fails, or whose worker is lost, ends the study like a failing job does (no
 retries: a run is not done twice); ``--resume`` continues it, skipping the logged runs.
 
-Jobs are ``(function, *args)`` with ``function`` in an importable module: on a cluster every
-node needs srgnn installed (or a Ray ``runtime_env``). The ``SRGNN_*`` variables of the driver
+Jobs are ``benchmarks.jobs``' ``(function, *args)``: on a cluster every node needs srgnn installed (or a Ray ``runtime_env``). The ``SRGNN_*`` variables of the driver
 (data root, cache, device) go to the tasks.
 """
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.engine import WorkerLostError
+from benchmarks.jobs import Job, WorkerLostError, run_job
 
 #: Ray's errors for a task whose worker or node was lost, not for the job's own exception.
 LOST = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "OutOfMemoryError")
@@ -52,14 +51,13 @@ def check_address(address: str, timeout: float = 5.0) -> None:
                                   "--head`, or leave --address out for a local Ray instance.") from None
 
 
-def _run_with_threads(threads: int, job: tuple) -> Any:
+def _run_with_threads(threads: int, job: Job) -> Any:
     torch.set_num_threads(threads)
-    function, *args = job
-    return function(*args)
+    return run_job(job)
 
 
-def run_ray_jobs(jobs: Iterable[tuple], *, workers: int = 1, threads: int = 1, first: tuple | None = None,
-                 then: Iterable[tuple] = (), address: str | None = None) -> Iterator[Any]:
+def run_ray_jobs(jobs: Iterable[Job], *, workers: int = 1, threads: int = 1, first: Job | None = None,
+                 then: Iterable[Job] = (), address: str | None = None) -> Iterator[Any]:
     """``benchmarks.engine.run_jobs`` on Ray: yield each job's result as it finishes; ``first``
     runs before any job of ``then``. Without ``address`` a local instance of ``workers *
     threads`` CPUs is started (and stopped at the end); one already started in this process
