@@ -47,9 +47,10 @@ class LockstepTrainer(ManyModels):
     Args:
         models: R untrained ``APPNP`` (one hidden layer, the same architecture and settings),
             each plain or in a ``ShiftRobust`` (not DANN).
-        epochs, lr, weight_decay, patience, swa, seed, device, validate_every, optimizer,
-            batch_size, num_neighbors: as ``srgnn.Trainer``; with ``patience``, ``swa`` or
-            ``batch_size`` each model trains as its ``Trainer``. warm_start: refused.
+        options: ``epochs``, ``lr``, ``weight_decay``, ``patience``, ``swa``, ``seed``, ``device``,
+            ``validate_every``, ``optimizer``, ``batch_size`` and ``num_neighbors`` are
+            ``srgnn.Trainer``'s; with ``patience``, ``swa`` or ``batch_size`` each model trains
+            as its ``Trainer``. ``warm_start`` is refused.
 
     Attributes (after ``fit``): ``models_``, the R trained models, in eval mode; ``batched_`` and
     ``unbatched_reason_`` as ``ReplicaTrainer``'s.

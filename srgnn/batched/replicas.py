@@ -137,8 +137,9 @@ class ReplicaTrainer(ManyModels):
     Args:
         build: returns a fresh, untrained model (a ``NodeClassifier`` or a ``ShiftRobust``
             around one, each with its own ``lam``); called once per replica under that replica's seed.
-        epochs, lr, weight_decay, patience, swa, device, validate_every, optimizer, batch_size,
-            num_neighbors: as ``srgnn.Trainer``. warm_start: refused (every replica trains afresh).
+        options: ``epochs``, ``lr``, ``weight_decay``, ``patience``, ``swa``, ``device``,
+            ``validate_every``, ``optimizer``, ``batch_size`` and ``num_neighbors`` are
+            ``srgnn.Trainer``'s. ``warm_start`` is refused (every replica trains afresh).
 
     A model ``supports`` does not cover (another class, BatchNorm, a penalty with parameters),
     or early stopping, SWA or mini-batches, trains replica by replica, each as

@@ -19,6 +19,7 @@ nodes, so a per-rank penalty would not be).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -131,7 +132,7 @@ class DistributedTrainer:
             epoch; one whose graph, labelled nodes or settings differ refuses it.
 
     After ``fit``: ``model_`` (on every rank, the same weights), ``history_`` (the global loss per
-    epoch), ``setup_`` (the IID sample and the instance weights, solved on rank 0 and broadcast).
+    epoch, resumed epochs included), ``epoch_seconds_`` (each epoch this call ran), ``setup_`` (the IID sample and the instance weights, solved on rank 0 and broadcast).
     """
 
     def __init__(self, model: nn.Module, *, batch_size: int, num_neighbors: list[int] | None = None,
@@ -196,6 +197,8 @@ class DistributedTrainer:
         if self.checkpoint is not None and self.checkpoint.exists():
             start, losses = self._resume(identity, robust, optimizer, batches)
         step_losses: list[Tensor] = []
+        self.epoch_seconds_: list[float] = []
+        clock = time.perf_counter()
 
         def step_loss() -> dict[str, Tensor]:
             terms = batches.step_loss()
@@ -203,6 +206,7 @@ class DistributedTrainer:
             return terms
 
         def after_epoch(epoch: int) -> bool:
+            nonlocal clock
             # This epoch's loss of the union batch: the mean over ranks (each holds the same penalty).
             mean = torch.stack(step_losses[-batches.steps_per_epoch:]).mean().to(collective_device)
             dist.all_reduce(mean)
@@ -210,6 +214,8 @@ class DistributedTrainer:
             done = start + epoch + 1
             if self.checkpoint is not None and rank == 0 and (done % self.checkpoint_every == 0 or done == self.epochs):
                 self._save(identity, done, robust, optimizer, batches, losses)
+            self.epoch_seconds_.append(time.perf_counter() - clock)
+            clock = time.perf_counter()
             return False
 
         if start < self.epochs:

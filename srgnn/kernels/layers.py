@@ -26,8 +26,8 @@ def keep_mask(count: int, p: float, generator: torch.Generator | None = None,
     For ``p = 0.5`` (every srgnn model's default) each random byte gives eight entries, one
     per bit (bit ``j`` of byte ``i`` is entry ``8 i + j``): several times faster than
     comparing uniform draws with ``p``, which is itself faster than ``bernoulli_`` on the CPU.
-    On the CPU NumPy unpacks the bits (PubMed's 988k feature entries: 0.4 against 1.2 ms
-    for torch's broadcast ``bitwise_and``), with the same bytes and so the same mask."""
+    On the CPU NumPy unpacks the bits, faster than torch's broadcast ``bitwise_and``, with the
+    same bytes and so the same mask."""
     if p == 0.5:
         random_bytes = torch.randint(0, 256, ((count + 7) // 8,), dtype=torch.uint8, generator=generator,
                                      device=device)
@@ -95,8 +95,8 @@ def relu_dropout(a: Tensor, bias: Tensor, p: float, training: bool,
     input, for ``a`` ``[N, H]`` fresh from a product (it is overwritten by ``hidden``).
 
     Fused, the bias and the ReLU act in place instead of filling two fresh ``[N, H]`` buffers,
-    and the backward is two passes instead of three: on PubMed's 19,717 x 32 hidden layer each
-    buffer is 2.5 MB, more than a core's L2 cache (an APPNP run: 2.32 -> 2.21 s). The mask is
+    and the backward is two passes instead of three: a hidden layer's buffers are larger than a
+    core's L2 cache on graphs of PubMed's size. The mask is
     drawn as ``dropout`` draws it, and the values and gradients are the same bit for bit.
     ``keep`` (booleans shaped like ``a``) replaces the mask drawn from the global generator."""
     if not training or p == 0.0:

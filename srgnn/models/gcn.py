@@ -28,8 +28,7 @@ class GCN(NodeClassifier):
         in_channels: F. hidden_channels: H (32). out_channels: C. dropout: 0.5.
         num_layers: graph convolutions (2). batch_norm: BatchNorm1d before each hidden activation.
         activation: ``"tanh"`` (default: bounded, as in the SR-GNN authors' code, which suits the
-            moment matching of CMD; on 10 published Cora sets GCN scored 70.0 with tanh and
-            69.1 with ReLU, SR-GCN 70.9 and 68.7), ``"relu"`` or ``"elu"``.
+            moment matching of CMD), ``"relu"`` or ``"elu"``.
         input_dropout: dropout on the input features: ``0.0`` (default), as in the SR-GNN
             authors' GCN (DGL ``GraphConv``); ``None`` uses ``dropout``, as Kipf & Welling do.
         hidden_after_dropout: return the hidden layer after its dropout (in train mode), where the
@@ -37,12 +36,9 @@ class GCN(NodeClassifier):
         weight_init: ``"glorot"`` (default; Xavier uniform, as DGL's ``GraphConv``, PyG's
             ``GCNConv`` and Kipf & Welling initialise) or ``"uniform"`` (``nn.Linear``'s).
 
-    The three defaults are the authors' GCN (they were ``None``, ``False`` and ``"uniform"``
-    before): on 10 published Cora sets they took SR-GCN from 69.3 to 71.3 Micro-F1
-    (``benchmarks.sr_gcn_switches``), and the rule fixed before the validation runs held on
-    PubMed's and CiteSeer's validation nodes, 100 published sets each: SR-GCN 66.1 -> 68.5 and
-    57.3 -> 58.9 (74/100 and 80/100 paired wins), GCN 60.2 -> 60.0 and 56.0 -> 56.6
-    (``benchmarks.select_on_validation --models gcn``; docs/reproduction.md).
+    The defaults of ``activation``, ``input_dropout``, ``hidden_after_dropout`` and
+    ``weight_init`` are the authors' GCN, chosen on validation nodes (docs/benchmarks.md,
+    "GCN's defaults").
 
     Shapes:
         x ``[N, F]`` (dense or CSR), edge_index ``[2, E]`` or a ``Graph`` -> logits ``[N, C]``, hidden ``[N, H]``.

@@ -60,12 +60,8 @@ class ShiftRobust(nn.Module):
             **reads the true labels of unlabelled nodes** (a leak no real user has): only for
             reproducing the paper's figures (docs/reproduction.md). Training nodes are left out.
         moments: CMD order (5). kmm_lower: KMM lower bound B (0.2). kmm_teleport: the PPR
-            teleport of the rows KMM matches (0.1; the authors' code uses 0.01 for every graph,
-            while their published sets were sampled at 0.01 on Cora and 0.1 on CiteSeer and
-            PubMed, ``srgnn.sampling.default_teleport``. On PubMed's and CiteSeer's validation
-            nodes 0.1 beat 0.01 on the mean and on most paired sets for SR-SGC, SR-DGI and
-            SR-APPNP alike:
-            ``benchmarks.select_on_validation``, docs/reproduction.md).
+            teleport of the rows KMM matches (0.1, chosen over the authors' 0.01 on validation
+            nodes: docs/reproduction.md).
         kmm_ppr: ``"exact"`` PPR rows (default; refused above ``MAX_EXACT_PPR_NODES`` nodes) or
             ``"push"``, push-approximated rows (``srgnn.sampling.push_sq_distances``), as the
             authors' large-graph code does.
@@ -76,13 +72,10 @@ class ShiftRobust(nn.Module):
             :math:`r` = ``max_pull``: the penalty never pulls them more than ``r`` times as hard as
             the labels do. A penalty that outweighs the labels by far collapses the hidden layer to
             a constant, on which every distance is zero (docs/graphs.md). ``None``: no cap.
-            ``"auto"`` (default): 1 for APPNP, none for the others. Chosen on validation nodes by a
-            rule fixed before the runs (docs/graphs.md): for SR-APPNP the cap at 1 ends the
-            collapse on raw-count features and is inert on the citation graphs, where its penalty
-            never outpulls the labels. For SR-GCN no cap tried (1 or 4, with or without
-            ``deconflict``) kept every training set within 10 points of GCN's; SR-SGC capped
-            avoids its collapses but loses 4.6 points on PubMed's validation nodes. Both stay
-            uncapped: pass ``max_pull=1`` where one collapses.
+            ``"auto"`` (default): 1 for APPNP, none for the others, as chosen on validation nodes
+            (docs/graphs.md): for SR-APPNP the cap ends the collapse on raw-count features and
+            is inert on the citation graphs; for SR-GCN and SR-SGC it did not pass. Pass
+            ``max_pull=1`` where one of them collapses.
         label_shift: weight the training rows in the penalty by :math:`\hat q(y)/p(y)`, the IID
             sample's predicted class share over the training set's (``srgnn.robustness.shift.label_shift_weights``,
             from the current logits, detached), so that CMD or MMD compares the IID rows with the
