@@ -132,7 +132,8 @@ class DistributedTrainer:
             epoch; one whose graph, labelled nodes or settings differ refuses it.
 
     After ``fit``: ``model_`` (on every rank, the same weights), ``history_`` (the global loss per
-    epoch, resumed epochs included), ``epoch_seconds_`` (each epoch this call ran), ``setup_`` (the IID sample and the instance weights, solved on rank 0 and broadcast).
+    epoch, resumed epochs included), ``epoch_seconds_`` (each epoch this call ran), ``setup_``
+    (the IID sample and the instance weights, solved on rank 0 and broadcast).
     """
 
     def __init__(self, model: nn.Module, *, batch_size: int, num_neighbors: list[int] | None = None,
