@@ -166,6 +166,17 @@ def _search_roots(root: str | os.PathLike | None) -> list[Path]:
     return [Path(env).expanduser()] if env else []
 
 
+def published_splits_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The authors' 100 published sets of ``name`` (``localized_seeds_<name>.p``) in the
+    ``srgnn_localized_seeds`` folder of ``root`` or ``$SRGNN_DATA``; a clear error if not there."""
+    for folder in _search_roots(root):
+        path = folder / "srgnn_localized_seeds" / f"localized_seeds_{_normalize(name)}.p"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"No published sets of {name!r} found: pass their file (localized_seeds_{name}.p), "
+                            "or set SRGNN_DATA to the folder that holds srgnn_localized_seeds/.")
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -26,7 +26,8 @@ from torch_geometric.data import Data
 from .._validation import as_tensor, check_index, check_int, check_seed
 from ..cli import OneLineParser, fail
 from .disagreement import ErrorEstimate, check_held_out, estimate_error
-from ..data import UnsafeFileError, load_dataset, load_graph, load_saved
+from .figures import check_figure_path, plot_shifts
+from ..data import UnsafeFileError, load_dataset, load_graph, load_saved, published_splits_path
 from ..graph import Graph, StaleGraphError, graph_for, model_inputs
 from ..training.loop import NonFiniteLossError
 from ..models import APPNP, GAT, GCN
@@ -50,6 +51,7 @@ class Shift:
     reference_mean: float
     reference_high: float  # the reference sets' 95th percentile
     percentile: float
+    reference: tuple[float, ...] = dataclasses.field(default=(), repr=False)  # each reference set's value
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _placed(value: float, reference: Tensor) -> Shift:
     """``value`` against the same statistic of the reference sets ``[R]``."""
     reference = reference.double()
     return Shift(value, float(reference.mean()), float(torch.quantile(reference, 0.95)),
-                 float((reference < value).double().mean()))
+                 float((reference < value).double().mean()), tuple(reference.tolist()))
 
 
 def _shift(features: Tensor, labelled: Tensor, target: Tensor, reference: Tensor) -> Shift:
@@ -244,7 +246,7 @@ def _main(argv=None) -> None:
     labelled.add_argument("--train", help="a torch.save'd LongTensor of labelled node ids")
     labelled.add_argument("--published-set", type=int, metavar="I",
                           help="set I of the authors' published sets for --dataset (--splits-path)")
-    parser.add_argument("--splits-path", help="localized_seeds_<dataset>.p (default: ../shared/data/...)")
+    parser.add_argument("--splits-path", help="localized_seeds_<dataset>.p (default: in $SRGNN_DATA/srgnn_localized_seeds)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=200, help="training epochs of each model")
     parser.add_argument("--reference", type=int, default=100, metavar="R", help="IID reference sets")
@@ -254,13 +256,17 @@ def _main(argv=None) -> None:
                         help="labels of unlabelled nodes drawn uniformly: a torch.save'd (node ids, labels) pair, "
                              "or 'validation' for --dataset's validation nodes outside the labelled set")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
+    parser.add_argument("--plot", metavar="FILE", type=Path,
+                        help="also draw each shift statistic against its IID reference sets into FILE (.png, .pdf "
+                             "or .svg; needs matplotlib: pip install 'srgnn[plot]')")
     args = parser.parse_args(argv)
+    if args.plot is not None:
+        check_figure_path(args.plot)
     data = load_dataset(args.dataset) if args.dataset else load_graph(args.data, "--data")
     if args.published_set is not None:
         if args.dataset is None:
             parser.error("--published-set needs --dataset (the published sets are per dataset).")
-        path = args.splits_path or (Path(__file__).resolve().parents[2] / "shared" / "data" /
-                                    "srgnn_localized_seeds" / f"localized_seeds_{args.dataset}.p")
+        path = args.splits_path or published_splits_path(args.dataset)
         sets = load_published_splits(path, data=data)
         if not 0 <= args.published_set < len(sets):
             parser.error(f"--published-set {args.published_set} is out of range 0..{len(sets) - 1}.")
@@ -282,6 +288,9 @@ def _main(argv=None) -> None:
     report = bias_report(data, train, seed=args.seed, epochs=args.epochs, n_reference=args.reference,
                          method=args.method, held_out=held_out)
     print(json.dumps(dataclasses.asdict(report), indent=2) if args.json else report)
+    if args.plot is not None:
+        plot_shifts(report, args.plot)
+        print(f"figure: {args.plot}")
 
 
 if __name__ == "__main__":

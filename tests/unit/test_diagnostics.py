@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import matplotlib.pyplot as plt
 import torch
 
 from tests.helpers import SEEDS_DIR, run_main
@@ -48,10 +49,29 @@ def test_the_report_holds_an_interval_and_its_drop(reports):
     assert "estimated accuracy on unlabelled nodes" in str(biased)
 
 
-def test_the_cli_reports_on_a_published_set():
+def test_the_cli_reports_on_a_published_set_and_draws_it(tmp_path):
+    # the published sets are found through $SRGNN_DATA when no --splits-path is given
+    figure = tmp_path / "bias.png"
     out = run_main("srgnn.estimation.diagnostics", "--dataset", "cora", "--published-set", "0", "--epochs", "20",
-                   "--reference", "10", "--splits-path", str(SEEDS_DIR / "localized_seeds_cora.p")).stdout
-    assert "feature shift: above" in out and "labelled nodes: 140" in out
+                   "--reference", "10", "--plot", str(figure)).stdout
+    assert "feature shift: above" in out and "labelled nodes: 140" in out and f"figure: {figure}" in out
+    image = plt.imread(figure)
+    assert image.shape[0] > 600 and image.shape[1] > 900 and image[..., :3].std() > 0.05  # drawn, not blank
+
+
+@pytest.mark.parametrize("name, message", [("bias.txt", "name a .png, .pdf, .svg file"),
+                                           ("missing/bias.png", "does not exist")])
+def test_a_figure_path_that_cannot_be_written_is_refused_before_training(tmp_path, name, message):
+    result = run_main("srgnn.estimation.diagnostics", "--dataset", "cora", "--published-set", "0",
+                      "--plot", str(tmp_path / name), check=False)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_each_shift_keeps_its_reference_values(cora, cora_published):
+    report = bias_report(cora, cora_published[0], **{**QUICK, "n_reference": 12})
+    for shift in (report.feature_shift, report.propagated_shift, report.hidden_shift, report.degree_shift):
+        assert len(shift.reference) == 12
+        assert shift.percentile == pytest.approx(sum(r < shift.value for r in shift.reference) / 12)
 
 
 @pytest.mark.parametrize("kwargs, message", [
