@@ -13,6 +13,7 @@ so an object of any other class is refused instead of unpickled.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from importlib import resources
@@ -21,6 +22,7 @@ import pickle
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -244,11 +246,38 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
         the standard ``train_mask``/``val_mask``/``test_mask``, ``num_classes`` and ``name``.
     """
     key = _normalize(name)
-    if key in OGB_DATASETS:
-        return _load_ogb(key, root)
-    info = _registry()[key]
-    if info["collection"] == "graphs":
-        return _load_graph_dataset(key, info, root, verify_checksums)
+    # One process at a time copies raw files into the cache and builds PyG's processed/ there:
+    # the ranks of a torchrun job or a study's workers load the same graph at once, and a
+    # process reading a processed/ file that another is writing fails.
+    with _exclusive(_writable_cache(cache_dir())):
+        if key in OGB_DATASETS:
+            return _load_ogb(key, root)
+        info = _registry()[key]
+        if info["collection"] == "graphs":
+            return _load_graph_dataset(key, info, root, verify_checksums)
+        return _load_planetoid(key, info, root, verify_checksums, normalize_features)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/.lock`` (POSIX ``flock``; no lock where there is none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: processes sharing a cache there load one after another themselves
+        yield
+        return
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_planetoid(key: str, info: dict, root: str | os.PathLike | None, verify_checksums: bool,
+                    normalize_features: bool) -> Data:
+    """A Planetoid graph through PyG's ``Planetoid``, from its raw files copied into the cache
+    and checked against their SHA-256."""
     folder, expected = info["name"], info["raw_sha256"]
     files = sorted(expected)
 
@@ -270,7 +299,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, verify_che
     if verify_checksums:
         _verify(cached_raw, expected)
     else:
-        warnings.warn(f"Checksums of the {folder} raw files were not verified.", stacklevel=2)
+        warnings.warn(f"Checksums of the {folder} raw files were not verified.", stacklevel=3)
 
     from torch_geometric.datasets import Planetoid
 

@@ -1,11 +1,14 @@
 import gzip
+import multiprocessing
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from srgnn.data import ChecksumError, DataNotFoundError, load_dataset
+from srgnn.data import ChecksumError, DataNotFoundError, _exclusive, load_dataset
 from srgnn.synthetic import synthetic_graph
 from tests.helpers import DATA_ROOT, PLANETOID
 
@@ -179,3 +182,26 @@ def test_an_installed_wheel_carries_the_registry_and_the_study_commands(tmp_path
         assert "benchmarks/pubmed_bias.py" in wheel.namelist()
         entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
         assert "srgnn-study = benchmarks.pubmed_bias:command" in wheel.read(entry_points).decode()
+
+
+def _load_in_a_process(name: str, cache: str, out: str) -> None:
+    os.environ["SRGNN_CACHE"] = cache
+    data = load_dataset(name)
+    Path(out).write_text(str(data.num_nodes))
+
+
+def test_a_process_loading_a_graph_waits_while_another_builds_the_cache(tmp_path):
+    # The ranks of a torchrun job, or a study's workers, load one graph at once on a fresh
+    # machine; one reading PyG's processed/ file while another writes it fails. Here this
+    # process holds the cache's lock, as a loading process does, and a second one must wait.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    out = tmp_path / "loaded"
+    child = multiprocessing.get_context("spawn").Process(target=_load_in_a_process,
+                                                         args=("cora", str(cache), str(out)))
+    with _exclusive(cache):
+        child.start()
+        child.join(6)
+        assert child.is_alive() and not out.exists()
+    child.join(120)
+    assert child.exitcode == 0 and out.read_text() == "2708"
