@@ -30,6 +30,7 @@ def plot_shifts(report: "BiasReport", path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [("input features", "CMD to an IID sample", report.feature_shift),
               ("propagated features (A²X)", "CMD to an IID sample", report.propagated_shift),
@@ -47,6 +48,7 @@ def plot_shifts(report: "BiasReport", path: Path) -> None:
         ax.set_title(f"{title}\nabove {100 * shift.percentile:.0f}% of IID sets", fontsize=11)
         ax.set_xlabel(unit)
         ax.set_ylabel("IID sets")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.flat[0].legend(fontsize=9, loc="upper right")
     figure.suptitle(f"How far {report.n_labelled} labelled nodes are from IID samples of the "
                     f"{report.n_unlabelled} unlabelled ones", fontsize=12)
