@@ -5,10 +5,10 @@ model trained on it will be on the unlabelled nodes, and how much the bias is li
     python -m srgnn.estimation.diagnostics --data my_graph.pt --train my_labels.pt   # torch.save'd Data, index
 
 Every figure is read off the graph and the labelled nodes alone; no unlabelled node's label is
-read. Under bias that makes the accuracy estimate optimistic (on PubMed's published set 0, 78.5%
-against a true 56.7%: docs/disagreement.md). A few hundred labels of nodes drawn uniformly from
-the unlabelled ones fix it: pass them as ``held_out`` with ``method="atc"``
-(``--method atc --held-out validation`` uses a registered graph's validation nodes).
+read. Under bias that makes the accuracy estimate optimistic (docs/disagreement.md). A few
+hundred labels of nodes drawn uniformly from the unlabelled ones fix it: pass them as
+``held_out`` with ``method="atc"`` (``--method atc --held-out validation`` uses a registered
+graph's validation nodes). ``--plot FILE`` draws each shift against its IID reference sets.
 """
 from __future__ import annotations
 

@@ -15,10 +15,8 @@ is non-zero only at the separator nodes next to its component), the Schur comple
     + W_v H W_v^\top \quad (v \in I), \qquad H_{vv} \quad (v \in S),
 
 which is exact: small dense inverses per component, one dense ``[k, k]`` Cholesky factor and
-BLAS-3 products, instead of one sparse triangular solve pair per node. On PubMed (19,717
-nodes, a separator of about 2,100, components of at most about 200 nodes) it gives every
-node's norm in about 1.5 s, where 10,000 column solves took 4.8 s (two threads, see
-docs/benchmarks.md).
+BLAS-3 products, instead of one sparse triangular solve pair per node: faster on graphs whose
+separator is small against their size (timings: docs/benchmarks.md).
 """
 from __future__ import annotations
 

@@ -178,7 +178,7 @@ def kmm_weights(source: Tensor, target: Tensor, labels: Tensor, lower: float = 0
     Returns:
         ``beta`` ``[n]`` on ``source``'s device. ``mmd(source, target, weights=beta)`` is the
         squared MMD it leaves; it is not computed here, since its target-target kernel costs
-        more than the QP (for 500 IID PubMed nodes' PPR rows, 0.8 of 1.0 s).
+        more than the QP.
     """
     _check_pair(source, target, batched=False)
     if not (torch.isfinite(source).all() and torch.isfinite(target).all()):

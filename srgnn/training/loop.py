@@ -21,7 +21,7 @@ class NonFiniteLossError(FloatingPointError):
 def make_optimizer(params: Iterable[Tensor], lr: float, weight_decay: float, device: torch.device,
                    name: str = "adam") -> torch.optim.Optimizer:
     """Adam (default) or SGD with momentum 0.9 (the optimizer SWA was designed around), fused
-    where torch has the kernel: one kernel for every parameter (5-10% of a PubMed GCN run on
+    where torch has the kernel: one kernel for every parameter (5-10% of a GCN run on
     the CPU)."""
     fused = device.type in ("cpu", "cuda")
     if name == "sgd":
