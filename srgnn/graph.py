@@ -200,6 +200,16 @@ class Graph(_Edges):
             return self
         return self.cached(("on", str(device)), lambda: self.to(device))
 
+    def relabelled(self, data: Data) -> "Graph":
+        """This graph reading ``data`` instead: the same nodes, edges and features, other labels
+        (self-training's pseudo-labels). What the cache holds comes from the structure and the
+        features, or is keyed by the labels it read (KMM, ReNode), so the new graph starts with
+        it; a copy on another device is relabelled in turn."""
+        graph = Graph(self.edge_index, self.num_nodes, x=self.x, data=data)
+        for key, value in self.cache.items():
+            graph.cache[key] = value.relabelled(data) if isinstance(value, Graph) else value
+        return graph
+
     def to(self, device: str | torch.device) -> "Graph":
         """A copy on ``device``, with an empty cache."""
         return Graph(self.edge_index.to(device), self.num_nodes, x=None if self.x is None else self.x.to(device),

@@ -84,7 +84,7 @@ class SelfTraining:
             labels[train_idx], labels[self.pseudo_idx_] = y_train, self.pseudo_labels_
             pseudo = copy.copy(graph.data)
             pseudo.y, pseudo.num_classes = labels.to(graph.data.y.device), num_classes(graph.data)
-            pseudo_graph = Graph(graph.edge_index, graph.num_nodes, x=graph.x, data=pseudo)
+            pseudo_graph = graph.relabelled(pseudo)  # keeps the PPR factors KMM solved with
             self.trainer_ = Trainer(self.model, **self.trainer_options).fit(
                 pseudo_graph, torch.cat([train_idx, self.pseudo_idx_]))
         return self

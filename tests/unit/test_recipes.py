@@ -66,6 +66,32 @@ def test_self_training_adds_confident_unlabelled_nodes_per_class(cora, cora_publ
                        .logits(cora), alone)
 
 
+def test_self_training_refits_on_the_first_fits_ppr_factors(cora, cora_published):
+    # Pseudo-labels change the labels only: the second SR-APPNP fit's KMM reads the LU the first
+    # one factorized, instead of factorizing the graph again.
+    from srgnn.models import APPNP
+
+    graph = Graph.from_data(cora)
+    st = SelfTraining(ShiftRobust(APPNP(cora.num_features, 7), lam=0.1), rounds=1, per_class=10, epochs=5,
+                      seed=0).fit(graph, cora_published[0])
+    pseudo_graph = st.trainer_.graph_
+    assert pseudo_graph is not graph and pseudo_graph.cache[("lu", 0.1)] is graph.cache[("lu", 0.1)]
+    assert (pseudo_graph.data.y >= 0).sum() == cora_published[0].numel() + st.pseudo_idx_.numel()  # its own labels
+    assert sum(key[0] == "kmm" for key in pseudo_graph.cache if isinstance(key, tuple)) == 2  # one per fit
+
+
+def test_a_relabelled_graph_relabels_its_copies_on_other_devices(cora):
+    graph = Graph.from_data(cora)
+    adjacency = graph.adjacency("sym")
+    copy_ = graph.to("cpu")
+    graph.cache[("on", "other")] = copy_  # as Graph.on keeps a copy on another device
+    other = copy.copy(graph.data)
+    other.y = torch.zeros_like(graph.data.y)
+    relabelled = graph.relabelled(other)
+    assert relabelled.data is other and relabelled.cache[("on", "other")].data is other
+    assert relabelled.adjacency("sym") is adjacency
+
+
 def _two_cliques() -> Data:
     """Two 4-cliques (classes 0 and 1) joined by the edge 3-4."""
     pairs = [(a, b) for group in (range(4), range(4, 8)) for a in group for b in group if a != b] + [(3, 4), (4, 3)]
