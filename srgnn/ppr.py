@@ -258,10 +258,10 @@ def graph_ppr(graph: Graph | Data, sources: Tensor, teleport: float = 0.01, **kw
     return ppr(adj, sources, teleport, factors=factors, **kwargs)
 
 
-def _every_sq_norm(adj: Tensor, factors: dict | None, teleport: float) -> Tensor | None:
-    """Every node's ``ppr_sq_norms`` ``[N]``, computed once per graph and teleport where nested
-    dissection makes them cheaper than a column solve per node (PubMed: 1.7 s for all 19,717
-    against 0.47 s for 500 by column solves, so from the fourth KMM set on); else ``None``."""
+def every_sq_norm(adj: Tensor, factors: dict | None, teleport: float) -> Tensor | None:
+    """Every node's ``ppr_sq_norms`` ``[N]``, kept in ``factors`` once per graph and teleport,
+    where nested dissection makes them cheaper than a column solve per node; else ``None``.
+    KMM and ``LocalizedSampler`` on one ``Graph`` read the same ones."""
     n = adj.shape[0]
 
     def compute() -> Tensor | None:
@@ -286,7 +286,7 @@ def graph_ppr_sq_distances(graph: Graph | Data, sources: Tensor, targets: Tensor
     adj, factors = _sym_adjacency(graph)
     gram = ppr_gram(adj, sources, teleport, factors=factors).cpu()  # [N, S]
     source_norms = gram[sources, torch.arange(sources.numel())]
-    target_norms = _every_sq_norm(adj, factors, teleport)
+    target_norms = every_sq_norm(adj, factors, teleport)
     target_norms = (ppr_sq_norms(adj, targets, teleport, factors=factors) if target_norms is None
                     else target_norms[targets])
     sq = (source_norms[:, None] + target_norms[None, :] - 2.0 * gram[targets].T).clamp_min_(0.0)

@@ -9,7 +9,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .._validation import check_graph, check_index, check_int, check_number, check_seed, check_undirected
-from ..ppr import ppr, ppr_gram, ppr_sq_norms
+from ..graph import Graph
+from ..ppr import every_sq_norm, ppr, ppr_gram, ppr_sq_norms
 from ..kernels.propagation import normalized_adjacency
 
 #: The teleport for a graph the registry does not know. 0.1 is the teleport of the authors'
@@ -69,7 +70,8 @@ class LocalizedSampler:
     else a 128-dimensional sketch.
 
     Args:
-        data: undirected graph with labels ``y`` ``[N]``.
+        data: undirected graph with labels ``y`` ``[N]``; a ``srgnn.Graph`` shares its cache, so
+            that KMM on the same graph and teleport reuses the PPR factorization and norms.
         per_class: nodes per class in each set.
         teleport: PPR teleport probability :math:`\alpha`; default ``default_teleport(data)``:
             the one the authors' published sets were drawn with (Cora 0.01, CiteSeer 0.1,
@@ -80,8 +82,10 @@ class LocalizedSampler:
         seed_sketch: seed of the sketch's Gaussian matrix.
     """
 
-    def __init__(self, data: Data, per_class: int = 20, teleport: float | None = None,
+    def __init__(self, data: Data | Graph, per_class: int = 20, teleport: float | None = None,
                  pool: Tensor | None = None, sketch_dim: int | str | None = "auto", seed_sketch: int = 0):
+        graph = data if isinstance(data, Graph) else None
+        data = graph.data if graph is not None else data
         check_graph(data, require_labels=True)
         per_class = check_int(per_class, "per_class")
         teleport = default_teleport(data) if teleport is None else teleport
@@ -110,8 +114,13 @@ class LocalizedSampler:
             sketch_dim = None if pool.numel() <= 20_000 and data.num_nodes <= 100_000 else 128
         self.data, self.per_class, self.teleport, self.pool = data, per_class, float(teleport), pool
         self.sketch_dim, self.seed_sketch = sketch_dim, seed_sketch
-        self._adj = normalized_adjacency(data.edge_index, data.num_nodes, "sym", "cpu", torch.float64)
-        self._factors: dict = {}  # the LU factorization (and nested dissection) of its PPR system
+        if graph is not None:
+            # The graph's own: KMM on it, at the same teleport, reuses the factors and norms.
+            cpu = graph.on("cpu")
+            self._adj, self._factors = cpu.adjacency("sym", torch.float64).matrix, cpu.cache
+        else:
+            self._adj = normalized_adjacency(data.edge_index, data.num_nodes, "sym", "cpu", torch.float64)
+            self._factors = {}  # the LU factorization (and nested dissection) of its PPR system
         self._sq_norms: Tensor | None = None  # G_vv for every node of the pool, [N] (pool entries filled)
         self._sketch: Tensor | None = None
 
@@ -121,7 +130,10 @@ class LocalizedSampler:
         n = self.data.num_nodes
         sq = torch.zeros(n, dtype=torch.float64)
         if self.sketch_dim is None:
-            sq[self.pool] = ppr_sq_norms(self._adj, self.pool, self.teleport, factors=self._factors)
+            # A pool of every node takes the norms kept on the graph (computed once, for KMM too).
+            every = every_sq_norm(self._adj, self._factors, self.teleport) if self.pool.numel() == n else None
+            sq[self.pool] = (every if every is not None
+                             else ppr_sq_norms(self._adj, self.pool, self.teleport, factors=self._factors))
         else:
             gen = torch.Generator().manual_seed(self.seed_sketch)
             projection = torch.randn(n, self.sketch_dim, generator=gen, dtype=torch.float64)

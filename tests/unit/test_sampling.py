@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 from srgnn.kernels.dissection import inverse_sq_column_norms, plan
 from srgnn.ppr import graph_ppr, ppr, ppr_sq_norms
 from srgnn.kernels.propagation import normalized_adjacency
-from srgnn.sampling import (LocalizedSampler, degree_biased_sample, iid_sample, load_published_splits,
+from srgnn.sampling import (LocalizedSampler, default_teleport, degree_biased_sample, iid_sample, load_published_splits,
                              within_class_hops)
 from srgnn.robustness.shift import cmd
 from tests.helpers import SEEDS_DIR
@@ -256,3 +256,19 @@ def test_property_sampler_refuses_what_it_cannot_draw(cora):
         PropertySampler(cora, share=1.5)
     with pytest.raises(ValueError, match=r"Class\(es\) .* have no node among the top"):
         PropertySampler(cora, "density", share=0.001)
+
+
+def test_a_sampler_on_a_graph_draws_the_same_sets_and_leaves_its_ppr_work_for_kmm(cora):
+    from srgnn import Graph, ShiftRobust
+    from srgnn.models import APPNP
+    from srgnn.robustness.preparation import prepare
+
+    pool = torch.arange(cora.num_nodes)
+    graph = Graph.from_data(cora)
+    on_graph = LocalizedSampler(graph, pool=pool).sample_many(2, seed=0)
+    alone = LocalizedSampler(cora, pool=pool).sample_many(2, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(on_graph, alone))
+    teleport = default_teleport(cora)
+    lu = graph.cache[("lu", teleport)]
+    prepare(ShiftRobust(APPNP(cora.num_features, 7), kmm_teleport=teleport), graph, on_graph[0])
+    assert graph.cache[("lu", teleport)] is lu  # KMM solved with the sampler's factorization
