@@ -17,6 +17,7 @@ from srgnn.models.pyg import as_node_classifier
 from srgnn.batched import supports
 from srgnn.graph import Graph
 from srgnn.recipes import Recommended, SelfTraining, correct_and_smooth, propagate_labels
+from srgnn.recipes.recommended import SELF_TRAINING as RECIPE_SELF_TRAINING
 from srgnn.sampling import iid_sample
 from srgnn.data import load_dataset, load_graph
 from srgnn.training.trainer import classification_scores
@@ -28,10 +29,11 @@ RECIPES = ["lp", "renode-gcn", *(f"{p}{b}" for p in ("cs-", "st-", "cs-st-") for
            "st-sr-appnp", "st2-appnp", "stp-appnp", "recommended"]
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann", *RECIPES]
 #: Self-training's settings in the studies (``SelfTraining``) by prefix, each fixed before its
-#: runs: ``st-`` the first round of docs/recipes.md; ``st2-`` (two rounds) and ``stp-``
-#: (pseudo-labels shared as the predicted classes) its second.
-SELF_TRAINING = {"st-": {"rounds": 1, "per_class": 100}, "st2-": {"rounds": 2, "per_class": 100},
-                 "stp-": {"rounds": 1, "per_class": 100, "balance": "predicted"}}
+#: runs: ``st-`` the first round of docs/recipes.md, whose settings the recommended recipe took
+#: (one definition: ``srgnn.recipes.recommended.SELF_TRAINING``); ``st2-`` (two rounds) and
+#: ``stp-`` (pseudo-labels shared as the predicted classes) its second.
+SELF_TRAINING = {"st-": RECIPE_SELF_TRAINING, "st2-": {**RECIPE_SELF_TRAINING, "rounds": 2},
+                 "stp-": {**RECIPE_SELF_TRAINING, "balance": "predicted"}}
 #: Prefixes that wrap a method: shift-robust training, ReNode weights, self-training, C&S.
 PREFIXES = ("sr-", "renode-", *SELF_TRAINING, "cs-")
 PUBLISHED = {  # Micro-F1 (%) of the SR-GNN paper, Table 2, on the authors' sets
