@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -31,7 +32,7 @@ from srgnn.sampling import PushSampler
 from srgnn.synthetic import shifted_block_model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> None:
     parser = OneLineParser(prog="torchrun --nproc_per_node W -m benchmarks.ddp_training", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=169_343)
@@ -70,8 +71,10 @@ def main(argv=None) -> dict:
         for epoch, (seconds, loss) in enumerate(zip(trainer.epoch_seconds_, trainer.history_)):
             print(f"epoch {epoch}: {seconds:.2f} s, loss {loss:.4f}", flush=True)
         print(json.dumps(summary), flush=True)
-    dist.destroy_process_group()
-    return summary
+    dist.barrier()
+    # Not destroy_process_group(): gloo's group destructor holds the GIL while joining a work
+    # thread that may still need it (pytorch/pytorch#190489), which can hang the exit.
+    os._exit(0)
 
 
 if __name__ == "__main__":
