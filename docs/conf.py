@@ -1,6 +1,13 @@
 """Sphinx configuration of the reference: ``python -m sphinx -W -b html docs docs/_build/html``
 (``-W``: a warning, e.g. from a broken docstring, fails the build, as it fails CI)."""
+import shutil
+from pathlib import Path
+
 import srgnn
+
+# autosummary writes a page per module into generated/ and never removes one: start afresh, so
+# that a module that was moved or removed leaves no page that fails to import.
+shutil.rmtree(Path(__file__).parent / "generated", ignore_errors=True)
 
 project = "srgnn"
 release = version = srgnn.__version__

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -26,7 +27,6 @@ from torch_geometric.data import Data
 from .._validation import as_tensor, check_index, check_int, check_seed
 from ..cli import OneLineParser, fail
 from .disagreement import ErrorEstimate, check_held_out, estimate_error
-from .figures import check_figure_path, plot_shifts
 from ..data import UnsafeFileError, load_dataset, load_graph, load_saved, published_splits_path
 from ..graph import Graph, StaleGraphError, graph_for, model_inputs
 from ..training.loop import NonFiniteLossError
@@ -85,6 +85,39 @@ class BiasReport:
     n_iid_labelled: int  # labelled nodes drawn like the unlabelled ones that the estimate read (0: label-free)
     held_out_accuracy: float  # k-fold, on labelled nodes held out of training: what validation promises
     estimated_drop: float  # held_out_accuracy - accuracy.value
+
+    def plot(self, path: str | Path) -> None:
+        """Draw the report into ``path`` (.png, .pdf or .svg; needs matplotlib): four panels, one
+        per statistic, each a histogram of its value over the IID reference sets, their 95th
+        percentile dashed, and the labelled set's value as a red line."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+
+        panels = [("input features", "CMD to an IID sample", self.feature_shift),
+                  ("propagated features (A²X)", "CMD to an IID sample", self.propagated_shift),
+                  (f"hidden layer ({self.hidden_model})", "CMD to an IID sample", self.hidden_shift),
+                  ("mean degree", "mean in-degree", self.degree_shift)]
+        figure, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+        for ax, (title, unit, shift) in zip(axes.flat, panels):
+            ax.hist(shift.reference, bins=20, color="#9bb7d4", edgecolor="white", label="IID sets of this size")
+            ax.axvline(shift.reference_high, color="#555555", linestyle="--", linewidth=1, label="their 95th percentile")
+            ax.axvline(shift.value, color="#c0392b", linewidth=2.5, label="the labelled set")
+            # the labelled set may lie far beyond the reference: keep both in view
+            low, high = min(min(shift.reference), shift.value), max(max(shift.reference), shift.value)
+            pad = 0.05 * (high - low or 1.0)
+            ax.set_xlim(low - pad, high + pad)
+            ax.set_title(f"{title}\nabove {100 * shift.percentile:.0f}% of IID sets", fontsize=11)
+            ax.set_xlabel(unit)
+            ax.set_ylabel("IID sets")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.flat[0].legend(fontsize=9, loc="upper right")
+        figure.suptitle(f"How far {self.n_labelled} labelled nodes are from IID samples of the "
+                        f"{self.n_unlabelled} unlabelled ones", fontsize=12)
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
 
     def __str__(self) -> str:
         # A raw CMD means nothing alone: lead with where it falls among IID sets of this size.
@@ -220,6 +253,21 @@ USER_ERRORS = (ValueError, TypeError, IndexError, FileNotFoundError, UnsafeFileE
 PROG = "python -m srgnn.estimation.diagnostics"
 
 
+#: The formats ``BiasReport.plot`` writes from the command line.
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
+
+
+def _check_figure_path(path: Path) -> None:
+    """Refuse, before any training, a figure file of an unknown format, in a missing folder, or
+    without matplotlib to draw it."""
+    if path.suffix.lower() not in FIGURE_FORMATS:
+        raise ValueError(f"--plot {path}: name a {', '.join(FIGURE_FORMATS)} file.")
+    if not path.parent.is_dir():
+        raise ValueError(f"--plot {path}: the folder {path.parent} does not exist.")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install 'srgnn[plot]'.")
+
+
 def _node_ids(value, path: str) -> Tensor:
     """``--train``'s content: node ids (or a boolean mask), refused in one line if anything else."""
     if not isinstance(value, Tensor) or value.is_floating_point():
@@ -261,7 +309,7 @@ def _main(argv=None) -> None:
                              "or .svg; needs matplotlib: pip install 'srgnn[plot]')")
     args = parser.parse_args(argv)
     if args.plot is not None:
-        check_figure_path(args.plot)
+        _check_figure_path(args.plot)
     data = load_dataset(args.dataset) if args.dataset else load_graph(args.data, "--data")
     if args.published_set is not None:
         if args.dataset is None:
@@ -289,7 +337,7 @@ def _main(argv=None) -> None:
                          method=args.method, held_out=held_out)
     print(json.dumps(dataclasses.asdict(report), indent=2) if args.json else report)
     if args.plot is not None:
-        plot_shifts(report, args.plot)
+        report.plot(args.plot)
         print(f"figure: {args.plot}")
 
 
