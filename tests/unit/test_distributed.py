@@ -16,7 +16,7 @@ from tests.unit import distributed_ranks as ranks
 
 def spawn(function, tmp_path, world_size: int = 2) -> list[dict]:
     mp.spawn(function, args=(world_size, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=world_size)
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
 
 
 def test_shares_follow_the_remainder_rule_and_concatenate_to_the_batch():
