@@ -44,6 +44,12 @@ def scores(records: list[dict], method: str, split: str = "biased", key: str = "
     return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float) * 100
 
 
+def recovered(method: np.ndarray, base: np.ndarray, iid: np.ndarray) -> float:
+    """The share of the base model's bias drop (its mean on IID sets minus its mean on the biased
+    ones) that a method's mean recovers."""
+    return float((method.mean() - base.mean()) / (iid.mean() - base.mean()))
+
+
 def graph_rows(name: str, folder: Path) -> tuple[list[list[str]], float]:
     """The table rows of one graph's study in ``folder``, and its worker-minutes."""
     records = load_records(folder)
@@ -55,16 +61,16 @@ def graph_rows(name: str, folder: Path) -> tuple[list[list[str]], float]:
         base = base_of(method) or method
         iid, base_biased = scores(records, base, "iid"), scores(records, base, "biased")
         drop = iid.mean() - base_biased.mean() if iid.size else np.nan
-        recovered = wins = ""
+        share = wins = ""
         if base != method and base_biased.size:
             n = min(biased.size, base_biased.size)
             wins = f"{int((biased[:n] > base_biased[:n]).sum())}/{n}"
-            recovered = f"{(biased.mean() - base_biased.mean()) / drop:.0%}" if drop > 0 else ""
+            share = f"{recovered(biased, base_biased, iid):.0%}" if drop > 0 else ""
         val = scores(records, method, "biased", "val_micro_f1")
         train = scores(records, method, "biased", "train_micro_f1")
         rows.append([name, method, f"{biased.mean():.1f} ± {biased.std():.1f}",
                      f"{iid.mean():.1f}" if iid.size else "",
-                     f"{drop:.1f}" if np.isfinite(drop) else "", recovered, wins,
+                     f"{drop:.1f}" if np.isfinite(drop) else "", share, wins,
                      f"{np.nanmean(val):.1f}" if np.isfinite(val).any() else "",
                      f"{np.nanmin(train):.1f}" if np.isfinite(train).any() else ""])
     minutes = sum(r.get("seconds", 0.0) for r in records) / 60

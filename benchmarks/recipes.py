@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.graphs import GRAPHS, load_records, scores
+from benchmarks.graphs import GRAPHS, load_records, recovered, scores
 from benchmarks.report import markdown_table
 from benchmarks.study import write_section
 from srgnn.cli import OneLineParser
@@ -63,11 +63,6 @@ def choose(out: Path, graphs: list[str]) -> tuple[str | None, list[list[str]]]:
         return None, table
     best = max(shares[m] for m in ranked)
     return next(m for m in ranked if shares[m] >= best - TIE), table
-
-
-def recovered(method: np.ndarray, gcn: np.ndarray, iid: np.ndarray) -> float:
-    """The share of GCN's bias drop a method's mean test Micro-F1 recovers."""
-    return float((method.mean() - gcn.mean()) / (iid.mean() - gcn.mean()))
 
 
 #: The figure's methods: the base models, the penalties, the approaches beyond them, the recipe.
