@@ -140,6 +140,9 @@ class Graph(_Edges):
 
     def __init__(self, edge_index: Tensor, num_nodes: int | None = None, *, x: Tensor | None = None,
                  data: Data | None = None, source: Data | None = None):
+        if isinstance(edge_index, Data):
+            raise TypeError("Graph(...) takes an edge_index [2, E]; a graph of a Data is built by "
+                            "Graph.from_data(data) (or srgnn.graph_for(data)).")
         if num_nodes is None:
             num_nodes = x.size(0) if x is not None else int(edge_index.max()) + 1 if edge_index.numel() else 0
         super().__init__(edge_index, num_nodes)

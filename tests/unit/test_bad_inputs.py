@@ -104,6 +104,12 @@ def test_graphs_with_wrong_dtypes_or_no_features_are_refused(cora, train, change
         Trainer(GCN(cora.num_features, cora.num_classes), epochs=2).fit(data, train)
 
 
+def test_a_graph_built_from_a_data_object_names_from_data(cora):
+    from srgnn import Graph
+    with pytest.raises(TypeError, match=r"Graph.from_data\(data\)"):
+        Graph(cora)
+
+
 # Samplers and published splits
 
 def test_sampler_refuses_a_directed_graph(cora):
