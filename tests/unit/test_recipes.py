@@ -9,7 +9,7 @@ from torch_geometric.data import Data
 from srgnn import ShiftRobust, Trainer
 from srgnn.graph import Graph
 from srgnn.models import GCN
-from srgnn.recipes import SelfTraining, correct_and_smooth, propagate_labels
+from srgnn.recipes import SelfTraining, class_mix, correct_and_smooth, propagate_labels, shift_to_class_mix
 from srgnn.robustness.renode import renode_weights
 
 
@@ -120,6 +120,45 @@ def test_renode_weighs_nodes_near_another_class_least():
     robust = ShiftRobust(GCN(8, 2), None, instance_weights="renode")
     trainer = Trainer(robust, epochs=2).fit(data, train)
     assert torch.equal(trainer.setup_.weights, weights) and trainer.setup_.iid_idx is None
+
+
+def test_class_mix_counts_each_class_with_laplace_smoothing():
+    assert torch.allclose(class_mix(torch.tensor([0, 0, 1]), 3), torch.tensor([3, 2, 1], dtype=torch.float64) / 6)
+    assert torch.allclose(class_mix(torch.tensor([0, 0, 1]), 3, smoothing=0), torch.tensor([2 / 3, 1 / 3, 0.0],
+                                                                                          dtype=torch.float64))
+
+
+def test_shifting_to_a_class_mix_is_bayes_rule_under_that_mix():
+    # Two 1-D Gaussian classes: the posterior under a uniform mix, shifted to the mix q, is the
+    # posterior under q, computed directly.
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    log_likelihood = torch.stack([-(x + 1) ** 2 / 2, -(x - 1) ** 2 / 2], dim=1)
+    uniform, q = torch.tensor([0.5, 0.5]), torch.tensor([0.9, 0.1])
+    expected = (log_likelihood + q.double().log()).log_softmax(1)
+    assert torch.allclose(shift_to_class_mix(log_likelihood, uniform, q), expected)
+    assert torch.allclose(shift_to_class_mix(log_likelihood, q, q), log_likelihood.log_softmax(1))
+    # Nodes the likelihood leaves undecided go to the larger class; clear ones stay.
+    assert shift_to_class_mix(log_likelihood, uniform, q).argmax(1)[6] == 0
+    assert shift_to_class_mix(log_likelihood, uniform, q).argmax(1)[-1] == 1
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: class_mix(torch.tensor([0.0, 1.0]), 2), "integer classes"),
+    (lambda: class_mix(torch.tensor([0, 2]), 2), "classes 0..1"),
+    (lambda: class_mix(torch.tensor([], dtype=torch.long), 2, smoothing=0), "smoothing > 0"),
+    (lambda: shift_to_class_mix(torch.zeros(3, 2), torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0])),
+     "smooth the estimate"),
+    (lambda: shift_to_class_mix(torch.zeros(3, 2), torch.tensor([0.5, 0.5]), torch.tensor([0.2, 0.2, 0.6])),
+     "one share per class (2)"),
+    (lambda: shift_to_class_mix(torch.zeros(3, 2), torch.tensor([0.5, 0.6]), torch.tensor([0.5, 0.5])),
+     "sum to 1"),
+    (lambda: shift_to_class_mix(torch.zeros(3, 2, dtype=torch.long), torch.tensor([0.5, 0.5]),
+                                torch.tensor([0.5, 0.5])), "float [N, C]"),
+])
+def test_class_mix_refuses_bad_input_with_the_fix(call, message):
+    with pytest.raises((ValueError, TypeError)) as err:
+        call()
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize("call, message", [
