@@ -2,6 +2,7 @@
 runs, and the table of what each method recovers of GCN's bias drop (docs/recipes.md).
 
     python -m benchmarks.recipes --choose --out results/recipes     # reads validation nodes only
+    python -m benchmarks.recipes --choose --out results/recipes-stated --candidates recommended,with-gcn,...
     python -m benchmarks.recipes --table --out results/recipes      # the test-node table
     python -m benchmarks.recipes --figure docs/figures/recovered.png --out results/recipes
 
@@ -29,6 +30,9 @@ from srgnn.cli import OneLineParser
 #: its second round's.
 CANDIDATES = ("appnp", "lp", "cs-gcn", "cs-appnp", "renode-gcn", "sr-appnp", "st-gcn", "st-appnp", "cs-st-gcn",
               "cs-st-appnp", "st-sr-appnp", "st2-appnp", "stp-appnp")
+#: The third round's: the recipe without a stated sample first, then those that read one.
+STATED_CANDIDATES = ("recommended", "with-gcn", "with-appnp", "mix-recommended", "with-recommended",
+                     "mix-with-recommended")
 #: The rule's constants, declared before the runs (docs/recipes.md).
 SAFETY_MARGIN, TIE = 1.0, 0.02
 HETEROPHILOUS = ("actor",)
@@ -40,25 +44,25 @@ def nan_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def choose(out: Path, graphs: list[str]) -> tuple[str | None, list[list[str]]]:
+def choose(out: Path, graphs: list[str], candidates: tuple[str, ...] = CANDIDATES) -> tuple[str | None, list[list[str]]]:
     """The rule of docs/recipes.md on validation Micro-F1 alone: the candidate it picks (``None``
     if none is eligible) and the table it read."""
     val = {g: load_records(out / g) for g in graphs}
-    means = {g: {m: nan_mean(scores(val[g], m, key="val_micro_f1")) for m in ("gcn", *CANDIDATES)}
+    means = {g: {m: nan_mean(scores(val[g], m, key="val_micro_f1")) for m in ("gcn", "appnp", *candidates)}
              for g in graphs}
     iid = {g: nan_mean(scores(val[g], "gcn", "iid", "val_micro_f1")) for g in graphs}
     read = [g for g in graphs if np.isfinite(means[g]["gcn"])]  # graphs with validation nodes
     homophilous = [g for g in read if g not in HETEROPHILOUS]
     table = [["candidate", *read, "eligible", "mean share recovered (homophilous)"]]
     shares, eligible = {}, {}
-    for m in CANDIDATES:
+    for m in candidates:
         floor = {g: max(means[g]["gcn"], means[g]["appnp"]) - SAFETY_MARGIN for g in read}
         eligible[m] = all(means[g][m] >= floor[g] for g in read)
         shares[m] = float(np.mean([(means[g][m] - means[g]["gcn"]) / (iid[g] - means[g]["gcn"]) for g in homophilous]))
         table.append([m, *(f"{means[g][m]:.1f}" for g in read), "yes" if eligible[m] else "no", f"{shares[m]:.0%}"])
     table.append(["gcn", *(f"{means[g]['gcn']:.1f}" for g in read), "", ""])
     table.append(["gcn on IID sets", *(f"{iid[g]:.1f}" for g in read), "", ""])
-    ranked = [m for m in CANDIDATES if eligible[m]]
+    ranked = [m for m in candidates if eligible[m]]
     if not ranked:
         return None, table
     best = max(shares[m] for m in ranked)
@@ -142,6 +146,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/recipes"))
     parser.add_argument("--datasets", default=",".join(GRAPHS))
     parser.add_argument("--methods", default="gcn,appnp," + ",".join(c for c in CANDIDATES if c != "appnp"))
+    parser.add_argument("--candidates", default=",".join(CANDIDATES),
+                        help="what --choose chooses among, in the order ties go by (default: the first two rounds'; "
+                             "the third's: " + ",".join(STATED_CANDIDATES) + ")")
     parser.add_argument("--doc", type=Path, default=Path("docs/recipes.md"))
     parser.add_argument("--section", default="The table", help="the --doc section --table writes")
     args = parser.parse_args(argv)
@@ -150,7 +157,12 @@ def main(argv=None) -> None:
     if missing:
         parser.error(f"no runs for {missing} in {args.out}; run python -m benchmarks.graphs --study-only first")
     if args.choose:
-        chosen, table = choose(args.out, graphs)
+        candidates = tuple(c for c in args.candidates.split(",") if c)
+        unrun = sorted({c for g in graphs for c in candidates if not scores(load_records(args.out / g), c).size})
+        if unrun:
+            parser.error(f"--candidates {unrun} have no runs in {args.out}; run them with python -m benchmarks.graphs "
+                         "--methods ... --study-only first")
+        chosen, table = choose(args.out, graphs, candidates)
         print(markdown_table(table))
         print(f"\nchosen: {chosen or 'none eligible'}")
         return

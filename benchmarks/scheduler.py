@@ -7,8 +7,8 @@ import time
 import torch
 
 from benchmarks.engine import run_jobs
-from benchmarks.study import (LOCKSTEP, base_of, batchable, pretrain_dgi, run_lockstep, run_many, run_one, test_nodes,
-                              worker_graph)
+from benchmarks.study import (LOCKSTEP, base_of, batchable, pretrain_dgi, run_lockstep, run_many, run_one, run_with_mix,
+                              test_nodes, worker_graph)
 from srgnn.robustness.shift import cmd
 
 
@@ -33,7 +33,7 @@ def run_chunk(source: tuple[str, str], runs: list[tuple[str, str, int]], mode: s
     ``"replicas"`` (one method and split on several sets as one replica-batched job, even a last
     chunk of one, so that a set's result does not depend on where the chunks fall) or
     ``"lockstep"`` (APPNP variants of one index, which share a seed, as one ``LockstepTrainer``
-    job)."""
+    job) or ``"mixed"`` (a method and ``mix-`` of it on one index, from one fit)."""
     graph = worker_graph(source)
     seeds = [seed * 100_003 + i for _, _, i in runs]
     start = time.perf_counter()
@@ -41,10 +41,13 @@ def run_chunk(source: tuple[str, str], runs: list[tuple[str, str, int]], mode: s
         scores = run_many(runs[0][0], graph, train_sets, seeds, **options)
     elif mode == "lockstep":
         scores = run_lockstep([method for method, _, _ in runs], graph, train_sets, seeds[0], **options)
+    elif mode == "mixed":
+        scores = run_with_mix(runs[0][0], graph, train_sets[0], seeds[0], **options)
     else:
         scores = [run_one(runs[0][0], graph, train_sets[0], seeds[0], **options)]
     data = graph.data
-    seconds = (time.perf_counter() - start) / len(runs)
+    # A mixed chunk's runs each cost its one fit; the other chunks' share theirs.
+    seconds = (time.perf_counter() - start) / (1 if mode == "mixed" else len(runs))
     return [{"method": method, "split": split, "index": i, **score,
              "cmd_train_test": cmd(data.x[train], data.x[test_nodes(data, train)]).item(), "seconds": seconds}
             for (method, split, i), train, score in zip(runs, train_sets, scores)]
@@ -52,7 +55,8 @@ def run_chunk(source: tuple[str, str], runs: list[tuple[str, str, int]], mode: s
 
 def make_chunks(args, data, jobs: list[tuple[str, str, int]]) -> list[tuple[list, str]]:
     """Group the pending ``jobs`` into chunks for ``run_chunk``: the ``LOCKSTEP`` runs of each
-    index together, then each method and split in chunks of ``batch_size`` sets."""
+    index together, a method and ``mix-`` of it on each index together, then each method and
+    split in chunks of ``batch_size`` sets."""
     pending = set(jobs)
     chunks = []
     for i in range(args.repeats):
@@ -60,6 +64,11 @@ def make_chunks(args, data, jobs: list[tuple[str, str, int]]) -> list[tuple[list
         if len(runs) > 1:
             chunks.append((runs, "lockstep"))
             pending -= set(runs)
+    for method, split, i in jobs:
+        pair = [(method, split, i), (f"mix-{method}", split, i)]
+        if all(run in pending for run in pair):
+            chunks.append((pair, "mixed"))
+            pending -= set(pair)
     by_method: dict[tuple[str, str], list[int]] = {}
     for method, split, i in jobs:
         if (method, split, i) in pending:

@@ -16,7 +16,8 @@ from srgnn.models import APPNP, DGI, GAT, GCN, MLP, SGC, GraphSAGE
 from srgnn.models.pyg import as_node_classifier
 from srgnn.batched import supports
 from srgnn.graph import Graph
-from srgnn.recipes import Recommended, SelfTraining, correct_and_smooth, propagate_labels
+from srgnn.recipes import (Recommended, SelfTraining, class_mix, correct_and_smooth, propagate_labels,
+                           shift_to_class_mix)
 from srgnn.recipes.recommended import SELF_TRAINING as RECIPE_SELF_TRAINING
 from srgnn.sampling import iid_sample
 from srgnn.data import load_dataset, load_graph
@@ -25,8 +26,12 @@ from srgnn.training.trainer import classification_scores
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 #: Beyond SR-GNN's penalties (``srgnn.recipes``): label propagation, and on a base model ReNode's
 #: weights, self-training (``st-``) and Correct and Smooth (``cs-``, also on a self-trained one).
+#: A third round's read a small labelled sample the user states (``stated_sample``): ``with-``
+#: adds its labels to the training set, ``mix-`` shifts the predictions to its class mix.
+STATED = ("with-", "mix-")
 RECIPES = ["lp", "renode-gcn", *(f"{p}{b}" for p in ("cs-", "st-", "cs-st-") for b in ("gcn", "appnp")),
-           "st-sr-appnp", "st2-appnp", "stp-appnp", "recommended"]
+           "st-sr-appnp", "st2-appnp", "stp-appnp", "recommended",
+           "with-gcn", "with-appnp", "mix-recommended", "with-recommended", "mix-with-recommended"]
 METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann", *RECIPES]
 #: Self-training's settings in the studies (``SelfTraining``) by prefix, each fixed before its
 #: runs: ``st-`` the first round of docs/recipes.md, whose settings the recommended recipe took
@@ -34,8 +39,9 @@ METHODS = [*BASES, *(f"sr-{b}" for b in BASES), "dann", *RECIPES]
 #: ``stp-`` (pseudo-labels shared as the predicted classes) its second.
 SELF_TRAINING = {"st-": RECIPE_SELF_TRAINING, "st2-": {**RECIPE_SELF_TRAINING, "rounds": 2},
                  "stp-": {**RECIPE_SELF_TRAINING, "balance": "predicted"}}
-#: Prefixes that wrap a method: shift-robust training, ReNode weights, self-training, C&S.
-PREFIXES = ("sr-", "renode-", *SELF_TRAINING, "cs-")
+#: Prefixes that wrap a method: shift-robust training, ReNode weights, self-training, C&S, the
+#: stated sample.
+PREFIXES = ("sr-", "renode-", *SELF_TRAINING, "cs-", *STATED)
 PUBLISHED = {  # Micro-F1 (%) of the SR-GNN paper, Table 2, on the authors' sets
     "cora": {"gcn": 68.3, "appnp": 71.2, "sr-appnp": 74.0},
     "citeseer": {"gcn": 62.1, "appnp": 63.7, "sr-appnp": 67.2},
@@ -152,12 +158,18 @@ def test_nodes(data, train: torch.Tensor, val: torch.Tensor | None = None) -> to
     return mask
 
 
-def run_scores(logits: torch.Tensor, data, train: torch.Tensor) -> dict:
+def run_scores(logits: torch.Tensor, data, train: torch.Tensor, stated: torch.Tensor | None = None) -> dict:
     """A run's record scores from its logits ``[N, C]``: Micro-F1, macro-F1 and loss on the test
     nodes, and the Micro-F1 on its training nodes (``train_micro_f1``: a collapsed fit shows
-    there) and on the validation nodes (``val_micro_f1``, ``None`` where there are none)."""
+    there) and on the validation nodes (``val_micro_f1``, ``None`` where there are none). The
+    ``stated`` nodes, whose labels the method read, are left out of both."""
     val = validation_nodes(data, train)  # drawn once, for both node sets
-    return {**classification_scores(logits, data, test_nodes(data, train, val)),
+    test = test_nodes(data, train, val)
+    if stated is not None:
+        test = test.clone()
+        test[stated] = False
+        val = val[~torch.isin(val, stated)] if val is not None else None
+    return {**classification_scores(logits, data, test),
             "train_micro_f1": classification_scores(logits, data, train)["micro_f1"],
             "val_micro_f1": None if val is None else classification_scores(logits, data, val)["micro_f1"]}
 
@@ -191,6 +203,37 @@ def uniform_labelled(data, train: torch.Tensor, seed: int, size: int = UNIFORM_L
     return iid_sample(data, size, seed=30_000 + seed, exclude=exclude)
 
 
+#: The stated sample: nodes drawn uniformly from the graph and labelled, ``STATED_SIZE`` of them.
+STATED_SIZE = 50
+STATED_SEED = 90_001
+
+
+def stated_sample(data, train: torch.Tensor) -> torch.Tensor:
+    """The ``[STATED_SIZE]`` nodes a user states beside the biased set ``train``, drawn uniformly
+    outside it and the test nodes: the first of the validation nodes in a seeded order; on Cora,
+    which has none, nodes outside ``train``, which the methods that read them leave out of their
+    test nodes (``run_scores``)."""
+    val = validation_nodes(data, train)
+    if val is None:
+        return iid_sample(data, STATED_SIZE, seed=STATED_SEED, exclude=train)
+    return val[torch.randperm(val.numel(), generator=torch.Generator().manual_seed(STATED_SEED))[:STATED_SIZE]]
+
+
+def given_labels(method: str, data, train: torch.Tensor) -> torch.Tensor:
+    """The labelled nodes ``method`` trains on: ``train``, with the stated sample under ``with-``."""
+    while method.startswith("mix-"):
+        method = method[4:]
+    return torch.cat([train, stated_sample(data, train)]) if method.startswith("with-") else train
+
+
+def shifted_to_stated_mix(logits: torch.Tensor, method: str, data, train: torch.Tensor) -> torch.Tensor:
+    """``logits`` ``[N, C]`` of ``method`` trained on ``train``, shifted from the class mix of its
+    given labels to the stated sample's (``srgnn.recipes.shift_to_class_mix``, both smoothed by 1)."""
+    y, classes = data.y.view(-1), logits.size(1)
+    return shift_to_class_mix(logits, class_mix(y[given_labels(method, data, train)], classes),
+                              class_mix(y[stated_sample(data, train)], classes))
+
+
 def worker_graph(source: str | tuple[str, str]) -> Graph:
     """The ``Graph`` of ``source`` (a dataset name, or ``load_source``'s pair), built once per
     process (``benchmarks.engine.per_process``)."""
@@ -219,13 +262,29 @@ def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regula
     def make() -> torch.nn.Module:
         return build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
 
+    stated = stated_sample(graph.data, train) if method.startswith(STATED) else None
     return run_scores(method_logits(method, graph, train, seed, make, epochs=epochs, device=device), graph.data,
-                      train)
+                      train, stated)
+
+
+def run_with_mix(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regularizer: str = "cmd",
+                 lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
+                 dgi_embeddings: Path | None = None, iid: str = "uniform") -> list[dict]:
+    """``run_one`` of ``method`` and of ``mix-method`` from one fit: the second's logits are the
+    first's shifted to the stated sample's class mix."""
+    def make() -> torch.nn.Module:
+        return build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
+
+    data, stated = graph.data, stated_sample(graph.data, train)
+    logits = method_logits(method, graph, train, seed, make, epochs=epochs, device=device)
+    return [run_scores(logits, data, train, stated if method.startswith(STATED) else None),
+            run_scores(shifted_to_stated_mix(logits, method, data, train), data, train, stated)]
 
 
 def trained_method(method: str) -> str:
-    """The method whose model is trained, under C&S and self-training: ``cs-st-appnp`` -> ``appnp``."""
-    wrappers = ("cs-", *SELF_TRAINING)
+    """The method whose model is trained, under C&S, self-training and the stated sample:
+    ``cs-st-appnp`` -> ``appnp``."""
+    wrappers = ("cs-", *SELF_TRAINING, *STATED)
     while method.startswith(wrappers):
         method = method[len(next(w for w in wrappers if method.startswith(w))):]
     return method
@@ -239,13 +298,20 @@ def as_logits(scores: torch.Tensor) -> torch.Tensor:
 def method_logits(method: str, graph: Graph, train: torch.Tensor, seed: int, make: Callable[[], torch.nn.Module], *,
                   epochs: int, device: str) -> torch.Tensor:
     """Logits ``[N, C]`` of ``method`` trained on ``train``: label propagation (``lp``), the
-    recommended recipe (``recommended``, ``srgnn.recipes.Recommended``), C&S on
-    what the rest of the name gives (``cs-``), self-training (``st-``, ``st2-``, ``stp-``:
+    recommended recipe (``recommended``, ``srgnn.recipes.Recommended``), what the rest of the
+    name gives trained with the stated sample's labels too (``with-``) or shifted to its class
+    mix (``mix-``), C&S on it (``cs-``), self-training (``st-``, ``st2-``, ``stp-``:
     ``SELF_TRAINING``) or one ``Trainer`` fit of ``make()``."""
     if method == "lp":
         return as_logits(propagate_labels(graph, train))
     if method == "recommended":
         return Recommended(epochs=epochs, seed=seed, device=device).fit(graph, train).logits(graph)
+    if method.startswith("with-"):
+        return method_logits(method[5:], graph, given_labels(method, graph.data, train), seed, make, epochs=epochs,
+                             device=device)
+    if method.startswith("mix-"):
+        logits = method_logits(method[4:], graph, train, seed, make, epochs=epochs, device=device)
+        return shifted_to_stated_mix(logits, method[4:], graph.data, train)
     if method.startswith("cs-"):
         logits = method_logits(method[3:], graph, train, seed, make, epochs=epochs, device=device)
         return as_logits(correct_and_smooth(logits.softmax(-1), graph, train))
