@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from benchmarks import recipes
@@ -63,3 +64,26 @@ def test_the_recovered_figure_is_drawn_from_the_runs(tmp_path):
     recipes.main(["--figure", str(tmp_path / "recovered.png"), "--out", str(tmp_path), "--datasets", "g1"])
     image = plt.imread(tmp_path / "recovered.png")
     assert image.shape[1] > 1000 and image[..., :3].std() > 0.05
+
+
+def test_the_stated_sample_is_read_by_its_methods_and_scored_by_none(citeseer, cora):
+    from benchmarks.study import (STATED_SIZE, run_one, run_with_mix, stated_sample, test_nodes,
+                                  validation_nodes)
+    from srgnn.graph import Graph
+    from srgnn.sampling import LocalizedSampler
+
+    train = LocalizedSampler(citeseer).sample(seed=0)
+    stated = stated_sample(citeseer, train)
+    assert stated.numel() == STATED_SIZE and torch.equal(stated, stated_sample(citeseer, train))
+    assert bool(torch.isin(stated, validation_nodes(citeseer, train)).all())
+    assert not bool(torch.isin(stated, train).any()) and not bool(test_nodes(citeseer, train)[stated].any())
+    # Cora has no validation nodes: its sample lies outside the training set.
+    cora_train = LocalizedSampler(cora).sample(seed=0)
+    assert not bool(torch.isin(stated_sample(cora, cora_train), cora_train).any())
+
+    graph = Graph.from_data(citeseer)
+    plain, mixed = run_with_mix("gcn", graph, train, seed=1, epochs=5)
+    assert plain == run_one("gcn", graph, train, seed=1, epochs=5)
+    assert mixed == run_one("mix-gcn", graph, train, seed=1, epochs=5)
+    assert mixed["micro_f1"] != plain["micro_f1"]
+    assert run_one("with-gcn", graph, train, seed=1, epochs=5)["train_micro_f1"] != plain["train_micro_f1"]
