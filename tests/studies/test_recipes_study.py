@@ -50,6 +50,21 @@ def test_the_recommended_recipe_is_the_candidate_the_rule_chose(cora, cora_publi
                                                                                epochs=20)
 
 
+def test_the_recipe_with_a_sample_is_the_candidate_the_third_round_chose(cora, cora_published):
+    # docs/recipes.md's third round chose mix-with-recommended: Recommended given the stated
+    # sample must be that run, to the digit.
+    from benchmarks.study import run_one, run_scores, stated_sample
+    from srgnn import Recommended
+    from srgnn.graph import Graph
+
+    graph, train = Graph.from_data(cora), cora_published[0]
+    stated = stated_sample(graph.data, train)
+    recipe = Recommended(epochs=20, seed=3).fit(graph, train, sample_idx=stated)
+    assert run_scores(recipe.logits(graph), graph.data, train, stated) == run_one("mix-with-recommended", graph, train,
+                                                                                  seed=3, epochs=20)
+    assert recipe.target_mix_.sum().item() == pytest.approx(1.0)
+
+
 def test_the_recovered_figure_is_drawn_from_the_runs(tmp_path):
     import matplotlib.pyplot as plt
 

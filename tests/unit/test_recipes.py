@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from srgnn import ShiftRobust, Trainer
+from srgnn import Recommended, ShiftRobust, Trainer
 from srgnn.graph import Graph
 from srgnn.models import GCN
 from srgnn.recipes import SelfTraining, class_mix, correct_and_smooth, propagate_labels, shift_to_class_mix
@@ -171,8 +171,10 @@ def test_class_mix_refuses_bad_input_with_the_fix(call, message):
     (lambda d, t: SelfTraining(GCN(6, 2), epoch=5), "epoch"),
     (lambda d, t: SelfTraining(GCN(6, 2)).logits(d), "Call fit()"),
     (lambda d, t: propagate_labels(d, torch.tensor([0, 1])), "Class(es) [1] have no training node"),
+    (lambda d, t: Recommended(epochs=1).fit(d, t, sample_idx=torch.tensor([5, 2])), "must lie outside train_idx"),
+    (lambda d, t: Recommended(epochs=1).fit(d, t, sample_idx=torch.tensor([9])), "sample_idx"),
 ])
 def test_bad_input_is_refused_with_the_fix(call, message):
-    with pytest.raises((ValueError, TypeError, RuntimeError)) as err:
+    with pytest.raises((ValueError, TypeError, RuntimeError, IndexError)) as err:
         call(_path(), torch.tensor([0, 5]))
     assert message in str(err.value)
