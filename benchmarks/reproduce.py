@@ -17,9 +17,9 @@ import argparse
 from pathlib import Path
 
 from benchmarks import pubmed_bias
+from benchmarks.skeleton import add_seeds_dir_option, published_sets_path
 from benchmarks.study import write_section
 from srgnn.cli import OneLineParser
-from srgnn.data import published_splits_path
 from srgnn.robustness.robust import IID_SAMPLES
 
 
@@ -36,8 +36,7 @@ def main(argv=None) -> None:
     parser.add_argument("--iid-repeats", type=int, default=None, metavar="K",
                         help="IID sets per base model for the IID column (default: --repeats; 0 skips it)")
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--seeds-dir", type=Path, default=None,
-                        help="folder of localized_seeds_<dataset>.p (default: srgnn_localized_seeds/ in $SRGNN_DATA)")
+    add_seeds_dir_option(parser)
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
     args = parser.parse_args(argv)
@@ -53,13 +52,7 @@ def main(argv=None) -> None:
              "| dataset | method | Micro-F1 | Macro-F1 | IID Micro-F1 | wins vs base | recovered | published |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in args.datasets.split(","):
-        splits_path = None
-        if args.splits == "published":
-            try:
-                splits_path = (args.seeds_dir / f"localized_seeds_{name}.p" if args.seeds_dir is not None
-                               else published_splits_path(name))
-            except FileNotFoundError as err:
-                parser.error(f"{err} (or pass --seeds-dir)")
+        splits_path = published_sets_path(parser, args, name) if args.splits == "published" else None
         out = args.results / (f"{name}_{args.splits}" + ("" if args.iid == "uniform" else f"_{args.iid}"))
         result = pubmed_bias.study(
             dataset=name, splits=args.splits, methods=args.methods, iid=args.iid, repeats=args.repeats, out=out,

@@ -10,12 +10,12 @@ published sets.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.skeleton import add_seeds_dir_option, published_sets_path
 from srgnn.cli import OneLineParser
-from srgnn.data import ChecksumError, load_dataset, published_splits_path
+from srgnn.data import ChecksumError, load_dataset
 from srgnn.sampling import (LocalizedSampler, default_pool, default_teleport, iid_sample, load_published_splits,
                             within_class_hops)
 from srgnn.robustness.shift import cmd
@@ -27,8 +27,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sets", type=int, default=100)
     parser.add_argument("--teleports", default="default",
                         help="comma-separated PPR teleports of the localized sets; 'default' is the graph's")
-    parser.add_argument("--seeds-dir", type=Path, default=None,
-                        help="folder of localized_seeds_<dataset>.p (default: srgnn_localized_seeds/ in $SRGNN_DATA)")
+    add_seeds_dir_option(parser)
     args = parser.parse_args(argv)
     try:
         teleports = [None if t == "default" else float(t) for t in args.teleports.split(",")]
@@ -40,9 +39,7 @@ def main(argv=None) -> None:
     for name in args.datasets.split(","):
         try:  # the user's data and files: report what is wrong with them in one line
             data = load_dataset(name)
-            path = (args.seeds_dir / f"localized_seeds_{name}.p" if args.seeds_dir is not None
-                    else published_splits_path(name))
-            published = load_published_splits(path, data=data)[: args.sets]
+            published = load_published_splits(published_sets_path(parser, args, name), data=data)[: args.sets]
         except (OSError, ChecksumError, ValueError, IndexError) as err:
             parser.error(str(err))
         test = data.test_mask.nonzero().view(-1)

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from benchmarks.reproduce import SEEDS_DIR
+from benchmarks.skeleton import add_seeds_dir_option, published_sets_path
 from benchmarks.runlog import RunLog
 from benchmarks.study import BASES, write_section
 from srgnn.cli import OneLineParser
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="pubmed,citeseer")
     parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
+    add_seeds_dir_option(parser)
     parser.add_argument("--models", default=",".join(CANDIDATES), help=f"from {', '.join(CANDIDATES)}")
     parser.add_argument("--log", type=Path, default=Path("results/validation_selection.jsonl"))
     parser.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
@@ -97,10 +97,7 @@ def main(argv=None) -> None:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
     graphs = {}  # every flag is checked before the first run
     for name in names:
-        path = args.seeds_dir / f"localized_seeds_{name}.p"
-        if not path.is_file():
-            parser.error(f"no published sets for {name!r} in {args.seeds_dir}; pass --seeds-dir "
-                         "(the folder with localized_seeds_<dataset>.p)")
+        path = published_sets_path(parser, args, name)
         data = load_dataset(name)
         sets = load_published_splits(path, data.num_nodes)
         if args.repeats > len(sets):

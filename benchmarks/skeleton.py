@@ -13,6 +13,7 @@ from benchmarks.engine import BACKENDS
 from benchmarks.runlog import RunLog, run_logged
 from benchmarks.study import write_section
 from srgnn.cli import OneLineParser
+from srgnn.data import published_splits_path
 
 
 def study_parser(module: str, description: str, *, repeats: int, workers: int) -> OneLineParser:
@@ -25,6 +26,27 @@ def study_parser(module: str, description: str, *, repeats: int, workers: int) -
                         help="torch threads per worker (default: the CPU count over --workers)")
     add_backend_options(parser)
     return parser
+
+
+def add_seeds_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--seeds-dir``: where the authors' published sets are, when not in ``$SRGNN_DATA``."""
+    parser.add_argument("--seeds-dir", type=Path, default=None,
+                        help="folder of localized_seeds_<dataset>.p (default: srgnn_localized_seeds/ in $SRGNN_DATA)")
+
+
+def published_sets_path(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> Path:
+    """The file of ``name``'s published sets: in ``--seeds-dir``, else in ``$SRGNN_DATA``
+    (``srgnn.data.published_splits_path``); a one-line error naming both if neither has it."""
+    if args.seeds_dir is None:
+        try:
+            return published_splits_path(name)
+        except FileNotFoundError as err:
+            parser.error(f"{err} (or pass --seeds-dir)")
+    path = args.seeds_dir / f"localized_seeds_{name}.p"
+    if not path.is_file():
+        parser.error(f"no published sets for {name!r} in {args.seeds_dir}; pass --seeds-dir "
+                     "(the folder with localized_seeds_<dataset>.p), or leave it out to read $SRGNN_DATA")
+    return path
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import pubmed_bias
-from benchmarks.reproduce import SEEDS_DIR
+from benchmarks.skeleton import add_seeds_dir_option, published_sets_path
 from benchmarks.report import markdown_table
 from benchmarks.runlog import RunLog
 from srgnn.cli import OneLineParser, output_dir
@@ -55,12 +55,12 @@ def main(argv=None) -> list[list[str]]:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
+    add_seeds_dir_option(parser)
     parser.add_argument("--out", type=output_dir, default=Path("results/sr_gcn_switches"))
     args = parser.parse_args(argv)
     methods = [m for switch in SWITCHES for m in (method_of(switch), "sr-" + method_of(switch))]
     pubmed_bias.study(dataset=args.dataset, splits="published", repeats=args.repeats,
-                      splits_path=args.seeds_dir / f"localized_seeds_{args.dataset}.p", iid_repeats=0,
+                      splits_path=published_sets_path(parser, args, args.dataset), iid_repeats=0,
                       methods=",".join(methods), workers=args.workers, threads=args.threads, seed=0, out=args.out,
                       resume=(args.out / "results.jsonl").exists())
     log = RunLog(args.out / "results.jsonl", ("method", "split", "index"))

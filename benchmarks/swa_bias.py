@@ -65,9 +65,9 @@ import torch
 from torch import Tensor
 
 from benchmarks.report import paired_difference
-from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog, StudyLockedError
-from benchmarks.skeleton import parse_study_args, publish, run_pending, study_parser
+from benchmarks.skeleton import (add_seeds_dir_option, parse_study_args, publish, published_sets_path, run_pending,
+                                 study_parser)
 from benchmarks.study import build, split_held_out, test_nodes, uniform_labelled, worker_graph
 from srgnn import Trainer
 from srgnn.estimation.calibration import fit_group_temperatures, fit_temperature
@@ -212,7 +212,7 @@ def table(log: RunLog, datasets: list[str], split: str, recipes: list[str], repe
 def main(argv=None) -> None:
     parser = study_parser("swa_bias", __doc__, repeats=100, workers=min(2, os.cpu_count() or 1))
     parser.add_argument("--datasets", default="cora,pubmed")
-    parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
+    add_seeds_dir_option(parser)
     parser.add_argument("--groups", default=",".join(GROUPS),
                         help=f"comma-separated groups of recipes to run (gcn, the baseline, always runs); "
                              f"default all: {', '.join(GROUPS)}")
@@ -233,7 +233,7 @@ def main(argv=None) -> None:
     jobs = []
     for dataset in datasets:
         data = load_dataset(dataset)
-        sets = load_published_splits(args.seeds_dir / f"localized_seeds_{dataset}.p", data=data)[:args.repeats]
+        sets = load_published_splits(published_sets_path(parser, args, dataset), data=data)[:args.repeats]
         jobs += [(dataset, i, g, s) for i, s in enumerate(sets) for g in groups]
     run_pending(one_set, jobs, lambda job: job[:3], log, args)
     # Every group logged for every set, from this call or an earlier one, enters the tables and the rule.

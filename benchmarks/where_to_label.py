@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.report import paired_difference
-from benchmarks.reproduce import SEEDS_DIR
 from benchmarks.runlog import RunLog
-from benchmarks.skeleton import parse_study_args, publish, run_pending, study_parser
+from benchmarks.skeleton import (add_seeds_dir_option, parse_study_args, publish, published_sets_path, run_pending,
+                                 study_parser)
 from benchmarks.study import build, test_nodes, worker_graph
 from srgnn import Trainer
 from srgnn.estimation.acquisition import suggest_labels
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", default="cora,pubmed")
     parser.add_argument("--methods", default="gcn,sr-gcn")
     parser.add_argument("--k", type=int, default=20, help="labels added per set")
-    parser.add_argument("--seeds-dir", type=Path, default=SEEDS_DIR)
+    add_seeds_dir_option(parser)
     parser.add_argument("--runs", type=Path, default=Path("results/where_to_label.jsonl"),
                         help="JSONL of finished sets (resumed if present)")
     parser.add_argument("--doc", type=Path, default=Path("docs/acquisition.md"))
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     jobs = []
     for dataset in datasets:
         data = load_dataset(dataset)
-        sets = load_published_splits(args.seeds_dir / f"localized_seeds_{dataset}.p", data=data)[:args.repeats]
+        sets = load_published_splits(published_sets_path(parser, args, dataset), data=data)[:args.repeats]
         jobs += [(dataset, m, i, s, args.k) for m in methods for i, s in enumerate(sets)]
     run_pending(one_set, jobs, lambda job: job[:3], log, args)
     publish(args.doc, f"where-to-label {args.datasets} {args.methods}", [

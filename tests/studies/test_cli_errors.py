@@ -149,3 +149,12 @@ def test_results_csv_is_numeric_and_a_narrower_resume_keeps_every_method(tmp_pat
     assert "r not given, n = 3 sets" in resumed.stdout
     assert "also covers sr-gcn" in resumed.stdout
     assert set(json.loads((out / "results.json").read_text())["methods"]) == {"gcn", "sr-gcn"}
+
+
+def test_published_sets_are_found_in_srgnn_data_or_the_seeds_dir_named(tmp_path):
+    # Without --seeds-dir the sets come from $SRGNN_DATA; a folder without them is named.
+    missing = run_main("benchmarks.sampler_shift", "--datasets", "cora", "--seeds-dir", str(tmp_path), check=False)
+    _one_line_error(missing, f"no published sets for 'cora' in {tmp_path}")
+    nowhere = run_main("benchmarks.sampler_shift", "--datasets", "cora", env={**os.environ, "SRGNN_DATA": str(tmp_path)},
+                       check=False)
+    _one_line_error(nowhere, "set SRGNN_DATA to the folder that holds srgnn_localized_seeds/")
