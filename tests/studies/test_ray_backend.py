@@ -44,6 +44,7 @@ def _ray_task_workers() -> list[int]:
     return found
 
 
+@pytest.mark.slow  # 20 s of Ray start-up and training; the local engine's kill-and-resume test runs by default
 def test_a_killed_ray_worker_loses_no_finished_run_and_resume_does_none_twice(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "killed"
