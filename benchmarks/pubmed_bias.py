@@ -49,8 +49,8 @@ from benchmarks.report import plot, print_table, summarize, table_rows, write_cs
 from benchmarks.runlog import RunLog, StudyLockedError
 from benchmarks.scheduler import make_chunks, run_chunks
 from benchmarks.skeleton import add_backend_options, check_backend
-from benchmarks.study import (METHODS, base_of, build, has_iid_reference, is_plugin, load_plugin, load_source,
-                              run_many, run_one, train_plain_pyg_gcn)
+from benchmarks.study import (METHODS, STATED, base_of, build, has_iid_reference, is_plugin, load_plugin,
+                              load_source, run_many, run_one, train_plain_pyg_gcn)
 from srgnn import cli
 from srgnn.cli import OneLineParser, output_dir
 from srgnn.data import (OGB_DATASETS, CacheNotWritableError, ChecksumError, DataNotFoundError, dataset_names,
@@ -195,6 +195,10 @@ def check_args(parser: OneLineParser, args: argparse.Namespace) -> argparse.Name
     if not (math.isfinite(args.lam) and math.isfinite(args.lam_linear)) or args.lam < 0 or args.lam_linear < 0:
         parser.error(f"--lam and --lam-linear must be finite numbers >= 0; got {args.lam}, {args.lam_linear}")
     if args.splits == "published":
+        stated = [m for m in methods if m.startswith(STATED)]
+        if stated:
+            parser.error(f"--methods {','.join(stated)} read a sample drawn from the validation nodes, which the "
+                         "published sets leave near their seeds, not uniform; use --splits generated")
         if args.splits_path is None or not args.splits_path.is_file():
             parser.error(f"--splits published needs an existing --splits-path; got {args.splits_path}")
         if args.teleport is not None:

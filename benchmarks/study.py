@@ -26,8 +26,8 @@ from srgnn.training.trainer import classification_scores
 BASES = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "sgc": SGC, "appnp": APPNP, "mlp": MLP, "dgi": DGI}
 #: Beyond SR-GNN's penalties (``srgnn.recipes``): label propagation, and on a base model ReNode's
 #: weights, self-training (``st-``) and Correct and Smooth (``cs-``, also on a self-trained one).
-#: A third round's read a small labelled sample the user states (``stated_sample``): ``with-``
-#: adds its labels to the training set, ``mix-`` shifts the predictions to its class mix.
+#: The third round's methods read a small labelled sample the user states (``stated_sample``):
+#: ``with-`` adds its labels to the training set, ``mix-`` shifts the predictions to its class mix.
 STATED = ("with-", "mix-")
 RECIPES = ["lp", "renode-gcn", *(f"{p}{b}" for p in ("cs-", "st-", "cs-st-") for b in ("gcn", "appnp")),
            "st-sr-appnp", "st2-appnp", "stp-appnp", "recommended",

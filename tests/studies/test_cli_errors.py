@@ -158,3 +158,10 @@ def test_published_sets_are_found_in_srgnn_data_or_the_seeds_dir_named(tmp_path)
     nowhere = run_main("benchmarks.sampler_shift", "--datasets", "cora", env={**os.environ, "SRGNN_DATA": str(tmp_path)},
                        check=False)
     _one_line_error(nowhere, "set SRGNN_DATA to the folder that holds srgnn_localized_seeds/")
+
+
+def test_the_stated_sample_methods_are_refused_on_published_sets(tmp_path):
+    result = _cli("--dataset", "citeseer", "--splits", "published", "--splits-path",
+                  str(SEEDS_DIR / "localized_seeds_citeseer.p"), "--methods", "gcn,mix-recommended",
+                  "--out", str(tmp_path / "o"))
+    _one_line_error(result, "--methods mix-recommended read a sample drawn from the validation nodes")
