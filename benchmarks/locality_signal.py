@@ -50,8 +50,8 @@ def main(argv=None) -> None:
                     "popularity": PropertySampler(data, "popularity").sample_many(args.sets, seed=0)}
         for family, sets in families.items():
             rng = np.random.default_rng(0)
-            ratios = [locality_ratio(adjacency, y, s.numpy(), rng.choice(data.num_nodes, REFERENCE_NODES, replace=False))
-                      for s in sets]
+            ratios = [locality_ratio(adjacency, y, s.numpy(),
+                                     rng.choice(data.num_nodes, REFERENCE_NODES, replace=False)) for s in sets]
             print(f"| {name} | {family} | {np.mean(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
 
 

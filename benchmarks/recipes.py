@@ -44,7 +44,8 @@ def nan_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def choose(out: Path, graphs: list[str], candidates: tuple[str, ...] = CANDIDATES) -> tuple[str | None, list[list[str]]]:
+def choose(out: Path, graphs: list[str],
+           candidates: tuple[str, ...] = CANDIDATES) -> tuple[str | None, list[list[str]]]:
     """The rule of docs/recipes.md on validation Micro-F1 alone: the candidate it picks (``None``
     if none is eligible) and the table it read."""
     val = {g: load_records(out / g) for g in graphs}
