@@ -76,7 +76,8 @@ def study_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m benchmarks.pubmed_bias", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated, from {', '.join(METHODS)} (default: all), or your own model "
+                        help=f"comma-separated, from {', '.join(METHODS)} (default: all; with --splits published all but "
+                             "the with- and mix- ones, which read a uniform sample), or your own model "
                              "as package.module:factory, factory(data) -> NodeClassifier (sr-package.module:factory "
                              "for its shift-robust variant)")
     parser.add_argument("--repeats", type=int, default=100, help="biased sets, one run each (default 100)")
@@ -155,6 +156,8 @@ def check_args(parser: OneLineParser, args: argparse.Namespace) -> argparse.Name
         args.dataset = str(args.graph)  # names the study; no registered graph's defaults apply
     args.source = ("graph", str(args.graph)) if args.graph is not None else ("dataset", args.dataset)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.methods == DEFAULT_METHODS and args.splits == "published":
+        methods = [m for m in methods if not m.startswith(STATED)]  # refused below when named
     unknown = [m for m in methods if m not in METHODS and not is_plugin(m)]
     if unknown or not methods:
         parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}, or name your own "
