@@ -4,11 +4,13 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pytest
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "your-graph.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
 
 
+@pytest.mark.slow  # 50 s, the default suite's largest; the README's examples run by default
 def test_the_guide_runs_end_to_end_on_a_saved_graph(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     session: dict = {}
