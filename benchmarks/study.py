@@ -254,31 +254,37 @@ def split_held_out(train: torch.Tensor, y: torch.Tensor, share: float, seed: int
     return torch.cat(fit), torch.cat(held)
 
 
-def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regularizer: str = "cmd", lam: float = 1.0,
-            lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu", dgi_embeddings: Path | None = None,
-            iid: str = "uniform") -> dict:
-    """Train one method on one training set of ``graph`` (``Graph.from_data``, shared by every run
-    on it) and score it on the test nodes."""
+def fitted_logits(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regularizer: str = "cmd",
+                  lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
+                  dgi_embeddings: Path | None = None, iid: str = "uniform") -> torch.Tensor:
+    """Logits ``[N, C]`` of one method trained on one training set of ``graph``
+    (``Graph.from_data``, shared by every run on it): ``method_logits`` with its model built by
+    ``build``."""
     def make() -> torch.nn.Module:
         return build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
 
-    stated = stated_sample(graph.data, train) if method.startswith(STATED) else None
-    return run_scores(method_logits(method, graph, train, seed, make, epochs=epochs, device=device), graph.data,
-                      train, stated)
+    return method_logits(method, graph, train, seed, make, epochs=epochs, device=device)
 
 
-def run_with_mix(method: str, graph: Graph, train: torch.Tensor, seed: int, *, regularizer: str = "cmd",
-                 lam: float = 1.0, lam_linear: float = 0.1, epochs: int = 200, device: str = "cpu",
-                 dgi_embeddings: Path | None = None, iid: str = "uniform") -> list[dict]:
+def read_sample(method: str, data, train: torch.Tensor) -> torch.Tensor | None:
+    """The stated sample whose labels ``method`` reads (``with-``, ``mix-``), else ``None``."""
+    return stated_sample(data, train) if method.startswith(STATED) else None
+
+
+def run_one(method: str, graph: Graph, train: torch.Tensor, seed: int, **options) -> dict:
+    """Train one method on one training set of ``graph`` (``fitted_logits``, with its
+    ``options``) and score it on the test nodes."""
+    return run_scores(fitted_logits(method, graph, train, seed, **options), graph.data, train,
+                      read_sample(method, graph.data, train))
+
+
+def run_with_mix(method: str, graph: Graph, train: torch.Tensor, seed: int, **options) -> list[dict]:
     """``run_one`` of ``method`` and of ``mix-method`` from one fit: the second's logits are the
     first's shifted to the stated sample's class mix."""
-    def make() -> torch.nn.Module:
-        return build(method, graph.data, regularizer, lam, lam_linear, dgi_embeddings, iid)
-
-    data, stated = graph.data, stated_sample(graph.data, train)
-    logits = method_logits(method, graph, train, seed, make, epochs=epochs, device=device)
-    return [run_scores(logits, data, train, stated if method.startswith(STATED) else None),
-            run_scores(shifted_to_stated_mix(logits, method, data, train), data, train, stated)]
+    data = graph.data
+    logits = fitted_logits(method, graph, train, seed, **options)
+    return [run_scores(logits, data, train, read_sample(method, data, train)),
+            run_scores(shifted_to_stated_mix(logits, method, data, train), data, train, stated_sample(data, train))]
 
 
 def trained_method(method: str) -> str:
