@@ -242,7 +242,7 @@ def ppr_sq_norms(adj: Tensor, sources: Tensor, teleport: float = 0.01, *, factor
     return torch.from_numpy(norms)
 
 
-def _sym_adjacency(graph: Graph | Data) -> tuple[Tensor, dict | None]:
+def sym_adjacency(graph: Graph | Data) -> tuple[Tensor, dict | None]:
     """The float64 symmetric adjacency on the CPU and the dict to keep its factors in: a
     ``Graph``'s (its CPU copy's cache), or none for a ``Data`` (computed afresh)."""
     if isinstance(graph, Graph):
@@ -254,7 +254,7 @@ def _sym_adjacency(graph: Graph | Data) -> tuple[Tensor, dict | None]:
 def graph_ppr(graph: Graph | Data, sources: Tensor, teleport: float = 0.01, **kwargs) -> Tensor:
     """``ppr`` on a graph's symmetric normalized adjacency; ``[N, S]`` (a ``Graph`` keeps the
     factorization in its cache)."""
-    adj, factors = _sym_adjacency(graph)
+    adj, factors = sym_adjacency(graph)
     return ppr(adj, sources, teleport, factors=factors, **kwargs)
 
 
@@ -283,7 +283,7 @@ def graph_ppr_sq_distances(graph: Graph | Data, sources: Tensor, targets: Tensor
     """
     sources = torch.as_tensor(sources).long().view(-1).cpu()
     targets = torch.as_tensor(targets).long().view(-1).cpu()
-    adj, factors = _sym_adjacency(graph)
+    adj, factors = sym_adjacency(graph)
     gram = ppr_gram(adj, sources, teleport, factors=factors).cpu()  # [N, S]
     source_norms = gram[sources, torch.arange(sources.numel())]
     target_norms = every_sq_norm(adj, factors, teleport)

@@ -10,8 +10,7 @@ from torch_geometric.data import Data
 
 from .._validation import check_graph, check_index, check_int, check_number, check_seed, check_undirected
 from ..graph import Graph
-from ..ppr import every_sq_norm, ppr, ppr_gram, ppr_sq_norms
-from ..kernels.propagation import normalized_adjacency
+from ..ppr import every_sq_norm, ppr, ppr_gram, ppr_sq_norms, sym_adjacency
 
 #: The teleport for a graph the registry does not know. 0.1 is the teleport of the authors'
 #: large-graph sampler (PPR-S) and of APPNP, and the one whose sets equal the authors' published
@@ -114,13 +113,10 @@ class LocalizedSampler:
             sketch_dim = None if pool.numel() <= 20_000 and data.num_nodes <= 100_000 else 128
         self.data, self.per_class, self.teleport, self.pool = data, per_class, float(teleport), pool
         self.sketch_dim, self.seed_sketch = sketch_dim, seed_sketch
-        if graph is not None:
-            # The graph's own: KMM on it, at the same teleport, reuses the factors and norms.
-            cpu = graph.on("cpu")
-            self._adj, self._factors = cpu.adjacency("sym", torch.float64).matrix, cpu.cache
-        else:
-            self._adj = normalized_adjacency(data.edge_index, data.num_nodes, "sym", "cpu", torch.float64)
-            self._factors = {}  # the LU factorization (and nested dissection) of its PPR system
+        # A Graph's adjacency and cache, where KMM at the same teleport reuses the factors and
+        # norms; a Data's own, with the LU factorization (and nested dissection) kept here.
+        self._adj, factors = sym_adjacency(data if graph is None else graph)
+        self._factors: dict = {} if factors is None else factors
         self._sq_norms: Tensor | None = None  # G_vv for every node of the pool, [N] (pool entries filled)
         self._sketch: Tensor | None = None
 
